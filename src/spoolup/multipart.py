@@ -1,0 +1,476 @@
+"""A sans-IO ``multipart/form-data`` parser (RFC 7578, RFC 2046): bytes in, events out.
+
+::
+
+    parser = MultipartParser(boundary, limits=Limits())
+    for chunk in chunks:
+        for event in parser.feed(chunk):  # PartStart, PartData, PartEnd
+            ...
+    parser.close()  # MalformedRequest if the body ended early
+
+The parser performs no I/O and never loops over bytes one by one on the data path: the
+delimiter (``CRLF "--" boundary``) is searched in bulk with ``bytes.find``. A chunk that
+is all data, with no possible start of a delimiter at its end, is passed on as it is,
+without a copy. Besides the chunk being fed, the parser holds at most one delimiter's
+worth of bytes (or one part's header block, bounded by ``Limits.max_header_size``),
+whatever the input; time is linear in the input, whatever its content.
+
+Choices a client can observe:
+
+- The first boundary may open the body or follow a preamble; the preamble and the
+  epilogue after the closing boundary are skipped. A body with no parts
+  (``--boundary--``) is a valid empty form.
+- Transport padding (spaces and tabs) after a boundary is allowed.
+- Strict where two readers could see two different forms (a ``MalformedRequest``):
+  the first ``--boundary`` must open the body or follow a CRLF (not a bare CR or LF),
+  and a boundary followed by anything but ``--``, padding or CRLF is refused, in the
+  preamble as inside the body (RFC 2046 forbids the delimiter inside a part).
+- A part needs ``Content-Disposition: form-data`` with a ``name``; see
+  :func:`spoolup.headers.form_data_disposition` for the rules on ``name*`` and
+  ``filename*``. Header names are lowercased; values are decoded as UTF-8, or
+  ISO-8859-1 when not valid UTF-8. Folded header lines, a bare CR or LF, or a second
+  ``Content-Disposition`` or ``Content-Type`` in one part are refused.
+- A part with a ``filename`` parameter is a file, even when the name is empty (a browser
+  sends ``filename=""`` for a file input left empty); its ``filename`` is then
+  ``"upload"`` and its ``raw_filename`` ``""``.
+- Every limit of :class:`~spoolup.limits.Limits` but ``memory_threshold`` is enforced
+  here, and raises the moment it is crossed. After an error the parser must not be fed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from spoolup.errors import FileTooLarge, MalformedRequest, RequestTooLarge, TooManyParts
+from spoolup.headers import (
+    check_boundary,
+    form_data_disposition,
+    parse_options_header,
+    safe_filename,
+)
+from spoolup.limits import Limits
+
+__all__ = ["Event", "MultipartParser", "PartData", "PartEnd", "PartStart"]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Base class of the events :meth:`MultipartParser.feed` returns."""
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class PartStart(Event):
+    """A part begins; its headers are complete.
+
+    ``filename`` is the safe base name (:func:`spoolup.headers.safe_filename`) and
+    ``raw_filename`` the name as sent; both are ``None`` for a plain field. ``headers``
+    holds every header line in order, names lowercased.
+    """
+
+    name: str
+    filename: str | None
+    raw_filename: str | None
+    content_type: str | None
+    charset: str | None
+    headers: tuple[tuple[str, str], ...]
+
+    def __init__(  # noqa: PLR0917 - the dataclass signature, positional as generated
+        self,
+        name: str,
+        filename: str | None,
+        raw_filename: str | None,
+        content_type: str | None,
+        charset: str | None,
+        headers: tuple[tuple[str, str], ...],
+    ) -> None:
+        # The generated __init__ looks object.__setattr__ up six times; once a part
+        # counts when parts are small.
+        set_ = object.__setattr__
+        set_(self, "name", name)
+        set_(self, "filename", filename)
+        set_(self, "raw_filename", raw_filename)
+        set_(self, "content_type", content_type)
+        set_(self, "charset", charset)
+        set_(self, "headers", headers)
+
+
+@dataclass(frozen=True, slots=True)
+class PartData(Event):
+    """Some bytes of the current part's body (never empty)."""
+
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PartEnd(Event):
+    """The current part is complete."""
+
+
+_PART_END = PartEnd()
+_NO_PART = PartStart("", None, None, None, None, ())
+
+_PREAMBLE, _AFTER_BOUNDARY, _PADDING, _HEADERS, _DATA, _END = range(6)
+_CRLF = b"\r\n"
+_HEADER_END = b"\r\n\r\n"
+_SPACE_OR_TAB = frozenset(b" \t")
+# Only a character class repeated: it cannot backtrack.
+_skip_padding = re.compile(rb"[ \t]*").match
+_TOKEN_BYTES = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_DEFAULT_LIMITS = Limits()
+_MAX_KNOWN_TYPES = 16
+_PLAIN_FIELD = "form-data; name="
+# The header names clients send, spelled as they send them, already checked and lowercased.
+_KNOWN_NAMES = {
+    spelling.encode(): spelling.lower()
+    for spelling in (
+        "Content-Disposition",
+        "content-disposition",
+        "Content-Type",
+        "content-type",
+        "Content-Transfer-Encoding",
+        "Content-Length",
+    )
+}
+
+
+class MultipartParser:
+    """Incremental ``multipart/form-data`` parser; performs no I/O.
+
+    ``boundary`` is the checked boundary (see :func:`spoolup.headers.multipart_boundary`).
+    :meth:`feed` takes chunks of any size and returns the events they complete;
+    :meth:`close` checks the body ended with its closing boundary. Memory held between
+    calls is bounded by one delimiter or one header block, never by the input.
+    """
+
+    __slots__ = (
+        "_carry",
+        "_delim",
+        "_fed",
+        "_fields",
+        "_files",
+        "_hbuf",
+        "_limits",
+        "_part",
+        "_part_limit",
+        "_part_size",
+        "_state",
+        "_types",
+    )
+
+    def __init__(self, boundary: bytes | str, *, limits: Limits = _DEFAULT_LIMITS) -> None:
+        self._delim = b"\r\n--" + check_boundary(boundary)
+        self._limits = limits
+        self._state = _PREAMBLE
+        # A CRLF in front lets the delimiter search find a boundary that opens the body.
+        self._carry = _CRLF
+        self._hbuf = bytearray()
+        self._fed = 0
+        self._files = 0
+        self._fields = 0
+        self._part = _NO_PART
+        self._part_limit = 0
+        self._part_size = 0
+        self._types: dict[str, tuple[str, str | None]] = {}
+
+    def feed(self, data: bytes) -> list[Event]:
+        """Parse the next chunk of the body and return the events it completes.
+
+        Raises :class:`~spoolup.errors.MalformedRequest` for a body that breaks the
+        format and a :class:`~spoolup.errors.RequestTooLarge` subclass the moment a
+        limit is crossed. Data after the closing boundary is ignored.
+        """
+        if type(data) is not bytes:
+            data = bytes(data)
+        self._fed += len(data)
+        if self._fed > self._limits.max_body_size:
+            raise RequestTooLarge.for_limit(
+                "max_body_size", self._limits.max_body_size, "request body"
+            )
+        carry = self._carry
+        if self._state == _DATA and not carry:
+            # The hot path of a large file: a whole chunk of data, with no delimiter in
+            # it and no CR near its end that could start one, is passed on as it is.
+            delim = self._delim
+            if data.find(delim) < 0:
+                n = end = len(data)
+                # Keep back a tail that may be the start of a delimiter: it can only
+                # begin at the last CR, since the boundary holds no CR.
+                cr = data.rfind(b"\r", max(0, n - len(delim) + 1))
+                if cr >= 0 and delim.startswith(data[cr:]):
+                    end = cr
+                    self._carry = data[cr:]
+                if not end:
+                    return []
+                size = self._part_size + end
+                if size > self._part_limit:
+                    self._raise_part_too_large()
+                self._part_size = size
+                return [PartData(data if end == n else data[:end])]
+        events: list[Event] = []
+        if not carry:
+            self._run(data, 0, events)
+        elif self._state != _DATA:
+            self._carry = b""
+            self._run(carry + data, 0, events)
+        else:
+            # The carry is a proper prefix of the delimiter. Decide what it is from the
+            # first bytes of ``data`` alone, so that ``data`` itself is never copied.
+            delim = self._delim
+            probe = carry + data[: len(delim) - len(carry)]
+            if probe.startswith(delim):
+                self._carry = b""
+                self._end_part(events)
+                self._run(data, len(delim) - len(carry), events)
+            elif len(probe) < len(delim) and delim.startswith(probe):
+                self._carry = probe
+            else:
+                self._carry = b""
+                self._emit(carry, events)
+                self._run(data, 0, events)
+        return events
+
+    def close(self) -> None:
+        """Check that the body is complete; raise ``MalformedRequest`` if it is not."""
+        if self._state != _END:
+            if self._state == _PREAMBLE:
+                msg = "the body holds no multipart boundary"
+            else:
+                msg = "the multipart body ended before its closing boundary"
+            raise MalformedRequest(msg)
+
+    def _emit(self, data: bytes, events: list[Event]) -> None:
+        size = self._part_size + len(data)
+        if size > self._part_limit:
+            self._raise_part_too_large()
+        self._part_size = size
+        events.append(PartData(data))
+
+    def _raise_part_too_large(self) -> None:
+        what = f"part {self._part.name[:100]!r}"
+        if self._part.filename is not None:
+            limit = self._limits.max_file_size
+            raise FileTooLarge.for_limit("max_file_size", limit, what)
+        limit = self._limits.max_field_size
+        raise RequestTooLarge.for_limit("max_field_size", limit, what)
+
+    def _end_part(self, events: list[Event]) -> None:
+        events.append(_PART_END)
+        self._part_size = 0
+        self._state = _AFTER_BOUNDARY
+
+    def _run(self, buf: bytes, i: int, events: list[Event]) -> None:
+        """Parse ``buf[i:]``; keep what cannot be decided yet in the carry or header buffer."""
+        delim = self._delim
+        dlen = len(delim)
+        n = len(buf)
+        find = buf.find
+        append = events.append
+        max_header_size = self._limits.max_header_size
+        state = self._state
+        while True:
+            if state == _DATA:
+                pos = find(delim, i)
+                if pos < 0:
+                    # Keep back a tail that may be the start of a delimiter: it can only
+                    # begin at the last CR, since the boundary holds no CR.
+                    end = n
+                    cr = buf.rfind(b"\r", max(i, n - dlen + 1))
+                    if cr >= 0 and delim.startswith(buf[cr:]):
+                        end = cr
+                        self._carry = buf[cr:]
+                    if end > i:
+                        size = self._part_size + end - i
+                        if size > self._part_limit:
+                            self._raise_part_too_large()
+                        self._part_size = size
+                        append(PartData(buf if i == 0 and end == n else buf[i:end]))
+                    break
+                if pos > i:
+                    if self._part_size + pos - i > self._part_limit:
+                        self._raise_part_too_large()
+                    append(PartData(buf[i:pos]))
+                append(_PART_END)
+                self._part_size = 0
+                i = pos + dlen
+                if not buf.startswith(_CRLF, i):
+                    state = _AFTER_BOUNDARY
+                    continue
+                # The usual case, many times a chunk for small parts: the next part's
+                # whole header block is in ``buf``.
+                end = find(_HEADER_END, i)
+                if 0 <= end - i - 2 <= max_header_size:
+                    self._start_part(buf[i + 2 : end], events)
+                    i = end + 4
+                    continue
+                state = _HEADERS  # the header search starts at this CRLF
+            elif state == _AFTER_BOUNDARY:
+                two = buf[i : i + 2]
+                if two == _CRLF:
+                    state = _HEADERS
+                elif two == b"--":
+                    state = _END
+                elif two and two[0] in _SPACE_OR_TAB:
+                    state = _PADDING
+                    continue
+                elif len(two) == 2 or (two and two not in (b"\r", b"-")):
+                    raise MalformedRequest("a boundary is followed by unexpected bytes")
+                else:
+                    self._carry = two
+                    break
+            elif state == _PREAMBLE:
+                # Search "--boundary" without the CRLF, so that one the CRLF does not
+                # precede is seen too, and refused: a reader that skips stray CR or LF
+                # bytes would find a part where this parser would find none.
+                pos = buf.find(delim[2:], i)
+                if pos < 0:
+                    # What is kept always holds the two bytes before a later match.
+                    self._carry = buf[max(i, n - dlen + 1) :]
+                    break
+                if buf[pos - 2 : pos] != _CRLF:
+                    raise MalformedRequest("the first boundary does not start a line")
+                i = pos + dlen - 2
+                state = _AFTER_BOUNDARY
+                continue
+            elif state == _PADDING:
+                match = _skip_padding(buf, i)
+                i = match.end() if match else i
+                two = buf[i : i + 2]
+                if two == _CRLF:
+                    state = _HEADERS
+                elif two in (b"", b"\r"):
+                    self._carry = two
+                    break
+                else:
+                    raise MalformedRequest("a boundary is followed by unexpected bytes")
+            if state == _HEADERS:
+                if not self._hbuf:
+                    end = find(_HEADER_END, i)
+                    if 0 <= end - i - 2 <= max_header_size:
+                        self._start_part(buf[i + 2 : end], events)
+                        i = end + 4
+                        state = _DATA
+                        continue
+                i = self._headers(buf, i, events)
+                if i < 0:
+                    break
+                state = _DATA
+            else:  # _END: the epilogue is ignored
+                break
+        self._state = state
+
+    def _headers(self, buf: bytes, i: int, events: list[Event]) -> int:
+        """Collect a header block starting at the CRLF ending the boundary line.
+
+        Returns the index of the part's first data byte, or -1 when the block is not
+        complete yet (what there is of it then sits in the header buffer, which never
+        holds more than ``max_header_size`` + 6 bytes).
+        """
+        limit = self._limits.max_header_size
+        hbuf = self._hbuf
+        old = len(hbuf)
+        hbuf += buf[i : i + limit + 6 - old]
+        # The buffer is the boundary line's CRLF, the block, then the blank line's CRLF.
+        end = hbuf.find(_HEADER_END, max(0, old - 3))
+        if end >= 0:
+            # Within the limit: the buffer holds at most limit + 6 bytes, end marker included.
+            block = bytes(hbuf[2:end])
+            hbuf.clear()
+            self._start_part(block, events)
+            return i + end + 4 - old
+        # Not complete: the block is at least what is buffered, less the CRLF in front
+        # and any start of the end marker at the back.
+        tail = 3 if hbuf.endswith(b"\r\n\r") else 2 if hbuf.endswith(_CRLF) else hbuf[-1] == 13
+        if len(hbuf) - 2 - tail > limit:
+            raise self._header_too_large()
+        return -1
+
+    def _header_too_large(self) -> RequestTooLarge:
+        limit = self._limits.max_header_size
+        return RequestTooLarge.for_limit("max_header_size", limit, "a part's header block")
+
+    def _start_part(self, block: bytes, events: list[Event]) -> None:
+        limits = self._limits
+        if not block:
+            raise MalformedRequest("a part has no headers")
+        # (``13 in block`` is a memchr, several times quicker than ``b"\r" in block``.)
+        if 13 in block or 10 in block or limits.max_headers < 1:
+            headers, disposition, content_type = _header_lines(block, limits.max_headers)
+        else:  # one line, the common case for a field: spare the general loop
+            raw_name, colon, raw_value = block.partition(b":")
+            name = _KNOWN_NAMES.get(raw_name) or _header_name(raw_name, colon, block)
+            raw_value = raw_value.strip(b" \t")
+            try:
+                value = raw_value.decode()
+            except UnicodeDecodeError:
+                value = raw_value.decode("latin-1")
+            headers = ((name, value),)
+            disposition = value if name == "content-disposition" else None
+            content_type = None
+        if disposition is None:
+            raise MalformedRequest("a part has no Content-Disposition header")
+        name, raw_filename = form_data_disposition(disposition)
+        charset = None
+        if content_type is not None:
+            # A form's files mostly share a few types: parse each one once.
+            known = self._types.get(content_type)
+            if known is None:
+                main, params = parse_options_header(content_type)
+                known = main, params.get("charset")
+                if len(self._types) < _MAX_KNOWN_TYPES:
+                    self._types[content_type] = known
+            content_type, charset = known
+        if raw_filename is None:
+            self._fields += 1
+            if self._fields > limits.max_fields:
+                raise TooManyParts.for_limit("max_fields", limits.max_fields, "form fields")
+            self._part_limit = limits.max_field_size
+            start = PartStart(name, None, None, content_type, charset, headers)
+        else:
+            self._files += 1
+            if self._files > limits.max_files:
+                raise TooManyParts.for_limit("max_files", limits.max_files, "file parts")
+            self._part_limit = limits.max_file_size
+            filename = safe_filename(raw_filename)
+            start = PartStart(name, filename, raw_filename, content_type, charset, headers)
+        self._part = start
+        events.append(start)
+
+
+def _header_name(raw_name: bytes, colon: bytes, line: bytes) -> str:
+    """The lowercased name of a header line, checked to be a token."""
+    if not colon or not raw_name or raw_name.translate(None, _TOKEN_BYTES):
+        raise MalformedRequest(f"invalid part header line {line[:100]!r}")
+    return raw_name.decode("ascii").lower()
+
+
+def _header_lines(
+    block: bytes, max_headers: int
+) -> tuple[tuple[tuple[str, str], ...], str | None, str | None]:
+    """Parse a part's header lines into ``(headers, disposition, content_type)``."""
+    lines = block.split(_CRLF)
+    if len(lines) > max_headers:
+        raise TooManyParts.for_limit("max_headers", max_headers, "a part's header lines")
+    headers: list[tuple[str, str]] = []
+    disposition: str | None = None
+    content_type: str | None = None
+    for line in lines:
+        if 13 in line or 10 in line:
+            raise MalformedRequest("a part header holds a bare CR or LF")
+        raw_name, colon, raw_value = line.partition(b":")
+        name = _KNOWN_NAMES.get(raw_name) or _header_name(raw_name, colon, line)
+        raw_value = raw_value.strip(b" \t")
+        try:
+            value = raw_value.decode("utf-8")
+        except UnicodeDecodeError:
+            value = raw_value.decode("latin-1")
+        if name == "content-disposition":
+            if disposition is not None:
+                raise MalformedRequest("a part has two Content-Disposition headers")
+            disposition = value
+        elif name == "content-type":
+            if content_type is not None:
+                raise MalformedRequest("a part has two Content-Type headers")
+            content_type = value
+        headers.append((name, value))
+    return tuple(headers), disposition, content_type

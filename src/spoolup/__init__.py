@@ -13,10 +13,14 @@ from spoolup.errors import (
     UploadAborted,
     UploadError,
 )
+from spoolup.files import UploadedFile
+from spoolup.form import Form, aparse_form, areceive_file, parse_form, receive_file
+from spoolup.handlers import UploadHandler
 from spoolup.limits import Limits
 
 __all__ = [
     "FileTooLarge",
+    "Form",
     "Limits",
     "MalformedRequest",
     "RequestTooLarge",
@@ -24,6 +28,12 @@ __all__ = [
     "UnsupportedMediaType",
     "UploadAborted",
     "UploadError",
+    "UploadHandler",
+    "UploadedFile",
+    "aparse_form",
+    "areceive_file",
+    "parse_form",
+    "receive_file",
 ]
 
 __version__ = "0.1.0"

@@ -1,0 +1,719 @@
+"""The parsed form and the drivers that build it: one core, thin sync and async loops.
+
+:func:`parse_form` and :func:`aparse_form` read a ``multipart/form-data`` or
+``application/x-www-form-urlencoded`` body into a :class:`Form`; :func:`receive_file`
+and :func:`areceive_file` read a raw body as one :class:`~spoolup.files.UploadedFile`.
+All four feed the same :class:`Receiver`, which drives the sans-IO parser and the
+handler chain (:mod:`spoolup.handlers`); the drivers only pull bytes.
+
+The async drivers never write to disk, roll over or hash on the event loop: they
+gather incoming chunks into batches of about 1 MiB and hand each batch to a worker
+thread, receiving the next batch while the previous one is processed. At most one
+batch is in flight, so memory stays bounded by about two batches plus the parser.
+
+Whatever fails (bad input, a crossed limit, a handler raising, the client leaving,
+cancellation), every handler hears ``upload_interrupted`` and every file received so
+far is closed, so no temp file is left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import threading
+from collections.abc import AsyncIterable, Iterable, Iterator, Mapping, Sequence
+from types import TracebackType
+from typing import IO, Protocol, Self, TypeAlias, TypeVar
+
+from spoolup.errors import MalformedRequest, RequestTooLarge, UnsupportedMediaType
+from spoolup.files import FileInfo, UploadedFile
+from spoolup.handlers import (
+    HandlerSpec,
+    SkipFile,
+    StopFutureHandlers,
+    StopUpload,
+    UploadContext,
+    UploadHandler,
+    resolve_handlers,
+)
+from spoolup.headers import multipart_boundary, parse_options_header, safe_filename
+from spoolup.limits import Limits
+from spoolup.multipart import MultipartParser, PartData, PartEnd, PartStart
+
+__all__ = [
+    "Body",
+    "Form",
+    "MultiDict",
+    "Receiver",
+    "aparse_form",
+    "areceive_file",
+    "parse_form",
+    "receive_file",
+]
+
+V = TypeVar("V")
+
+Body: TypeAlias = bytes | bytearray | memoryview | IO[bytes] | Iterable[bytes]
+"""What the blocking drivers read: bytes, a binary file-like object, or chunks."""
+
+READ_SIZE = 1024 * 1024
+"""Bytes asked of a file-like body per ``read`` call."""
+BATCH_SIZE = 1024 * 1024
+"""Bytes the async drivers gather before handing them to the worker thread (at most)."""
+_MIN_BATCH = 64 * 1024
+
+_DEFAULT_LIMITS = Limits()
+_MULTIPART = "multipart/form-data"
+_URLENCODED = "application/x-www-form-urlencoded"
+
+
+class MultiDict(Mapping[str, V]):
+    """A read-only mapping where a key may hold several values, in arrival order.
+
+    ``d[key]`` is the first value (``KeyError`` if none), :meth:`getlist` all of them;
+    iteration, ``len`` and ``in`` see each key once. :meth:`multi_items` gives every
+    ``(key, value)`` pair in the order they arrived.
+    """
+
+    __slots__ = ("_lists", "_pairs")
+
+    def __init__(self, pairs: Iterable[tuple[str, V]] = ()) -> None:
+        self._lists: dict[str, list[V]] = {}
+        self._pairs: list[tuple[str, V]] = []
+        for key, value in pairs:
+            self._add(key, value)
+
+    def _add(self, key: str, value: V) -> None:
+        values = self._lists.get(key)
+        if values is None:
+            self._lists[key] = [value]
+        else:
+            values.append(value)
+        self._pairs.append((key, value))
+
+    def __getitem__(self, key: str) -> V:
+        return self._lists[key][0]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._lists)
+
+    def __len__(self) -> int:
+        return len(self._lists)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._lists
+
+    def getlist(self, key: str) -> list[V]:
+        """Every value of ``key`` in arrival order (a new list; empty if none)."""
+        return list(self._lists.get(key, ()))
+
+    def multi_items(self) -> list[tuple[str, V]]:
+        """Every ``(key, value)`` pair in arrival order."""
+        return list(self._pairs)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._pairs!r})"
+
+
+class Form:
+    """A parsed form: text ``fields`` and ``files``, both :class:`MultiDict`.
+
+    Close it when done (or use ``with`` / ``async with``): every file is closed and
+    every temp file removed. A form never closed still loses its temp files when they
+    are garbage collected, and at the latest at interpreter exit.
+    """
+
+    __slots__ = ("fields", "files")
+
+    def __init__(
+        self,
+        fields: MultiDict[str] | None = None,
+        files: MultiDict[UploadedFile] | None = None,
+    ) -> None:
+        self.fields: MultiDict[str] = MultiDict() if fields is None else fields
+        self.files: MultiDict[UploadedFile] = MultiDict() if files is None else files
+
+    def __repr__(self) -> str:
+        return f"<Form fields={list(self.fields)} files={list(self.files)}>"
+
+    def close(self) -> None:
+        """Close every file (removing temp files). Idempotent."""
+        for _, file in self.files.multi_items():
+            file.close()
+
+    async def aclose(self) -> None:
+        """:meth:`close` in a worker thread if a file is on disk."""
+        if all(f.in_memory for _, f in self.files.multi_items()):
+            self.close()
+        else:
+            await asyncio.to_thread(self.close)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+# -- the core ------------------------------------------------------------------
+
+
+class _Parser(Protocol):
+    def feed(self, data: bytes, /) -> Sequence[object]: ...
+    def close(self) -> Sequence[object] | None: ...
+
+
+class _RawBody:
+    """A parser for a raw body: the whole body is one file part."""
+
+    __slots__ = ("_limit", "_size", "_start")
+
+    def __init__(self, start: PartStart, limits: Limits) -> None:
+        self._start: PartStart | None = start
+        self._limit = limits.max_file_size
+        self._size = 0
+
+    def feed(self, data: bytes) -> list[object]:
+        self._size += len(data)
+        if self._size > self._limit:
+            from spoolup.errors import FileTooLarge
+
+            raise FileTooLarge.for_limit("max_file_size", self._limit, "file")
+        events: list[object] = []
+        if self._start is not None:
+            events.append(self._start)
+            self._start = None
+        if data:
+            events.append(PartData(data))
+        return events
+
+    def close(self) -> list[object]:
+        events: list[object] = [] if self._start is None else [self._start]
+        self._start = None
+        events.append(PartEnd())
+        return events
+
+
+class _URLEncoded:
+    """Adapts :class:`spoolup.urlencoded.URLEncodedParser` to the receiver."""
+
+    __slots__ = ("_parser",)
+
+    def __init__(self, limits: Limits, charset: str) -> None:
+        from spoolup.urlencoded import URLEncodedParser
+
+        self._parser = URLEncodedParser(limits=limits, charset=charset)
+
+    def feed(self, data: bytes) -> Sequence[object]:
+        return self._parser.feed(data)
+
+    def close(self) -> Sequence[object]:
+        return self._parser.close()
+
+
+def _form_parser(content_type: str, limits: Limits) -> _Parser:
+    mime, params = parse_options_header(content_type)
+    if mime == _MULTIPART:
+        return MultipartParser(multipart_boundary(content_type), limits=limits)
+    if mime == _URLENCODED:
+        charset = params.get("charset", "utf-8")
+        try:
+            codecs.lookup(charset)
+        except LookupError:
+            raise UnsupportedMediaType(f"unknown charset {charset[:64]!r}") from None
+        return _URLEncoded(limits, charset)
+    shown = mime[:64] if mime else "no Content-Type"
+    raise UnsupportedMediaType(
+        f"expected {_MULTIPART} or {_URLENCODED}, not {shown!r}",
+    )
+
+
+class Receiver:
+    """Feeds one body to a parser and its events to the handler chain.
+
+    The single core behind every driver: ``feed`` each chunk (or ``feed_many`` a
+    batch), then ``finish`` for the :class:`Form`; on any exception call ``abort``.
+    It checks the declared length (a body longer or shorter than ``content_length``
+    is a :class:`MalformedRequest`) and ``max_body_size``. Thread-safe in the sense the
+    async drivers need: calls are serialised by a lock, so ``abort`` from the event
+    loop waits for a batch being processed in a worker thread.
+    """
+
+    def __init__(
+        self,
+        parser: _Parser,
+        handlers: list[UploadHandler],
+        *,
+        limits: Limits,
+        content_length: int | None,
+        content_type: str | None,
+    ) -> None:
+        self._parser = parser
+        self._handlers = handlers
+        self._limits = limits
+        self._max_body = limits.max_body_size
+        # Small limits, small batches: a crossed limit is seen within a fraction of it.
+        smallest = min(limits.max_body_size, limits.max_file_size) // 4
+        self.batch_size = max(_MIN_BATCH, min(BATCH_SIZE, smallest))
+        self._content_length = content_length
+        self._lock = threading.Lock()
+        self.received = 0
+        self._fields: MultiDict[str] = MultiDict()
+        self._files: MultiDict[UploadedFile] = MultiDict()
+        self._progress = [
+            h for h in handlers if type(h).body_progress is not UploadHandler.body_progress
+        ]
+        # The part being received: a file (_active set), a field (_field set) or a
+        # part being skipped (neither).
+        self._info: FileInfo | None = None
+        self._active: list[UploadHandler] | None = None
+        self._offsets: list[int] = []
+        self._field: list[bytes] | None = None
+        self._field_name = ""
+        self._field_charset = "utf-8"
+        self._stopped: StopUpload | None = None
+        self._closed = False
+        context = UploadContext(limits, content_length, content_type)
+        for handler in handlers:
+            handler.upload_started(context)
+
+    # -- feeding ---------------------------------------------------------------
+
+    def feed(self, data: bytes) -> bool:
+        """Process the next chunk; ``False`` when no more of the body should be read."""
+        with self._lock:
+            return self._feed(data)
+
+    def feed_many(self, chunks: list[bytes]) -> bool:
+        """Process a batch of chunks; ``False`` when no more of the body should be read."""
+        with self._lock:
+            feed = self._feed
+            return all(feed(chunk) for chunk in chunks)
+
+    def _feed(self, data: bytes) -> bool:
+        received = self.received = self.received + len(data)
+        if self._stopped is not None:
+            # Draining after StopUpload: count, never parse, never raise.
+            if self._stopped.connection_reset:
+                return False
+            declared = self._content_length
+            return received < (self._max_body if declared is None else declared)
+        if self._content_length is not None and received > self._content_length:
+            raise MalformedRequest(
+                f"the body is longer than its declared length {self._content_length}"
+            )
+        if received > self._max_body:
+            raise RequestTooLarge.for_limit("max_body_size", self._max_body, "request body")
+        self._dispatch(self._parser.feed(data))
+        for handler in self._progress:
+            handler.body_progress(received)
+        return self._keep_reading()
+
+    def _keep_reading(self) -> bool:
+        return self._stopped is None or not self._stopped.connection_reset
+
+    def _dispatch(self, events: Sequence[object]) -> None:
+        for event in events:
+            kind = type(event)
+            if kind is PartData:
+                data: bytes = event.data  # type: ignore[attr-defined]
+                if self._active is not None:
+                    try:
+                        self._file_data(data)
+                    except SkipFile:
+                        self._skip()
+                    except StopUpload as stop:
+                        self._stop(stop)
+                        return
+                elif self._field is not None:
+                    self._field.append(data)
+            elif kind is PartEnd:
+                if self._active is not None:
+                    try:
+                        self._file_end()
+                    except SkipFile:
+                        self._skip()
+                    except StopUpload as stop:
+                        self._stop(stop)
+                        return
+                elif self._field is not None:
+                    self._field_end()
+                self._info = None
+            elif kind is PartStart:
+                assert isinstance(event, PartStart)
+                if event.filename is None:
+                    self._field = []
+                    self._field_name = event.name
+                    self._field_charset = event.charset or "utf-8"
+                else:
+                    try:
+                        self._file_start(event)
+                    except SkipFile:
+                        self._skip()
+                    except StopUpload as stop:
+                        self._stop(stop)
+                        return
+            else:
+                # spoolup.urlencoded.Field
+                self._fields._add(event.name, event.value)  # type: ignore[attr-defined]
+
+    def _file_start(self, event: PartStart) -> None:
+        assert event.filename is not None
+        info = self._info = FileInfo(
+            event.name,
+            event.filename,
+            event.raw_filename,
+            event.content_type,
+            event.charset,
+            event.headers,
+            self._content_length,
+        )
+        active: list[UploadHandler] = []
+        self._active = active
+        for handler in self._handlers:
+            active.append(handler)
+            try:
+                handler.new_file(info)
+            except StopFutureHandlers:
+                break
+        self._offsets = [0] * len(active)
+
+    def _file_data(self, data: bytes) -> None:
+        active = self._active
+        assert active is not None
+        offsets = self._offsets
+        for i, handler in enumerate(active):
+            size = len(data)
+            out = handler.receive_data_chunk(data, offsets[i])
+            offsets[i] += size
+            if out is None:
+                return
+            data = out
+
+    def _file_end(self) -> None:
+        active = self._active
+        info = self._info
+        assert active is not None
+        assert info is not None
+        file: UploadedFile | None = None
+        for i, handler in enumerate(active):
+            file = handler.file_complete(self._offsets[i])
+            if file is not None:
+                break
+        self._active = None
+        if file is None:
+            return
+        if info.hashes and file.hashes is not info.hashes:
+            for name, digest in info.hashes.items():
+                file.hashes.setdefault(name, digest)
+        if info.raw_filename == "" and file.size == 0:
+            # What a browser sends for a file input left empty: not a file.
+            file.close()
+            return
+        self._files._add(info.field_name, file)
+
+    def _field_end(self) -> None:
+        chunks = self._field
+        assert chunks is not None
+        self._field = None
+        raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        try:
+            value = raw.decode(self._field_charset)
+        except (UnicodeDecodeError, LookupError):
+            raise MalformedRequest(
+                f"field {self._field_name[:100]!r} is not valid {self._field_charset[:32]}"
+            ) from None
+        self._fields._add(self._field_name, value)
+
+    def _skip(self) -> None:
+        active = self._active
+        self._active = None
+        if active:
+            for handler in active:
+                handler.file_skipped()
+
+    def _stop(self, stop: StopUpload) -> None:
+        self._skip()
+        self._stopped = stop
+
+    # -- ending ----------------------------------------------------------------
+
+    def finish(self, tail: Sequence[bytes] = ()) -> Form:
+        """Feed ``tail``, check the body is complete and return the form."""
+        with self._lock:
+            for chunk in tail:
+                if not self._feed(chunk):
+                    break
+            if self._stopped is None:
+                if self._content_length is not None and self.received < self._content_length:
+                    raise MalformedRequest(
+                        f"the body ended after {self.received} of its declared "
+                        f"{self._content_length} bytes"
+                    )
+                events = self._parser.close()
+                if events:
+                    self._dispatch(events)
+            for handler in self._handlers:
+                handler.upload_complete()
+            self._closed = True
+            return Form(self._fields, self._files)
+
+    def abort(self) -> None:
+        """Tell every handler the upload failed and close every file received. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._active = None
+            errors: list[BaseException] = []
+            for handler in self._handlers:
+                try:
+                    handler.upload_interrupted()
+                except Exception as exc:
+                    errors.append(exc)
+            for _, file in self._files.multi_items():
+                file.close()
+            if errors:
+                raise errors[0]
+
+
+# -- the drivers -----------------------------------------------------------------
+
+
+def _chunks(body: Body) -> Iterator[bytes]:
+    if isinstance(body, bytes):
+        if body:
+            yield body
+    elif isinstance(body, (bytearray, memoryview)):
+        if body:
+            yield bytes(body)
+    elif hasattr(body, "read"):
+        read = body.read
+        while chunk := read(READ_SIZE):
+            yield chunk
+    else:
+        for chunk in body:
+            if chunk:
+                yield chunk
+
+
+def _run(receiver: Receiver, body: Body) -> Form:
+    try:
+        for chunk in _chunks(body):
+            if not receiver.feed(chunk):
+                break
+        return receiver.finish()
+    except BaseException:
+        receiver.abort()
+        raise
+
+
+async def _arun(receiver: Receiver, body: AsyncIterable[bytes] | bytes) -> Form:
+    loop = asyncio.get_running_loop()
+    in_flight: asyncio.Future[bool] | None = None
+    batch: list[bytes] = []
+    size = 0
+    batch_size = receiver.batch_size
+    try:
+        if isinstance(body, bytes):
+            batch = [body]
+        else:
+            async for chunk in body:
+                batch.append(chunk)
+                size += len(chunk)
+                if in_flight is not None and in_flight.done():
+                    # Raises at once if the worker hit an error (a limit, bad input).
+                    keep_reading = in_flight.result()
+                    in_flight = None
+                    if not keep_reading:
+                        batch = []
+                        break
+                if size < batch_size:
+                    continue
+                # At most one batch is in the worker while the next one is received.
+                if in_flight is not None and not await in_flight:
+                    batch = []
+                    break
+                in_flight = loop.run_in_executor(None, receiver.feed_many, batch)
+                batch, size = [], 0
+            if in_flight is not None and not await in_flight:
+                batch = []
+        return await loop.run_in_executor(None, receiver.finish, batch)
+    except BaseException:
+        # abort() takes the receiver's lock, so it runs after a batch still in the
+        # worker; in a thread, it completes even if this task is cancelled again.
+        await asyncio.shield(loop.run_in_executor(None, receiver.abort))
+        raise
+
+
+def _check_declared(limits: Limits, content_length: int | None) -> None:
+    if content_length is not None:
+        if content_length < 0:
+            raise MalformedRequest(f"invalid Content-Length {content_length}")
+        limits.check_body_size(content_length)
+
+
+def _form_receiver(
+    content_type: str,
+    limits: Limits | None,
+    handlers: Iterable[HandlerSpec] | None,
+    content_length: int | None,
+) -> Receiver:
+    limits = _DEFAULT_LIMITS if limits is None else limits
+    _check_declared(limits, content_length)
+    parser = _form_parser(content_type, limits)
+    return Receiver(
+        parser,
+        resolve_handlers(handlers),
+        limits=limits,
+        content_length=content_length,
+        content_type=content_type,
+    )
+
+
+def parse_form(
+    body: Body,
+    content_type: str,
+    *,
+    limits: Limits | None = None,
+    handlers: Iterable[HandlerSpec] | None = None,
+    content_length: int | None = None,
+) -> Form:
+    """Read a ``multipart/form-data`` or ``application/x-www-form-urlencoded`` body.
+
+    ``body`` is ``bytes``, a binary file-like object (read until EOF, 1 MiB at a
+    time) or an iterable of ``bytes`` chunks of any size. ``content_type`` is the
+    request's ``Content-Type``; any other type raises :class:`UnsupportedMediaType`.
+    ``handlers`` are instances or factories (see :mod:`spoolup.handlers`); the default
+    spools each file to disk past ``limits.memory_threshold``. ``content_length`` is the
+    declared length: over ``max_body_size`` it is a 413 before anything is read, and a
+    body of another length is a :class:`MalformedRequest`.
+
+    Raises an :class:`~spoolup.UploadError` for bad input; on any error nothing is left
+    on disk. Close the returned form (or use ``with``) to remove its temp files.
+    """
+    receiver = _form_receiver(content_type, limits, handlers, content_length)
+    return _run(receiver, body)
+
+
+async def aparse_form(
+    body: AsyncIterable[bytes] | bytes,
+    content_type: str,
+    *,
+    limits: Limits | None = None,
+    handlers: Iterable[HandlerSpec] | None = None,
+    content_length: int | None = None,
+) -> Form:
+    """:func:`parse_form` for an async iterable of chunks, without blocking the loop.
+
+    Parsing, handlers, disk writes and hashing run in a worker thread, about 1 MiB at
+    a time, while the next chunks are received. If the source raises (an ASGI
+    disconnect raises :class:`~spoolup.UploadAborted`) or the task is cancelled,
+    everything received is cleaned up before the exception propagates.
+    """
+    receiver = _form_receiver(content_type, limits, handlers, content_length)
+    return await _arun(receiver, body)
+
+
+def _file_receiver(
+    filename: str,
+    *,
+    content_type: str | None,
+    limits: Limits | None,
+    handlers: Iterable[HandlerSpec] | None,
+    content_length: int | None,
+    field_name: str,
+) -> Receiver:
+    limits = _DEFAULT_LIMITS if limits is None else limits
+    _check_declared(limits, content_length)
+    if content_length is not None and content_length > limits.max_file_size:
+        from spoolup.errors import FileTooLarge
+
+        raise FileTooLarge.for_limit("max_file_size", limits.max_file_size, "file")
+    mime: str | None = None
+    charset: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    if content_type:
+        mime, params = parse_options_header(content_type)
+        charset = params.get("charset")
+        headers = (("content-type", content_type),)
+    start = PartStart(field_name, safe_filename(filename), filename or None, mime, charset, headers)
+    return Receiver(
+        _RawBody(start, limits),
+        resolve_handlers(handlers),
+        limits=limits,
+        content_length=content_length,
+        content_type=content_type,
+    )
+
+
+def _only_file(form: Form) -> UploadedFile | None:
+    files = form.files.multi_items()
+    return files[0][1] if files else None
+
+
+def receive_file(
+    body: Body,
+    *,
+    filename: str,
+    content_type: str | None = None,
+    limits: Limits | None = None,
+    handlers: Iterable[HandlerSpec] | None = None,
+    content_length: int | None = None,
+    field_name: str = "",
+) -> UploadedFile | None:
+    """Read a raw (non-form) body as one file, through the same handlers and limits.
+
+    ``filename`` is the name the client gave (made safe for :attr:`UploadedFile.filename`,
+    kept as sent in ``raw_filename``); ``content_type`` the declared type of the bytes.
+    ``max_file_size`` and ``max_body_size`` apply, before reading when
+    ``content_length`` says so. Returns ``None`` only when a handler skipped or stopped
+    the file, or the chain has no storing handler.
+    """
+    receiver = _file_receiver(
+        filename,
+        content_type=content_type,
+        limits=limits,
+        handlers=handlers,
+        content_length=content_length,
+        field_name=field_name,
+    )
+    return _only_file(_run(receiver, body))
+
+
+async def areceive_file(
+    body: AsyncIterable[bytes] | bytes,
+    *,
+    filename: str,
+    content_type: str | None = None,
+    limits: Limits | None = None,
+    handlers: Iterable[HandlerSpec] | None = None,
+    content_length: int | None = None,
+    field_name: str = "",
+) -> UploadedFile | None:
+    """:func:`receive_file` for an async iterable of chunks, without blocking the loop."""
+    receiver = _file_receiver(
+        filename,
+        content_type=content_type,
+        limits=limits,
+        handlers=handlers,
+        content_length=content_length,
+        field_name=field_name,
+    )
+    return _only_file(await _arun(receiver, body))

@@ -1,0 +1,603 @@
+"""A storage backend over a local folder, written atomically.
+
+Layout under ``root`` (a key ``a/b`` is the file ``root/a/b``)::
+
+    a/b                       the object
+    a/.b.meta.json            its metadata (a JSON sidecar)
+    a/.b.<random>.spoolup-tmp an object or sidecar being written (removed on abort)
+    .uploads/<id>/            a resumable upload: ``data`` and ``state.json``
+
+Names starting with a dot are never keys (:func:`~spoolup.storage.validate_key`), so
+these files cannot collide with objects and listings skip them.
+
+**Writes.** The bytes go to a temp name in the target's own directory (same
+filesystem, so the final rename is atomic); on commit the file is flushed and
+fsynced, the sidecar is written the same way and renamed first, then the object is
+renamed into place and the directory fsynced. A reader sees the old object or the new
+one, never a part; a crash leaves only a temp name, which the next
+``LocalStorage(root)`` removes once it is older than ``stale_after`` seconds.
+
+**Why a sidecar, not extended attributes.** xattrs would travel with the rename, but
+many filesystems and most copy and backup tools drop them, and their size is
+limited; a small JSON file beside the object survives ``cp -r``, ``rsync`` and
+``tar``. The sidecar records the object's size: metadata whose size does not match
+the file (a crash between the two renames) is ignored rather than trusted.
+
+**Confinement.** Keys are validated, the root is resolved once, every directory on a
+key's path is checked to resolve inside the root (a symlink pointing out is refused),
+and objects are opened with ``O_NOFOLLOW``. This guards against keys, not against
+another local user racing to swap directories for symlinks under the root.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import errno
+import io
+import json
+import os
+import re
+import secrets
+import shutil
+import stat as stat_mod
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from spoolup.storage.base import (
+    InsufficientStorage,
+    InvalidKey,
+    ListPage,
+    ObjectInfo,
+    ObjectNotFound,
+    ObjectWriter,
+    PartInfo,
+    RangeReader,
+    Storage,
+    StorageError,
+    check_range,
+    validate_key,
+    validate_metadata,
+)
+
+__all__ = ["LocalStorage"]
+
+TEMP_SUFFIX = ".spoolup-tmp"
+META_SUFFIX = ".meta.json"
+UPLOADS_DIR = ".uploads"
+_UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
+# Chunks smaller than this are gathered before a write system call.
+_BUFFER_SIZE = 1024 * 1024
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+def _storage_error(exc: OSError, what: str) -> StorageError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return InsufficientStorage(f"no space left while {what}: {exc.strerror}")
+    return StorageError(f"{what} failed: {exc}")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | _O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _write_file_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` by temp name, fsync and rename (no directory fsync)."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}{TEMP_SUFFIX}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC | _O_NOFOLLOW, 0o666)
+    try:
+        try:
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        tmp.replace(path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def _meta_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}{META_SUFFIX}")
+
+
+def _sidecar(
+    size: int,
+    filename: str | None,
+    content_type: str | None,
+    sha256: str | None,
+    metadata: Mapping[str, str],
+) -> bytes:
+    record = {
+        "size": size,
+        "filename": filename,
+        "content_type": content_type,
+        "sha256": sha256,
+        "metadata": dict(metadata),
+    }
+    return json.dumps(record, ensure_ascii=False, sort_keys=True).encode("utf-8")
+
+
+class _LocalWriter(ObjectWriter):
+    def __init__(
+        self,
+        storage: LocalStorage,
+        key: str,
+        *,
+        filename: str | None,
+        content_type: str | None,
+        metadata: Mapping[str, str] | None,
+    ) -> None:
+        super().__init__(key, filename=filename, content_type=content_type, metadata=metadata)
+        self._storage = storage
+        self._path = storage._object_path(self.key, create=True)
+        self._tmp = self._path.with_name(f".{self._path.name}.{secrets.token_hex(8)}{TEMP_SUFFIX}")
+        self._buffer = bytearray()
+        try:
+            self._fd: int | None = os.open(
+                self._tmp,
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC | _O_NOFOLLOW,
+                0o666,
+            )
+        except OSError as exc:
+            raise _storage_error(exc, f"creating {self._tmp}") from exc
+
+    def _write(self, data: bytes) -> None:
+        fd = self._fd
+        assert fd is not None
+        try:
+            if self._buffer or len(data) < _BUFFER_SIZE // 4:
+                self._buffer += data
+                if len(self._buffer) >= _BUFFER_SIZE:
+                    _write_all(fd, self._buffer)
+                    self._buffer.clear()
+            else:
+                _write_all(fd, data)
+        except OSError as exc:
+            raise _storage_error(exc, f"writing {self.key!r}") from exc
+
+    def _commit(self) -> ObjectInfo:
+        fd = self._fd
+        assert fd is not None
+        path = self._path
+        sha256 = self.sha256
+        try:
+            if self._buffer:
+                _write_all(fd, self._buffer)
+                self._buffer.clear()
+            os.fsync(fd)
+            st = os.fstat(fd)
+            self._fd = None
+            os.close(fd)
+            sidecar = _sidecar(self.size, self.filename, self.content_type, sha256, self.metadata)
+            # Sidecar first: a crash in between leaves new metadata whose size check
+            # fails against the old object, never an object with no way to tell.
+            _write_file_atomic(_meta_path(path), sidecar)
+            self._tmp.replace(path)
+            _fsync_dir(path.parent)
+        except OSError as exc:
+            raise _storage_error(exc, f"committing {self.key!r}") from exc
+        return ObjectInfo(
+            key=self.key,
+            size=self.size,
+            created=datetime.fromtimestamp(st.st_mtime, UTC),
+            filename=self.filename,
+            content_type=self.content_type,
+            sha256=sha256,
+            etag=sha256,
+            metadata=dict(self.metadata),
+        )
+
+    def _abort(self) -> None:
+        self._buffer = bytearray()
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+        with contextlib.suppress(OSError):
+            self._tmp.unlink()
+
+
+class LocalStorage(Storage):
+    """Objects as files under ``root``, written atomically, metadata in sidecars.
+
+    ``root`` is created if missing. On construction, leftovers of interrupted writes
+    (temp names, orphaned sidecars) older than ``stale_after`` seconds are removed
+    (``cleanup=False`` skips the walk; :meth:`cleanup` runs it on demand). Resumable
+    uploads live in ``root/.uploads`` until completed or aborted; they are not
+    removed by the cleanup (tus expires them). See the module docstring for the
+    layout and the guarantees.
+    """
+
+    def __init__(
+        self, root: str | os.PathLike[str], *, stale_after: float = 3600.0, cleanup: bool = True
+    ) -> None:
+        root_path = Path(root)
+        root_path.mkdir(parents=True, exist_ok=True)
+        self.root = root_path.resolve(strict=True)
+        self.stale_after = stale_after
+        if cleanup:
+            self.cleanup()
+
+    def __repr__(self) -> str:
+        return f"LocalStorage({str(self.root)!r})"
+
+    # -- paths -----------------------------------------------------------------------
+
+    def _inside(self, path: Path) -> bool:
+        return path == self.root or self.root in path.parents
+
+    def _object_path(self, key: str, *, create: bool = False) -> Path:
+        validate_key(key)
+        path = self.root.joinpath(*key.split("/"))
+        parent = path.parent
+        if create:
+            self._makedirs(parent)
+        real_parent = Path(os.path.realpath(parent))
+        if not self._inside(real_parent):
+            raise InvalidKey(f"the key {key!r} leads out of the storage root")
+        if create and path.is_dir() and not path.is_symlink():
+            raise InvalidKey(f"the key {key!r} is a folder of other objects")
+        return real_parent / path.name
+
+    def _makedirs(self, directory: Path) -> None:
+        missing: list[Path] = []
+        current = directory
+        while not current.exists():
+            missing.append(current)
+            current = current.parent
+        # Check where the existing part leads before creating anything under it.
+        if not self._inside(Path(os.path.realpath(current))):
+            raise InvalidKey(f"{directory} leads out of the storage root")
+        for folder in reversed(missing):
+            try:
+                folder.mkdir()
+            except FileExistsError:
+                continue
+            except NotADirectoryError as exc:
+                raise InvalidKey(f"a part of {directory} is an object, not a folder") from exc
+            except OSError as exc:
+                raise _storage_error(exc, f"creating {folder}") from exc
+            _fsync_dir(folder.parent)
+        if not directory.is_dir():
+            raise InvalidKey(f"a part of {directory} is an object, not a folder")
+
+    def _regular_file(self, key: str) -> tuple[Path, os.stat_result]:
+        path = self._object_path(key)
+        try:
+            st = path.lstat()
+        except (FileNotFoundError, NotADirectoryError):
+            raise ObjectNotFound(key) from None
+        if not stat_mod.S_ISREG(st.st_mode):
+            raise ObjectNotFound(key)
+        return path, st
+
+    # -- the interface -----------------------------------------------------------------
+
+    def open_writer(
+        self,
+        key: str,
+        *,
+        filename: str | None = None,
+        content_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> ObjectWriter:
+        """Start writing ``key`` to a temp name beside it; see :class:`ObjectWriter`."""
+        return _LocalWriter(
+            self, key, filename=filename, content_type=content_type, metadata=metadata
+        )
+
+    def open(self, key: str, *, start: int = 0, end: int | None = None) -> BinaryIO:
+        """Open the object (never following a symlink); see :meth:`Storage.open`."""
+        check_range(start, end)
+        path = self._object_path(key)
+        try:
+            fd = os.open(path, os.O_RDONLY | _O_CLOEXEC | _O_NOFOLLOW)
+        except (FileNotFoundError, NotADirectoryError):
+            raise ObjectNotFound(key) from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise ObjectNotFound(key) from None
+            raise _storage_error(exc, f"opening {key!r}") from exc
+        st = os.fstat(fd)
+        if not stat_mod.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise ObjectNotFound(key)
+        file = os.fdopen(fd, "rb")
+        if start == 0 and end is None:
+            return file
+        stop = st.st_size if end is None else min(end, st.st_size)
+        return io.BufferedReader(RangeReader(file, start, stop))
+
+    def stat(self, key: str) -> ObjectInfo:
+        """Describe the object from its file and sidecar; see :meth:`Storage.stat`."""
+        path, st = self._regular_file(key)
+        return self._info(key, path, st, with_metadata=True)
+
+    def _info(self, key: str, path: Path, st: os.stat_result, *, with_metadata: bool) -> ObjectInfo:
+        record: dict[str, Any] = {}
+        if with_metadata:
+            with contextlib.suppress(OSError, ValueError):
+                loaded = json.loads(_meta_path(path).read_bytes())
+                if isinstance(loaded, dict) and loaded.get("size") == st.st_size:
+                    record = loaded
+        sha256 = record.get("sha256")
+        return ObjectInfo(
+            key=key,
+            size=st.st_size,
+            created=datetime.fromtimestamp(st.st_mtime, UTC),
+            filename=record.get("filename"),
+            content_type=record.get("content_type"),
+            sha256=sha256,
+            etag=sha256 or f"{st.st_mtime_ns:x}-{st.st_size:x}",
+            metadata=dict(record.get("metadata") or {}),
+        )
+
+    def list(self, prefix: str = "", *, limit: int = 1000, token: str | None = None) -> ListPage:
+        """Walk the folders under the prefix; see :meth:`Storage.list`.
+
+        Each call walks the matching part of the tree: fine for thousands of objects.
+        """
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, not {limit}")
+        folder, _, _ = prefix.rpartition("/")
+        start = self._object_path(folder + "/x").parent if folder else self.root
+        found = sorted(
+            (key, path, st)
+            for key, path, st in self._walk(start, f"{folder}/" if folder else "")
+            if key.startswith(prefix) and (token is None or key > token)
+        )
+        page = found[:limit]
+        items = [self._info(key, path, st, with_metadata=False) for key, path, st in page]
+        more = len(found) > limit
+        return ListPage(items, page[-1][0] if more else None)
+
+    def _walk(self, folder: Path, base: str) -> Iterator[tuple[str, Path, os.stat_result]]:
+        try:
+            entries = list(os.scandir(folder))
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                yield from self._walk(Path(entry.path), f"{base}{entry.name}/")
+            elif entry.is_file(follow_symlinks=False):
+                with contextlib.suppress(FileNotFoundError):
+                    yield f"{base}{entry.name}", Path(entry.path), entry.stat(follow_symlinks=False)
+
+    def delete(self, key: str) -> None:
+        """Remove the object, its sidecar and folders left empty; see :meth:`Storage.delete`."""
+        path = self._object_path(key)
+        try:
+            if path.is_dir() and not path.is_symlink():
+                return
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                path.unlink()
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                _meta_path(path).unlink()
+            parent = path.parent
+            while parent != self.root:
+                try:
+                    parent.rmdir()
+                except OSError:
+                    break
+                parent = parent.parent
+        except OSError as exc:
+            raise _storage_error(exc, f"deleting {key!r}") from exc
+
+    def move(
+        self,
+        src: str,
+        dest: str,
+        *,
+        filename: str | None = None,
+        content_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        sha256: str | None = None,
+    ) -> ObjectInfo:
+        """Rename the object's file to ``dest`` with a new sidecar; see :meth:`Storage.move`.
+
+        No byte is copied: the new sidecar is written first (as in a commit), then the
+        file is renamed into place, its time set to now (the new object's ``created``).
+        """
+        path, st = self._regular_file(src)
+        old = self._info(src, path, st, with_metadata=True)
+        filename = old.filename if filename is None else filename
+        content_type = old.content_type if content_type is None else content_type
+        extra = validate_metadata(
+            filename, content_type, old.metadata if metadata is None else metadata
+        )
+        target = self._object_path(dest, create=True)
+        sidecar = _sidecar(st.st_size, filename, content_type, sha256 or old.sha256, extra)
+        try:
+            _write_file_atomic(_meta_path(target), sidecar)
+            os.utime(path)
+            path.replace(target)
+            _fsync_dir(target.parent)
+            if src != dest:
+                with contextlib.suppress(FileNotFoundError):
+                    _meta_path(path).unlink()
+                self._prune(path.parent)
+                _fsync_dir(path.parent if path.parent.exists() else self.root)
+        except OSError as exc:
+            raise _storage_error(exc, f"moving {src!r} to {dest!r}") from exc
+        return self.stat(dest)
+
+    def _prune(self, folder: Path) -> None:
+        """Remove ``folder`` and its parents up to the root while they are empty."""
+        while folder != self.root and self._inside(folder):
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+            folder = folder.parent
+
+    def check(self) -> None:
+        """Raise :class:`StorageError` unless ``root`` is a folder this process can write."""
+        if not self.root.is_dir() or not os.access(self.root, os.W_OK | os.X_OK):
+            raise StorageError(f"the storage folder {self.root} is missing or not writable")
+
+    # -- leftovers ---------------------------------------------------------------------
+
+    def cleanup(self, older_than: float | None = None) -> int:
+        """Remove temp names and orphaned sidecars older than ``older_than`` seconds.
+
+        ``older_than`` defaults to ``stale_after``. Returns how many files were
+        removed. Resumable uploads in ``.uploads`` are left alone.
+        """
+        age = self.stale_after if older_than is None else older_than
+        limit = time.time() - age
+        removed = 0
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            if Path(dirpath) == self.root and UPLOADS_DIR in dirnames:
+                dirnames.remove(UPLOADS_DIR)
+            for name in filenames:
+                if not name.startswith("."):
+                    continue
+                path = Path(dirpath, name)
+                stale = name.endswith(TEMP_SUFFIX) or (
+                    name.endswith(META_SUFFIX)
+                    and not path.with_name(name[1 : -len(META_SUFFIX)]).exists()
+                )
+                with contextlib.suppress(OSError):
+                    if stale and path.lstat().st_mtime <= limit:
+                        path.unlink()
+                        removed += 1
+        return removed
+
+    # -- resumable uploads -------------------------------------------------------------
+
+    def _upload_dir(self, upload_id: str) -> Path:
+        if not isinstance(upload_id, str) or not _UPLOAD_ID.fullmatch(upload_id):
+            raise InvalidKey(f"not an upload id: {upload_id!r}")
+        return self.root / UPLOADS_DIR / upload_id
+
+    def _load_state(self, key: str, upload_id: str) -> tuple[Path, dict[str, Any]]:
+        folder = self._upload_dir(upload_id)
+        try:
+            state: dict[str, Any] = json.loads((folder / "state.json").read_bytes())
+        except (FileNotFoundError, NotADirectoryError):
+            raise ObjectNotFound(f"{key} (upload {upload_id})") from None
+        except (OSError, ValueError) as exc:
+            raise StorageError(f"reading the state of upload {upload_id} failed: {exc}") from exc
+        if state.get("key") != key:
+            raise ObjectNotFound(f"{key} (upload {upload_id})")
+        return folder, state
+
+    def begin_multipart(
+        self,
+        key: str,
+        *,
+        filename: str | None = None,
+        content_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> str:
+        """Start a resumable upload in ``root/.uploads/<id>``; see :meth:`Storage.begin_multipart`.
+
+        Locally the parts are appended to one file, so they must come in order:
+        part ``n + 1`` after part ``n``; sending the last part again replaces it.
+        """
+        validate_key(key)
+        extra = validate_metadata(filename, content_type, metadata)
+        upload_id = secrets.token_hex(16)
+        folder = self._upload_dir(upload_id)
+        state: dict[str, Any] = {
+            "key": key,
+            "filename": filename,
+            "content_type": content_type,
+            "metadata": extra,
+            "parts": [],
+        }
+        try:
+            self._makedirs(folder)
+            (folder / "data").touch()
+            _write_file_atomic(folder / "state.json", json.dumps(state).encode())
+        except OSError as exc:
+            raise _storage_error(exc, f"starting an upload of {key!r}") from exc
+        return upload_id
+
+    def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> PartInfo:
+        """Append part ``number`` (the next one, or the last one again)."""
+        folder, state = self._load_state(key, upload_id)
+        sizes: list[int] = state["parts"]
+        if number == len(sizes) and number >= 1:
+            sizes.pop()
+        elif number != len(sizes) + 1:
+            msg = f"local uploads take parts in order: expected part {len(sizes) + 1}, not {number}"
+            raise ValueError(msg)
+        offset = sum(sizes)
+        try:
+            fd = os.open(folder / "data", os.O_WRONLY | _O_CLOEXEC | _O_NOFOLLOW)
+            try:
+                os.lseek(fd, offset, os.SEEK_SET)
+                _write_all(fd, data)
+                os.ftruncate(fd, offset + len(data))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            sizes.append(len(data))
+            _write_file_atomic(folder / "state.json", json.dumps(state).encode())
+        except OSError as exc:
+            raise _storage_error(exc, f"writing part {number} of {key!r}") from exc
+        return PartInfo(number, len(data), f"{number}-{len(data)}")
+
+    def list_parts(self, key: str, upload_id: str) -> builtins.list[PartInfo]:
+        """The parts appended so far."""
+        _, state = self._load_state(key, upload_id)
+        return [
+            PartInfo(number, size, f"{number}-{size}")
+            for number, size in enumerate(state["parts"], start=1)
+        ]
+
+    def complete_multipart(
+        self,
+        key: str,
+        upload_id: str,
+        parts: Sequence[PartInfo] | None = None,
+        *,
+        sha256: str | None = None,
+    ) -> ObjectInfo:
+        """Rename the appended data into place under ``key``, with its sidecar."""
+        folder, state = self._load_state(key, upload_id)
+        stored = self.list_parts(key, upload_id)
+        if parts is not None and list(parts) != stored:
+            raise StorageError(f"the parts given do not match the parts of upload {upload_id}")
+        size = sum(part.size for part in stored)
+        path = self._object_path(key, create=True)
+        data = folder / "data"
+        try:
+            with data.open("r+b") as file:
+                file.truncate(size)
+                os.fsync(file.fileno())
+            sidecar = _sidecar(
+                size, state["filename"], state["content_type"], sha256, state["metadata"]
+            )
+            _write_file_atomic(_meta_path(path), sidecar)
+            data.replace(path)
+            _fsync_dir(path.parent)
+        except OSError as exc:
+            raise _storage_error(exc, f"completing the upload of {key!r}") from exc
+        shutil.rmtree(folder, ignore_errors=True)
+        return self.stat(key)
+
+    def abort_multipart(self, key: str, upload_id: str) -> None:
+        """Remove the upload's folder."""
+        validate_key(key)
+        shutil.rmtree(self._upload_dir(upload_id), ignore_errors=True)

@@ -1,0 +1,677 @@
+"""A storage backend over any S3-compatible object store (AWS, MinIO, Ceph, R2, SeaweedFS).
+
+Built on boto3/botocore, which read the endpoint and credentials from the standard
+environment (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
+``AWS_REGION``, or a profile), so the same code runs against AWS and a local server.
+
+**Streaming writes.** A writer fills one part of ``part_size`` bytes at a time; each
+full part is sent by ``upload_part`` in a worker thread while the next one fills,
+with at most ``concurrency`` parts in flight: memory stays near
+``(concurrency + 1) * part_size`` whatever the object's size. The multipart upload is
+created with the first full part and completed only when the whole stream is in; any
+failure (the source raising, the client leaving, a part refused) aborts it, so no
+object and no incomplete upload is left. An object smaller than one part is sent
+with a single ``put_object`` at commit. Only a process killed outright cannot abort:
+give the bucket a lifecycle rule (``AbortIncompleteMultipartUpload`` after a day) for
+that case, and for resumable uploads that are never finished.
+
+**Metadata** is S3 user metadata (``x-amz-meta-*``): ``filename`` and free-form
+values percent-encoded into ASCII, the content type as ``Content-Type``. The sha256
+of a single-request object is in its metadata; for a multipart object it is known only
+at the end, after S3 metadata is fixed, so it is stored as the object tag ``sha256``
+(mutable, one cheap request); on an endpoint without tagging, ``stat`` reports
+``sha256=None`` for those objects (the writer's ``commit`` still returns it).
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import io
+import unicodedata
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from datetime import UTC, datetime
+from typing import Any, BinaryIO
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from spoolup.storage.base import (
+    InvalidKey,
+    ListPage,
+    ObjectInfo,
+    ObjectNotFound,
+    ObjectWriter,
+    PartInfo,
+    Storage,
+    StorageError,
+    check_range,
+    decode_metadata_value,
+    encode_metadata_value,
+    validate_key,
+    validate_metadata,
+)
+
+__all__ = ["S3Storage"]
+
+MiB = 1024 * 1024
+MIN_PART_SIZE = 5 * MiB
+MAX_PARTS = 10_000
+_NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
+_BAD_CREDENTIALS = frozenset(
+    {"403", "AccessDenied", "SignatureDoesNotMatch", "InvalidAccessKeyId", "Forbidden"}
+)
+
+
+@contextlib.contextmanager
+def _errors(what: str, key: str | None = None) -> Iterator[None]:
+    """Turn botocore's exceptions into :class:`StorageError` with a clear message."""
+    try:
+        yield
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", "?"))
+        message = error.get("Message", "")
+        if key is not None and code in _NOT_FOUND:
+            raise ObjectNotFound(key) from None
+        hint = ""
+        if code in _BAD_CREDENTIALS:
+            hint = " (check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and the bucket policy)"
+        raise StorageError(f"S3 {what} failed: {code} {message}{hint}".rstrip()) from exc
+    except BotoCoreError as exc:
+        raise StorageError(f"S3 {what} failed: {exc}") from exc
+
+
+def _check_upload_id(upload_id: str) -> str:
+    if (
+        not isinstance(upload_id, str)
+        or not upload_id
+        or len(upload_id) > 1024
+        or any(unicodedata.category(c) == "Cc" for c in upload_id)
+    ):
+        raise InvalidKey(f"not an upload id: {upload_id!r}")
+    return upload_id
+
+
+class _S3Writer(ObjectWriter):
+    def __init__(
+        self,
+        storage: S3Storage,
+        key: str,
+        *,
+        filename: str | None,
+        content_type: str | None,
+        metadata: Mapping[str, str] | None,
+    ) -> None:
+        super().__init__(key, filename=filename, content_type=content_type, metadata=metadata)
+        self._storage = storage
+        self._part: bytearray | None = None
+        self._filled = 0
+        self._upload_id: str | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._in_flight: set[Future[PartInfo]] = set()
+        self._parts: list[PartInfo] = []
+        self._next_number = 1
+
+    def _write(self, data: bytes) -> None:
+        # Parts are filled in place in a buffer of exactly part_size bytes, allocated
+        # once per part: no growth by reallocation, no copy when the part is sent.
+        part_size = self._storage.part_size
+        view = memoryview(data)
+        position = 0
+        while position < len(view):
+            if self._part is None:
+                self._part = bytearray(part_size)
+                self._filled = 0
+            take = min(part_size - self._filled, len(view) - position)
+            self._part[self._filled : self._filled + take] = view[position : position + take]
+            self._filled += take
+            position += take
+            if self._filled == part_size:
+                full, self._part = self._part, None
+                self._send(full)
+
+    def _tail(self) -> bytearray:
+        """The part being filled, cut to what it holds, and forgotten."""
+        part, self._part = self._part, None
+        if part is None:
+            return bytearray()
+        del part[self._filled :]
+        return part
+
+    def _send(self, part: bytes | bytearray) -> None:
+        storage = self._storage
+        if self._upload_id is None:
+            self._upload_id = storage.begin_multipart(
+                self.key,
+                filename=self.filename,
+                content_type=self.content_type,
+                metadata=self.metadata,
+            )
+            self._executor = ThreadPoolExecutor(
+                max_workers=storage.concurrency, thread_name_prefix="spoolup-s3"
+            )
+        if self._next_number > MAX_PARTS:
+            raise StorageError(f"S3 allows {MAX_PARTS} parts: raise part_size for {self.key!r}")
+        while len(self._in_flight) >= storage.concurrency:
+            self._collect(wait(self._in_flight, return_when=FIRST_COMPLETED).done)
+        assert self._executor is not None
+        future = self._executor.submit(
+            storage.upload_part, self.key, self._upload_id, self._next_number, part
+        )
+        self._next_number += 1
+        self._in_flight.add(future)
+
+    def _collect(self, done: set[Future[PartInfo]]) -> None:
+        for future in done:
+            self._in_flight.discard(future)
+            self._parts.append(future.result())
+
+    def _commit(self) -> ObjectInfo:
+        storage = self._storage
+        sha256 = self.sha256
+        tail = self._tail()
+        if self._upload_id is None:
+            storage._put(self, tail, sha256)
+        else:
+            if tail:
+                self._send(tail)
+            del tail
+            self._collect(wait(self._in_flight).done)
+            self._shutdown()
+            storage.complete_multipart(
+                self.key, self._upload_id, self._parts, sha256=sha256, describe=False
+            )
+        return ObjectInfo(
+            key=self.key,
+            size=self.size,
+            created=datetime.now(UTC),
+            filename=self.filename,
+            content_type=self.content_type,
+            sha256=sha256,
+            etag=None,
+            metadata=dict(self.metadata),
+        )
+
+    def _shutdown(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+        self._in_flight = set()
+
+    def _abort(self) -> None:
+        self._part = None
+        self._shutdown()
+        if self._upload_id is not None:
+            with contextlib.suppress(StorageError):
+                self._storage.abort_multipart(self.key, self._upload_id)
+
+
+class _S3Reader(io.RawIOBase):
+    """A seekable stream over ``[start, stop)`` of an object, fetched by ranged GETs."""
+
+    def __init__(
+        self, storage: S3Storage, key: str, start: int, stop: int, body: Any | None
+    ) -> None:
+        super().__init__()
+        self._storage = storage
+        self._key = key
+        self._start = start
+        self._length = max(0, stop - start)
+        self._pos = 0
+        self._body = body
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        left = self._length - self._pos
+        if left <= 0:
+            return 0
+        view = memoryview(buffer).cast("B")
+        want = min(len(view), left)
+        if self._body is None:
+            first = self._start + self._pos
+            last = self._start + self._length - 1
+            self._body = self._storage._get(self._key, f"bytes={first}-{last}")["Body"]
+        with _errors(f"reading {self._key!r}", self._key):
+            data = self._body.read(want)
+        if not data:
+            msg = f"the object {self._key!r} ended early (changed while reading?)"
+            raise StorageError(msg)
+        view[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._length}[whence]
+        pos = base + offset
+        if pos < 0:
+            raise ValueError(f"negative seek position {pos}")
+        if pos != self._pos:
+            self._drop_body()
+            self._pos = pos
+        return pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def _drop_body(self) -> None:
+        if self._body is not None:
+            with contextlib.suppress(Exception):
+                self._body.close()
+            self._body = None
+
+    def close(self) -> None:
+        self._drop_body()
+        super().close()
+
+
+class S3Storage(Storage):
+    """Objects in an S3 bucket under ``prefix``; see the module docstring.
+
+    Args:
+        bucket: the bucket (it must exist).
+        prefix: prepended to every key (``"uploads"`` and ``"uploads/"`` are the same).
+        part_size: bytes of one multipart part (at least 5 MiB, the S3 minimum); also
+            the size under which an object is sent in one request.
+        concurrency: parts uploaded at once by one writer.
+        client: a boto3 S3 client; by default one made from the environment.
+
+    Memory per writer stays under ``(concurrency + 1) * part_size``. Instances and
+    their client are safe to share between threads.
+    """
+
+    min_part_size = MIN_PART_SIZE
+
+    max_copy_size: int = 5 * 1024 * MiB
+    """Largest object moved with one CopyObject (the S3 limit); larger ones go in parts."""
+
+    copy_part_size: int = 512 * MiB
+    """Bytes of one UploadPartCopy when an object is moved in parts."""
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        part_size: int = 8 * MiB,
+        concurrency: int = 4,
+        client: Any | None = None,
+    ) -> None:
+        if part_size < MIN_PART_SIZE:
+            raise ValueError(f"part_size must be at least {MIN_PART_SIZE} (5 MiB), not {part_size}")
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, not {concurrency}")
+        prefix = prefix.strip("/")
+        self.prefix = f"{validate_key(prefix)}/" if prefix else ""
+        self.bucket = bucket
+        self.part_size = part_size
+        self.concurrency = concurrency
+        if client is None:
+            config = Config(
+                max_pool_connections=max(10, 2 * concurrency),
+                retries={"mode": "standard", "max_attempts": 3},
+            )
+            client = boto3.session.Session().client("s3", config=config)
+        self.client: Any = client
+
+    def __repr__(self) -> str:
+        return f"S3Storage({self.bucket!r}, {self.prefix!r})"
+
+    def _key(self, key: str) -> str:
+        return self.prefix + validate_key(key)
+
+    def _user_metadata(
+        self, filename: str | None, metadata: Mapping[str, str], sha256: str | None = None
+    ) -> dict[str, str]:
+        meta = {name: encode_metadata_value(value) for name, value in metadata.items()}
+        if filename is not None:
+            meta["filename"] = encode_metadata_value(filename)
+        if sha256 is not None:
+            meta["sha256"] = sha256
+        return meta
+
+    def _put(self, writer: _S3Writer, data: bytes | bytearray, sha256: str) -> None:
+        args: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": self._key(writer.key),
+            "Body": data,
+            "Metadata": self._user_metadata(writer.filename, writer.metadata, sha256),
+        }
+        if writer.content_type is not None:
+            args["ContentType"] = writer.content_type
+        with _errors(f"writing {writer.key!r}"):
+            self.client.put_object(**args)
+
+    def _get(self, key: str, range_: str | None) -> dict[str, Any]:
+        args: dict[str, Any] = {"Bucket": self.bucket, "Key": self._key(key)}
+        if range_ is not None:
+            args["Range"] = range_
+        with _errors(f"reading {key!r}", key):
+            response: dict[str, Any] = self.client.get_object(**args)
+        return response
+
+    # -- the interface -------------------------------------------------------------------
+
+    def open_writer(
+        self,
+        key: str,
+        *,
+        filename: str | None = None,
+        content_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> ObjectWriter:
+        """Start a streamed write of ``key``; see :class:`ObjectWriter` and the module."""
+        return _S3Writer(self, key, filename=filename, content_type=content_type, metadata=metadata)
+
+    def open(self, key: str, *, start: int = 0, end: int | None = None) -> BinaryIO:
+        """A buffered, seekable stream over the object or a range (GetObject ``Range``)."""
+        check_range(start, end)
+        if start == 0 and end is None:
+            response = self._get(key, None)
+            size = int(response["ContentLength"])
+            reader = _S3Reader(self, key, 0, size, response["Body"])
+        elif end == start:
+            self.stat(key)
+            reader = _S3Reader(self, key, start, start, None)
+        else:
+            last = "" if end is None else str(end - 1)
+            try:
+                response = self._get(key, f"bytes={start}-{last}")
+            except StorageError as exc:
+                cause = exc.__cause__
+                if isinstance(cause, ClientError) and _is_invalid_range(cause):
+                    return io.BufferedReader(_S3Reader(self, key, start, start, None))
+                raise
+            # "bytes 2-4/11": the object's size is after the slash.
+            total = int(str(response.get("ContentRange", "")).rpartition("/")[2])
+            stop = total if end is None else min(end, total)
+            reader = _S3Reader(self, key, start, stop, response["Body"])
+        return io.BufferedReader(reader, buffer_size=256 * 1024)
+
+    def stat(self, key: str) -> ObjectInfo:
+        """HeadObject (and the ``sha256`` tag of a multipart object)."""
+        with _errors(f"describing {key!r}", key):
+            head = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        meta = {name.lower(): value for name, value in head.get("Metadata", {}).items()}
+        filename = meta.pop("filename", None)
+        sha256 = meta.pop("sha256", None)
+        if sha256 is None and head.get("TagCount"):
+            with contextlib.suppress(StorageError), _errors(f"reading the tags of {key!r}", key):
+                tags = self.client.get_object_tagging(Bucket=self.bucket, Key=self._key(key))
+                sha256 = next(
+                    (t["Value"] for t in tags.get("TagSet", []) if t.get("Key") == "sha256"), None
+                )
+        return ObjectInfo(
+            key=key,
+            size=int(head["ContentLength"]),
+            created=_utc(head["LastModified"]),
+            filename=None if filename is None else decode_metadata_value(filename),
+            content_type=head.get("ContentType"),
+            sha256=sha256,
+            etag=head.get("ETag"),
+            metadata={name: decode_metadata_value(value) for name, value in meta.items()},
+        )
+
+    def list(self, prefix: str = "", *, limit: int = 1000, token: str | None = None) -> ListPage:
+        """ListObjectsV2, one page; items carry key, size, created and etag only.
+
+        Keys under the storage's prefix that are not valid keys (written by other
+        tools) are left out.
+        """
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, not {limit}")
+        args: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Prefix": self.prefix + prefix,
+            "MaxKeys": min(limit, 1000),
+        }
+        if token is not None:
+            args["ContinuationToken"] = token
+        with _errors(f"listing {prefix!r}"):
+            response = self.client.list_objects_v2(**args)
+        items = []
+        for entry in response.get("Contents", []):
+            key = str(entry["Key"])[len(self.prefix) :]
+            try:
+                validate_key(key)
+            except InvalidKey:
+                continue
+            items.append(
+                ObjectInfo(
+                    key=key,
+                    size=int(entry["Size"]),
+                    created=_utc(entry["LastModified"]),
+                    etag=entry.get("ETag"),
+                )
+            )
+        next_token = response.get("NextContinuationToken") if response.get("IsTruncated") else None
+        return ListPage(items, next_token)
+
+    def check(self) -> None:
+        """HeadBucket: raises :class:`StorageError` (bucket missing, bad credentials, down)."""
+        with _errors(f"checking the bucket {self.bucket!r}"):
+            self.client.head_bucket(Bucket=self.bucket)
+
+    def delete(self, key: str) -> None:
+        """DeleteObject (S3 does not tell whether the object was there)."""
+        with _errors(f"deleting {key!r}"):
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+    # -- moving ----------------------------------------------------------------------------
+
+    def move(
+        self,
+        src: str,
+        dest: str,
+        *,
+        filename: str | None = None,
+        content_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        sha256: str | None = None,
+    ) -> ObjectInfo:
+        """A server-side copy with the new metadata, then DeleteObject of ``src``.
+
+        Up to :attr:`max_copy_size` bytes (5 GiB, the S3 limit) this is one CopyObject;
+        a larger object is copied by UploadPartCopy in parts of :attr:`copy_part_size`
+        (a multipart upload aborted on failure). The bytes never pass through this
+        process. See :meth:`Storage.move`.
+        """
+        validate_key(dest)
+        old = self.stat(src)
+        filename = old.filename if filename is None else filename
+        content_type = old.content_type if content_type is None else content_type
+        extra = validate_metadata(
+            filename, content_type, old.metadata if metadata is None else metadata
+        )
+        meta = self._user_metadata(filename, extra, sha256 or old.sha256)
+        if old.size <= self.max_copy_size:
+            args: dict[str, Any] = {
+                "Bucket": self.bucket,
+                "Key": self._key(dest),
+                "CopySource": {"Bucket": self.bucket, "Key": self._key(src)},
+                "MetadataDirective": "REPLACE",
+                "Metadata": meta,
+            }
+            if content_type is not None:
+                args["ContentType"] = content_type
+            with _errors(f"copying {src!r} to {dest!r}", src):
+                self.client.copy_object(**args)
+        else:
+            self._copy_in_parts(src, dest, old.size, content_type=content_type, meta=meta)
+        if src != dest:
+            self.delete(src)
+        return self.stat(dest)
+
+    def _copy_in_parts(
+        self, src: str, dest: str, size: int, *, content_type: str | None, meta: dict[str, str]
+    ) -> None:
+        part = max(self.copy_part_size, -(-size // MAX_PARTS))
+        upload_id = self._begin(dest, content_type, meta)
+        source = {"Bucket": self.bucket, "Key": self._key(src)}
+
+        def copy(number: int) -> PartInfo:
+            first = (number - 1) * part
+            last = min(size, first + part) - 1
+            with _errors(f"copying part {number} of {src!r}", src):
+                response = self.client.upload_part_copy(
+                    Bucket=self.bucket,
+                    Key=self._key(dest),
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    CopySource=source,
+                    CopySourceRange=f"bytes={first}-{last}",
+                )
+            etag = str(response["CopyPartResult"]["ETag"])
+            return PartInfo(number, last - first + 1, etag)
+
+        try:
+            with ThreadPoolExecutor(self.concurrency, thread_name_prefix="spoolup-s3") as pool:
+                parts = list(pool.map(copy, range(1, -(-size // part) + 1)))
+            self.complete_multipart(dest, upload_id, parts, describe=False)
+        except BaseException:
+            with contextlib.suppress(StorageError):
+                self.abort_multipart(dest, upload_id)
+            raise
+
+    def _begin(self, key: str, content_type: str | None, user_metadata: dict[str, str]) -> str:
+        args: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": self._key(key),
+            "Metadata": user_metadata,
+        }
+        if content_type is not None:
+            args["ContentType"] = content_type
+        with _errors(f"starting an upload of {key!r}"):
+            response = self.client.create_multipart_upload(**args)
+        return str(response["UploadId"])
+
+    # -- resumable (multipart) uploads -------------------------------------------------------
+
+    def begin_multipart(
+        self,
+        key: str,
+        *,
+        filename: str | None = None,
+        content_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> str:
+        """CreateMultipartUpload with the object's metadata; returns the upload id."""
+        extra = validate_metadata(filename, content_type, metadata)
+        return self._begin(key, content_type, self._user_metadata(filename, extra))
+
+    def upload_part(
+        self, key: str, upload_id: str, number: int, data: bytes | bytearray
+    ) -> PartInfo:
+        """UploadPart: parts 1 to 10,000; all but the last at least 5 MiB."""
+        if not 1 <= number <= MAX_PARTS:
+            raise ValueError(f"part numbers go from 1 to {MAX_PARTS}, not {number}")
+        with _errors(f"uploading part {number} of {key!r}"):
+            response = self.client.upload_part(
+                Bucket=self.bucket,
+                Key=self._key(key),
+                UploadId=_check_upload_id(upload_id),
+                PartNumber=number,
+                Body=data,
+            )
+        return PartInfo(number, len(data), str(response["ETag"]))
+
+    def list_parts(self, key: str, upload_id: str) -> builtins.list[PartInfo]:
+        """ListParts, every page; :class:`ObjectNotFound` for an unknown upload."""
+        latest: dict[int, tuple[datetime, PartInfo]] = {}
+        args: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": self._key(key),
+            "UploadId": _check_upload_id(upload_id),
+        }
+        while True:
+            try:
+                with _errors(f"listing the parts of {key!r}"):
+                    response = self.client.list_parts(**args)
+            except StorageError as exc:
+                if _code(exc) in {"NoSuchUpload", "404"}:
+                    raise ObjectNotFound(f"{key} (upload {upload_id})") from None
+                raise
+            for entry in response.get("Parts", []):
+                part = PartInfo(int(entry["PartNumber"]), int(entry["Size"]), str(entry["ETag"]))
+                # A part sent twice is listed twice by some servers (SeaweedFS): the
+                # later upload is the one that counts.
+                if part.number not in latest or entry["LastModified"] >= latest[part.number][0]:
+                    latest[part.number] = (entry["LastModified"], part)
+            if not response.get("IsTruncated"):
+                return [latest[number][1] for number in sorted(latest)]
+            args["PartNumberMarker"] = response["NextPartNumberMarker"]
+
+    def complete_multipart(
+        self,
+        key: str,
+        upload_id: str,
+        parts: Sequence[PartInfo] | None = None,
+        *,
+        sha256: str | None = None,
+        describe: bool = True,
+    ) -> ObjectInfo:
+        """CompleteMultipartUpload, then the ``sha256`` tag when given.
+
+        With ``describe=False`` the returned info is not fetched back (it then holds
+        the key and size only).
+        """
+        if parts is None:
+            parts = self.list_parts(key, upload_id)
+        ordered = sorted(parts, key=lambda part: part.number)
+        with _errors(f"completing the upload of {key!r}"):
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=self._key(key),
+                UploadId=_check_upload_id(upload_id),
+                MultipartUpload={
+                    "Parts": [{"PartNumber": p.number, "ETag": p.etag} for p in ordered]
+                },
+            )
+        if sha256 is not None:
+            # Best effort: an endpoint without tagging keeps the object, without the tag.
+            with contextlib.suppress(StorageError), _errors(f"tagging {key!r}"):
+                self.client.put_object_tagging(
+                    Bucket=self.bucket,
+                    Key=self._key(key),
+                    Tagging={"TagSet": [{"Key": "sha256", "Value": sha256}]},
+                )
+        if describe:
+            return self.stat(key)
+        return ObjectInfo(
+            key=key, size=sum(p.size for p in ordered), created=datetime.now(UTC), sha256=sha256
+        )
+
+    def abort_multipart(self, key: str, upload_id: str) -> None:
+        """AbortMultipartUpload; an unknown or finished upload is not an error."""
+        try:
+            with _errors(f"aborting the upload of {key!r}"):
+                self.client.abort_multipart_upload(
+                    Bucket=self.bucket, Key=self._key(key), UploadId=_check_upload_id(upload_id)
+                )
+        except StorageError as exc:
+            if _code(exc) not in {"NoSuchUpload", "404"}:
+                raise
+
+
+def _code(exc: StorageError) -> str:
+    cause = exc.__cause__
+    if isinstance(cause, ClientError):
+        return str(cause.response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+def _is_invalid_range(exc: ClientError) -> bool:
+    code = str(exc.response.get("Error", {}).get("Code", ""))
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return code in {"InvalidRange", "416"} or status == 416
+
+
+def _utc(value: datetime) -> datetime:
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)

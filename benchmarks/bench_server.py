@@ -1,0 +1,359 @@
+"""End to end: a large file uploaded with ``curl -F`` to ``spoolup serve`` and to peer apps.
+
+Every app runs in its own process on the same uvicorn (``--http httptools``, one
+worker) on 127.0.0.1, and receives the same multipart upload from ``curl -F``:
+
+- drain: an ASGI app that reads the body and throws it away (the ceiling);
+- raw to file: an ASGI app that writes the raw body to a file as it arrives;
+- starlette: ``await request.form()`` then a copy of the ``UploadFile`` to its place
+  (Starlette spools the file to a temp file first);
+- django: Django's ASGI handler, ``request.FILES`` then a copy in chunks (Django spools
+  the body, then the file, each to a temp file);
+- spoolup serve: ``POST /api/files`` into local storage (streamed straight to the
+  storage folder with its sha256; flushed and fsynced before the answer).
+
+For each: throughput (file bytes / curl's total time; best of the runs), the ratio to
+the drain app, the bytes the server process wrote to disk per byte uploaded
+(``write_bytes`` of ``/proc/<pid>/io``, which counts the page-cache writes a process
+makes, whether or not a deleted temp file ever reaches the disk), and the server's
+peak RSS (``VmHWM``). Run with ``python -m benchmarks server`` (1 GiB, 3 runs) or
+``--quick`` (32 MiB, 1 run).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.report import Table
+
+TITLE = "spoolup serve: a large upload with curl -F, against peer apps on the same uvicorn"
+PACKAGES = ("spoolup", "uvicorn", "httptools", "starlette", "python-multipart", "django")
+
+ROOT = Path(__file__).resolve().parents[1]
+MiB = 1024 * 1024
+CHUNK = 1024 * 1024
+
+# -- the peer apps (imported by uvicorn in the server process, via --factory) ----------
+
+
+def _dest_dir() -> Path:
+    return Path(os.environ["BENCH_DEST"])
+
+
+async def _drain(scope: Any, receive: Any) -> int:
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        size += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return size
+
+
+async def _answer(send: Any, body: bytes) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": body})
+
+
+def drain_app() -> Any:
+    """An ASGI app that reads every byte of the body and keeps none."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        size = await _drain(scope, receive)
+        await _answer(send, str(size).encode())
+
+    return app
+
+
+def raw_file_app() -> Any:
+    """An ASGI app that writes the raw body to a file as it arrives (in worker threads)."""
+    import asyncio
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        path = _dest_dir() / f"raw-{time.monotonic_ns()}"
+        with path.open("wb") as file:
+            pending: list[bytes] = []
+            size = 0
+            while True:
+                message = await receive()
+                body = message.get("body", b"")
+                pending.append(body)
+                size += len(body)
+                more = message.get("more_body", False)
+                if size >= CHUNK or not more:
+                    await asyncio.to_thread(file.write, b"".join(pending))
+                    pending, size = [], 0
+                if not more:
+                    break
+        await _answer(send, b"ok")
+
+    return app
+
+
+def starlette_app() -> Any:
+    """Starlette the usual way: ``await request.form()``, then copy the file to its place."""
+    from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    async def upload(request: Request) -> PlainTextResponse:
+        form = await request.form()
+        try:
+            upload = form["file"]
+            path = _dest_dir() / f"starlette-{time.monotonic_ns()}"
+
+            def copy() -> None:
+                upload.file.seek(0)  # type: ignore[union-attr]
+                with path.open("wb") as out:
+                    shutil.copyfileobj(upload.file, out, CHUNK)  # type: ignore[union-attr]
+
+            await run_in_threadpool(copy)
+        finally:
+            await form.close()
+        return PlainTextResponse("ok")
+
+    return Starlette(routes=[Route("/", upload, methods=["POST"])])
+
+
+def django_app() -> Any:
+    """Django the usual way: ``request.FILES``, then the file copied in chunks."""
+    import django
+    from django.conf import settings
+
+    if not settings.configured:
+        settings.configure(
+            DEBUG=False,
+            SECRET_KEY="bench",
+            ROOT_URLCONF=__name__,
+            ALLOWED_HOSTS=["*"],
+            DATA_UPLOAD_MAX_MEMORY_SIZE=None,
+            MIDDLEWARE=[],
+            INSTALLED_APPS=[],
+        )
+        django.setup()
+    from django.core.asgi import get_asgi_application
+
+    return get_asgi_application()
+
+
+def _django_view(request: Any) -> Any:
+    from django.http import HttpResponse
+
+    upload = request.FILES["file"]
+    path = _dest_dir() / f"django-{time.monotonic_ns()}"
+    with path.open("wb") as out:
+        for chunk in upload.chunks(CHUNK):
+            out.write(chunk)
+    upload.close()
+    return HttpResponse("ok")
+
+
+def __getattr__(name: str) -> Any:
+    # Django reads ``urlpatterns`` from ROOT_URLCONF (this module) only when it serves.
+    if name == "urlpatterns":
+        from django.urls import path
+        from django.views.decorators.csrf import csrf_exempt
+
+        return [path("", csrf_exempt(_django_view))]
+    raise AttributeError(name)
+
+
+# -- the measurement -------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    seconds: float
+    write_bytes: int
+    peak_rss: int
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _proc_io(pid: int) -> dict[str, int]:
+    text = Path(f"/proc/{pid}/io").read_text()
+    return {k: int(v) for k, v in (line.split(": ") for line in text.splitlines())}
+
+
+def _peak_rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("the server did not start")
+
+
+def _server_command(name: str, port: int, storage: Path) -> tuple[list[str], str]:
+    """The command that serves app ``name`` and the URL to upload to."""
+    url = f"http://127.0.0.1:{port}/"
+    if name == "spoolup serve":
+        command = [
+            sys.executable,
+            "-m",
+            "spoolup.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--storage",
+            str(storage),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ]
+        return command, url + "api/files"
+    factory = {
+        "drain": "drain_app",
+        "raw to file": "raw_file_app",
+        "starlette": "starlette_app",
+        "django": "django_app",
+    }[name]
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        f"benchmarks.bench_server:{factory}",
+        "--factory",
+        "--http",
+        "httptools",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
+    return command, url
+
+
+def _run_app(name: str, upload: Path, work: Path, runs: int) -> Result:
+    """Start the app, upload ``runs`` times (fresh server each time), keep the best run."""
+    best: Result | None = None
+    for _ in range(runs):
+        dest = work / "dest"
+        tmp = work / "tmp"
+        for folder in (dest, tmp):
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+        port = _free_port()
+        command, url = _server_command(name, port, dest)
+        env = {**os.environ, "BENCH_DEST": str(dest), "TMPDIR": str(tmp)}
+        process = subprocess.Popen(command, cwd=ROOT, env=env)
+        try:
+            _wait_for_port(port, process)
+            os.sync()
+            before = _proc_io(process.pid)["write_bytes"]
+            started = time.perf_counter()
+            done = subprocess.run(
+                [
+                    "curl",
+                    "-sS",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code}",
+                    "-H",
+                    "Expect:",
+                    "-F",
+                    f"file=@{upload}",
+                    url,
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            seconds = time.perf_counter() - started
+            if done.stdout.strip() not in {"200", "201"}:
+                raise RuntimeError(f"{name}: curl said {done.stdout!r} {done.stderr!r}")
+            written = _proc_io(process.pid)["write_bytes"] - before
+            result = Result(seconds, written, _peak_rss(process.pid))
+        finally:
+            process.terminate()
+            process.wait(30)
+        if best is None or result.seconds < best.seconds:
+            best = result
+    assert best is not None
+    shutil.rmtree(work / "dest", ignore_errors=True)
+    shutil.rmtree(work / "tmp", ignore_errors=True)
+    return best
+
+
+def _make_upload(path: Path, size: int) -> None:
+    with path.open("wb") as file:
+        left = size
+        while left:
+            n = min(left, 16 * MiB)
+            file.write(os.urandom(n))
+            left -= n
+
+
+APPS = ("drain", "raw to file", "starlette", "django", "spoolup serve")
+
+
+def run(quick: bool) -> list[Table]:
+    """Upload one file to each app; return the table of throughput, disk writes and RSS."""
+    size = 32 * MiB if quick else 1024 * MiB
+    runs = 1 if quick else 3
+    # Beside the checkout, on its disk (not tmpfs), so that disk writes are counted.
+    work = Path(tempfile.mkdtemp(prefix="bench-server-", dir=ROOT / "benchmarks" / "results"))
+    try:
+        upload = work / "upload.bin"
+        _make_upload(upload, size)
+        results = {name: _run_app(name, upload, work, runs) for name in APPS}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    drain = size / results["drain"].seconds
+    table = Table(
+        f"one file of {size // MiB} MiB, curl -F over 127.0.0.1, best of {runs}",
+        ["app", "MB/s", "vs drain", "disk bytes / byte", "peak RSS (MiB)"],
+    )
+    for name, result in results.items():
+        rate = size / result.seconds
+        table.add(
+            name,
+            f"{rate / 1e6:.0f}",
+            f"{rate / drain:.2f}x",
+            f"{result.write_bytes / size:.2f}",
+            f"{result.peak_rss / MiB:.0f}",
+        )
+    table.notes += [
+        "MB/s: 10**6 bytes of file per second of curl's whole request (connect to answer).",
+        "disk bytes / byte: write_bytes of the server process (/proc/<pid>/io) during the "
+        "upload, divided by the file size; temp files count even if deleted before writeback.",
+        "peak RSS: VmHWM of the server process (one upload per process).",
+        "spoolup serve flushes and fsyncs each stored file before answering; the peers do not.",
+        "Targets (issue 5): spoolup >= 0.8x drain, 1.0 disk byte per byte, peak RSS < 150 MiB.",
+    ]
+    return [table]

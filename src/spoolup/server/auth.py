@@ -1,0 +1,73 @@
+"""Bearer-token authentication for the ``/api`` and ``/tus`` paths of the upload server."""
+
+from __future__ import annotations
+
+import hmac
+import json
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+__all__ = ["PROTECTED_PREFIXES", "BearerAuthMiddleware", "token_matches"]
+
+PROTECTED_PREFIXES = ("/api/", "/tus/")
+"""Paths (and the same without the trailing slash) that need the token when one is set."""
+
+
+def token_matches(header: bytes | None, token: bytes) -> bool:
+    """Whether an ``Authorization`` header value carries ``Bearer <token>``.
+
+    The comparison takes the same time wherever the two tokens differ, so that the
+    token cannot be guessed one character at a time from response times.
+    """
+    if header is None:
+        return False
+    scheme, _, given = header.strip().partition(b" ")
+    if scheme.lower() != b"bearer":
+        return False
+    return hmac.compare_digest(given.strip(), token)
+
+
+def _protected(path: str) -> bool:
+    return any(path.startswith(p) or path == p.rstrip("/") for p in PROTECTED_PREFIXES)
+
+
+class BearerAuthMiddleware:
+    """ASGI middleware: a request under ``/api`` or ``/tus`` without the token gets a 401.
+
+    The 401 is JSON ``{"error": ...}`` with ``WWW-Authenticate: Bearer``; the body is
+    never read. Other paths (the page, its static files, ``/healthz``) are open.
+    """
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self.token = token.encode("ascii")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on if it is open or authorised, else answer 401."""
+        if scope["type"] != "http" or not _protected(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        header = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                header = value
+                break
+        if token_matches(header, self.token):
+            await self.app(scope, receive, send)
+            return
+        error = "missing bearer token" if header is None else "invalid bearer token"
+        body = json.dumps({"error": error}).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"www-authenticate", b'Bearer realm="spoolup"'),
+                    # The body was not read: ask the client not to reuse the connection.
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})

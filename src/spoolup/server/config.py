@@ -1,0 +1,299 @@
+"""The upload server's settings: defaults, a TOML file, ``SPOOLUP_*`` variables, flags.
+
+Later sources win: defaults < TOML file < environment < command-line flags. Every
+``Limits`` field is settable in each of them, and sizes are given in bytes or with a
+unit (``"2 MiB"``, ``"10GB"``). Performs no I/O but reading the TOML file it is given.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from spoolup.limits import Limits
+
+__all__ = [
+    "DEFAULT_INSPECT_MAX_PIXELS",
+    "DEFAULT_INSPECT_MAX_SIZE",
+    "ConfigError",
+    "ServerConfig",
+    "is_loopback",
+    "load_config",
+    "parse_size",
+]
+
+DEFAULT_INSPECT_MAX_SIZE = 2 * 1024 * 1024
+"""Bytes of one image ``POST /api/inspect/image`` accepts (2 MiB)."""
+
+DEFAULT_INSPECT_MAX_PIXELS = 40_000_000
+"""Pixels of one image the inspector decodes (a small PNG can claim a huge canvas)."""
+
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "t": 1000**4,
+    "tb": 1000**4,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "tib": 1024**4,
+}
+_SIZE = re.compile(r"\s*(\d+)\s*([a-zA-Z]*)\s*")
+_LIMIT_NAMES = tuple(f.name for f in dataclasses.fields(Limits))
+_SIZE_LIMITS = frozenset(
+    {
+        "max_body_size",
+        "max_file_size",
+        "max_field_size",
+        "max_header_size",
+        "memory_threshold",
+    }
+)
+
+
+class ConfigError(ValueError):
+    """A setting is missing, malformed, or unsafe (the message says which and why)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerConfig:
+    """Everything ``spoolup serve`` needs; frozen, derive variants with ``dataclasses.replace``.
+
+    Attributes:
+        host: address to listen on (127.0.0.1).
+        port: TCP port (8000; 0 picks a free one).
+        storage: a local folder, or ``s3://bucket/prefix`` (``./spoolup-data``).
+        token: the bearer token every ``/api`` and ``/tus`` request must carry, or ``None``.
+        insecure: allow listening beyond loopback without a token.
+        limits: bounds on ``POST /api/files`` and ``PUT /api/files/{name}`` bodies.
+        inspect_max_size: bytes of one image for ``POST /api/inspect/image`` (2 MiB).
+        inspect_max_pixels: pixels of one image the inspector decodes (40 million).
+        graceful_timeout: seconds running requests get to finish on shutdown (30).
+        log_level: ``debug``, ``info``, ``warning`` or ``error`` (``info``).
+        access_log: write one access-log line per request (on).
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    storage: str = "./spoolup-data"
+    token: str | None = None
+    insecure: bool = False
+    limits: Limits = field(default_factory=Limits)
+    inspect_max_size: int = DEFAULT_INSPECT_MAX_SIZE
+    inspect_max_pixels: int = DEFAULT_INSPECT_MAX_PIXELS
+    graceful_timeout: float = 30.0
+    log_level: str = "info"
+    access_log: bool = True
+
+    def check(self) -> None:
+        """Raise :class:`ConfigError` if the settings are inconsistent or unsafe.
+
+        Listening beyond loopback without a token is refused unless ``insecure``.
+        """
+        if not 0 <= self.port <= 65535:
+            msg = f"port must be between 0 and 65535, not {self.port}"
+            raise ConfigError(msg)
+        if self.token is not None and not _token_ok(self.token):
+            msg = "token must be 1 to 1024 visible ASCII characters with no spaces"
+            raise ConfigError(msg)
+        if self.log_level not in {"debug", "info", "warning", "error"}:
+            msg = f"log_level must be debug, info, warning or error, not {self.log_level!r}"
+            raise ConfigError(msg)
+        if self.inspect_max_size <= 0 or self.inspect_max_pixels <= 0:
+            msg = "inspect_max_size and inspect_max_pixels must be positive"
+            raise ConfigError(msg)
+        if self.graceful_timeout < 0:
+            msg = "graceful_timeout must not be negative"
+            raise ConfigError(msg)
+        if not self.storage:
+            msg = "storage must not be empty"
+            raise ConfigError(msg)
+        if not self.token and not self.insecure and not is_loopback(self.host):
+            msg = (
+                f"refusing to listen on {self.host} without a token: pass --token "
+                "(or set SPOOLUP_TOKEN), or --insecure if you really mean it"
+            )
+            raise ConfigError(msg)
+
+
+def _token_ok(token: str) -> bool:
+    return 0 < len(token) <= 1024 and all(0x21 <= ord(c) <= 0x7E for c in token)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names only this machine (``localhost``, 127.0.0.0/8, ``::1``)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_size(value: object, name: str = "size") -> int:
+    """A byte count from an int or a string with an optional unit (``"2 MiB"``, ``"10GB"``).
+
+    Decimal units (kB, MB, GB, TB) are powers of 1000, binary ones (KiB, MiB, GiB, TiB)
+    powers of 1024. Raises :class:`ConfigError` for anything else or a negative number.
+    """
+    if isinstance(value, bool):
+        msg = f"{name} must be a size, not {value!r}"
+        raise ConfigError(msg)
+    if isinstance(value, int):
+        if value < 0:
+            msg = f"{name} must not be negative"
+            raise ConfigError(msg)
+        return value
+    if isinstance(value, str):
+        match = _SIZE.fullmatch(value)
+        if match and match.group(2).lower() in _UNITS:
+            return int(match.group(1)) * _UNITS[match.group(2).lower()]
+    msg = f"{name} must be a size such as 1048576, '512 KiB' or '2 MB', not {value!r}"
+    raise ConfigError(msg)
+
+
+def _parse_int(value: object, name: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    msg = f"{name} must be a whole number, not {value!r}"
+    raise ConfigError(msg)
+
+
+def _parse_bool(value: object, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in {"1", "true", "yes", "on"}:
+        return True
+    if isinstance(value, str) and value.strip().lower() in {"0", "false", "no", "off", ""}:
+        return False
+    msg = f"{name} must be true or false, not {value!r}"
+    raise ConfigError(msg)
+
+
+def _parse_float(value: object, name: str) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    msg = f"{name} must be a number, not {value!r}"
+    raise ConfigError(msg)
+
+
+def _parse_str(value: object, name: str) -> str:
+    if isinstance(value, str):
+        return value
+    msg = f"{name} must be a string, not {value!r}"
+    raise ConfigError(msg)
+
+
+_SETTINGS: dict[str, Any] = {
+    "host": _parse_str,
+    "port": _parse_int,
+    "storage": _parse_str,
+    "token": _parse_str,
+    "insecure": _parse_bool,
+    "inspect_max_size": parse_size,
+    "inspect_max_pixels": _parse_int,
+    "graceful_timeout": _parse_float,
+    "log_level": lambda v, n: _parse_str(v, n).lower(),
+    "access_log": _parse_bool,
+}
+
+
+def _apply(
+    settings: dict[str, Any], limits: dict[str, int], source: Mapping[str, object], where: str
+) -> None:
+    """Check and copy the known keys of ``source`` into ``settings`` and ``limits``."""
+    for key, value in source.items():
+        if value is None:
+            continue
+        if key in _SETTINGS:
+            settings[key] = _SETTINGS[key](value, f"{where}{key}")
+        elif key in _LIMIT_NAMES:
+            parse = parse_size if key in _SIZE_LIMITS else _parse_int
+            limits[key] = parse(value, f"{where}{key}")
+        else:
+            msg = f"unknown setting {where}{key}"
+            raise ConfigError(msg)
+
+
+def _read_toml(path: Path) -> dict[str, object]:
+    try:
+        with path.open("rb") as file:
+            data = tomllib.load(file)
+    except OSError as exc:
+        msg = f"cannot read the config file {path}: {exc.strerror}"
+        raise ConfigError(msg) from exc
+    except tomllib.TOMLDecodeError as exc:
+        msg = f"the config file {path} is not valid TOML: {exc}"
+        raise ConfigError(msg) from exc
+    flat: dict[str, object] = {k: v for k, v in data.items() if k != "limits"}
+    table = data.get("limits", {})
+    if not isinstance(table, dict):
+        msg = f"[limits] in {path} must be a table"
+        raise ConfigError(msg)
+    for key, value in table.items():
+        if key not in _LIMIT_NAMES:
+            msg = f"unknown setting limits.{key} in {path}"
+            raise ConfigError(msg)
+        flat[key] = value
+    return flat
+
+
+def load_config(
+    *,
+    file: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, object] | None = None,
+) -> ServerConfig:
+    """Build and check a :class:`ServerConfig` from a TOML file, the environment and flags.
+
+    ``file`` (or ``SPOOLUP_CONFIG``) names a TOML file whose top-level keys are the
+    :class:`ServerConfig` attributes and whose ``[limits]`` table holds ``Limits`` fields
+    (these may also sit at the top level). ``environ`` maps ``SPOOLUP_<NAME>`` to values
+    (``SPOOLUP_MAX_FILE_SIZE=2GiB``; unknown names are ignored). ``overrides`` holds the
+    flags given, ``None`` for those not given. Raises :class:`ConfigError` for anything
+    unknown, malformed or unsafe.
+    """
+    environ = {} if environ is None else environ
+    settings: dict[str, Any] = {}
+    limits: dict[str, int] = {}
+    if file is None and environ.get("SPOOLUP_CONFIG"):
+        file = environ["SPOOLUP_CONFIG"]
+    if file is not None:
+        _apply(settings, limits, _read_toml(Path(file)), "")
+    # Unknown SPOOLUP_* variables are left alone: other tools may share the prefix.
+    known = {*_SETTINGS, *_LIMIT_NAMES}
+    from_env = {
+        name: value
+        for key, value in environ.items()
+        if key.startswith("SPOOLUP_") and (name := key.removeprefix("SPOOLUP_").lower()) in known
+    }
+    _apply(settings, limits, from_env, "SPOOLUP_")
+    _apply(settings, limits, overrides or {}, "")
+    if settings.get("token") == "":
+        settings["token"] = None
+    try:
+        settings["limits"] = Limits(**limits)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    config = ServerConfig(**settings)
+    config.check()
+    return config

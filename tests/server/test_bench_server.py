@@ -1,0 +1,29 @@
+"""The server benchmark keeps working: every app answers, disk writes are counted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from benchmarks import bench_server
+
+pytestmark = pytest.mark.slow
+
+
+def test_every_app_receives_the_upload(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    size = 4 * bench_server.MiB
+    upload = work / "upload.bin"
+    bench_server._make_upload(upload, size)
+    results = {
+        name: bench_server._run_app(name, upload, work, runs=1) for name in bench_server.APPS
+    }
+    for result in results.values():
+        assert result.seconds > 0
+        assert 0 < result.peak_rss < 500 * bench_server.MiB
+    assert results["drain"].write_bytes < size // 100
+    assert 0.99 <= results["raw to file"].write_bytes / size < 1.1
+    assert 0.99 <= results["spoolup serve"].write_bytes / size < 1.1  # each byte written once
+    assert results["starlette"].write_bytes / size > 1.9  # spooled, then copied

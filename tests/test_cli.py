@@ -1,0 +1,242 @@
+"""`spoolup upload` against a real server, its retries and checks; `spoolup serve` as a process."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from spoolup import cli
+from spoolup.server.config import ServerConfig
+from tests.server.conftest import RunningServer, free_port, start_server
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    tmpdir = tmp_path_factory.mktemp("tmp")
+    storage = tmp_path_factory.mktemp("storage")
+    running = start_server(ServerConfig(storage=str(storage), token="cli-token"), tmpdir)
+    yield running
+    running.stop()
+    assert running.temp_files() == []
+
+
+def test_upload_prints_checked_records(
+    server: RunningServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    one = tmp_path / "one.txt"
+    one.write_bytes(b"first file\n")
+    two = tmp_path / "two words.bin"
+    two.write_bytes(os.urandom(3 * cli.CHUNK_SIZE + 5))
+    code = cli.main(["upload", str(one), str(two), "--url", server.url, "--token", "cli-token"])
+    assert code == 0
+    lines = capsys.readouterr().out.splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [r["filename"] for r in records] == ["one.txt", "two words.bin"]
+    assert records[0]["content_type"] == "text/plain"
+    assert records[1]["sha256"] == hashlib.sha256(two.read_bytes()).hexdigest()
+    assert records[1]["size"] == two.stat().st_size
+    with server.client("cli-token") as client:
+        assert client.get(f"/api/files/{records[1]['id']}").content == two.read_bytes()
+
+
+def test_upload_token_from_environment(
+    server: RunningServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = tmp_path / "env.txt"
+    path.write_bytes(b"")
+    monkeypatch.setenv("SPOOLUP_TOKEN", "cli-token")
+    assert cli.main(["upload", str(path), "--url", server.url, "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out)["size"] == 0
+
+
+def test_upload_failures_exit_non_zero(
+    server: RunningServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "a.txt"
+    path.write_bytes(b"data")
+    assert cli.main(["upload", str(path), "--url", server.url, "--token", "wrong"]) == 1
+    err = capsys.readouterr().err
+    assert "401" in err
+    assert "SPOOLUP_TOKEN" in err
+    assert cli.main(["upload", str(tmp_path / "missing"), "--url", server.url]) == 1
+    assert "cannot read" in capsys.readouterr().err
+
+
+def test_upload_retries_connection_errors(tmp_path: Path) -> None:
+    path = tmp_path / "r.bin"
+    data = os.urandom(100_000)
+    path.write_bytes(data)
+    digest = hashlib.sha256(data).hexdigest()
+    calls: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = request.read()
+        calls.append(len(body))
+        if len(calls) < 3:
+            raise httpx.ConnectError("refused")
+        assert body == data
+        return httpx.Response(201, json={"id": "x", "sha256": digest, "size": len(data)})
+
+    pauses: list[float] = []
+    seen: list[tuple[int | None, int]] = []
+    with httpx.Client(base_url="http://test", transport=httpx.MockTransport(handler)) as client:
+        record = cli.upload_one(
+            client, path, retries=5, progress=lambda d, t: seen.append((d, t)), sleep=pauses.append
+        )
+    assert record["sha256"] == digest
+    assert pauses == [0.5, 1.0]
+    assert seen[-1] == (len(data), len(data))
+
+
+def test_upload_gives_up_after_bounded_retries(tmp_path: Path) -> None:
+    path = tmp_path / "r.bin"
+    path.write_bytes(b"x")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused")
+
+    pauses: list[float] = []
+    with (
+        httpx.Client(base_url="http://test", transport=httpx.MockTransport(handler)) as client,
+        pytest.raises(cli.UploadFailed, match="gave up after 7 attempts"),
+    ):
+        cli.upload_one(client, path, retries=6, progress=lambda d, t: None, sleep=pauses.append)
+    assert pauses == [0.5, 1.0, 2.0, 4.0, 8.0, 10.0]
+
+
+@pytest.mark.parametrize(
+    ("response", "match"),
+    [
+        (httpx.Response(201, json={"sha256": "0" * 64}), "sha256 mismatch"),
+        (
+            httpx.Response(413, json={"error": "file exceeds the limit max_file_size=1"}),
+            "413: file exceeds",
+        ),
+        (httpx.Response(500, text="boom"), "500: boom"),
+        (httpx.Response(502, json=["no error key"]), "502"),
+    ],
+)
+def test_upload_refused_or_mismatched(tmp_path: Path, response: httpx.Response, match: str) -> None:
+    path = tmp_path / "m.bin"
+    path.write_bytes(b"abc")
+    transport = httpx.MockTransport(lambda request: response)
+    with (
+        httpx.Client(base_url="http://test", transport=transport) as client,
+        pytest.raises(cli.UploadFailed, match=match),
+    ):
+        cli.upload_one(client, path, retries=0, progress=lambda d, t: None)
+
+
+def test_upload_mismatch_exit_status(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "m.bin"
+    path.write_bytes(b"abc")
+    real_client = httpx.Client
+
+    def fake_client(**kwargs: object) -> httpx.Client:
+        kwargs["transport"] = httpx.MockTransport(
+            lambda r: httpx.Response(201, json={"sha256": "bad"})
+        )
+        return real_client(**kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(httpx, "Client", fake_client)
+    assert cli.main(["upload", str(path), "--url", "http://test"]) == 1
+    assert "sha256 mismatch" in capsys.readouterr().err
+
+
+def test_serve_refuses_public_host_without_token(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SPOOLUP_TOKEN", raising=False)
+    assert cli.main(["serve", "--host", "0.0.0.0"]) == 2
+    assert "without a token" in capsys.readouterr().err
+    assert cli.main(["serve", "--storage", "ftp://x"]) == 2
+    assert "s3://bucket/prefix" in capsys.readouterr().err
+
+
+def _wait_until_up(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "spoolup serve exited"
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.05)
+    pytest.fail("spoolup serve did not start")
+
+
+def test_serve_process_finishes_running_upload_on_sigterm(tmp_path: Path) -> None:
+    port = free_port()
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    storage = tmp_path / "data"
+    env = {
+        **os.environ,
+        "TMPDIR": str(tmpdir),
+        "SPOOLUP_TOKEN": "t0k",
+        "SPOOLUP_MAX_FILE_SIZE": "10MiB",
+    }
+    log = tmp_path / "serve.log"
+    command = [sys.executable, "-m", "spoolup.cli", "serve", "--port", str(port)]
+    with log.open("wb") as log_file:
+        process = subprocess.Popen(
+            [*command, "--storage", str(storage)], env=env, stdout=log_file, stderr=log_file
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_up(url, process)
+        first_chunk_sent = threading.Event()
+
+        def slow_body() -> Iterator[bytes]:
+            for i in range(10):
+                yield bytes([i]) * 100_000
+                first_chunk_sent.set()
+                time.sleep(0.1)
+
+        result: dict[str, httpx.Response] = {}
+
+        def send() -> None:
+            result["response"] = httpx.put(
+                f"{url}/api/files/slow.bin",
+                content=slow_body(),
+                headers={"Authorization": "Bearer t0k", "Content-Length": "1000000"},
+                timeout=30,
+            )
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        assert first_chunk_sent.wait(10)
+        time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        sender.join(30)
+        response = result["response"]
+        assert response.status_code == 201, response.text
+        assert response.json()["size"] == 1_000_000
+        # uvicorn finishes the upload, stops, then re-raises the signal it caught.
+        assert process.wait(30) in {0, -signal.SIGTERM}
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    stderr = log.read_text()
+    assert "PUT /api/files/slow.bin" in stderr  # the access log line
+    assert " 201 in=1000000 " in stderr
+    assert list(tmpdir.iterdir()) == []
+    stored = [p for p in storage.rglob("*") if p.is_file() and "slow" not in p.name]
+    assert any(p.stat().st_size == 1_000_000 for p in stored)

@@ -1,0 +1,556 @@
+"""The tus ASGI app: the sans-IO protocol core over a :class:`~spoolup.tus.store.TusStore`.
+
+Mount it where the collection lives (``/tus`` in ``spoolup serve``)::
+
+    app = create_tus_app(storage, max_size=10 * GiB, expiry=24 * 3600, on_complete=register)
+
+State is kept in the store, never only in memory, so an upload survives a restart and
+another server sharing the store can continue it. One PATCH at a time writes an upload:
+an in-process set stops a second one here, a lease in the store stops one on another
+server; either answers 423. Store calls and hashing run in worker threads, never on the
+event loop. A finished upload goes through the handler chain (hashing by default, and
+any content or size checks given) and is handed to ``on_complete`` as an
+:class:`~spoolup.files.UploadedFile`; what the callback returns is kept as the
+upload's record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import inspect
+import json
+import secrets
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, TypeVar
+
+from spoolup.errors import RequestTooLarge, UploadAborted, UploadError
+from spoolup.files import FileInfo, UploadedFile
+from spoolup.handlers import HandlerSpec, HashingHandler, UploadContext, resolve_handlers
+from spoolup.headers import safe_filename
+from spoolup.limits import Limits
+from spoolup.storage.base import Storage
+from spoolup.tus.protocol import (
+    Create,
+    Delete,
+    Head,
+    Options,
+    Patch,
+    Response,
+    TusError,
+    TusLimits,
+    TusProtocol,
+    UploadLocked,
+    UploadNotFound,
+    headers_from_asgi,
+)
+from spoolup.tus.state import UploadInfo
+from spoolup.tus.store import ChunkWriter, LocalTusStore, StorageTusStore, TusStore
+
+if TYPE_CHECKING:
+    import hashlib
+
+__all__ = ["CompletionCallback", "TusApp", "create_tus_app"]
+
+Scope = Mapping[str, Any]
+Message = Mapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+CompletionCallback = Callable[[UploadedFile, UploadInfo], Any]
+"""``on_complete(file, info)``: called once per finished upload, sync or async.
+
+``file`` has been through the handler chain (``file.hashes["sha256"]`` is filled) and
+is open for reading; it may be saved or moved elsewhere (``file.path`` is the data on
+disk for local storage). Return a JSON-able dict (the file record) or ``None``. An
+:class:`~spoolup.UploadError` raised here refuses the upload: it is removed and the
+request answers with that status.
+"""
+
+# Body bytes gathered before one hop to a worker thread (cf. the form drivers).
+_BATCH = 1024 * 1024
+# Offset saved to the store at least this often (seconds) during a long PATCH.
+_SAVE_EVERY = 2.0
+_READ_CHUNK = 1024 * 1024
+_T = TypeVar("_T")
+
+
+class TusApp:
+    """An ASGI app serving tus 1.0.0 over ``store``; see :func:`create_tus_app`."""
+
+    def __init__(
+        self,
+        store: TusStore,
+        *,
+        protocol: TusProtocol,
+        on_complete: CompletionCallback | None = None,
+        handlers: Sequence[HandlerSpec] | None = None,
+        lease: float = 30.0,
+        sweep_interval: float | None = 300.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """Serve ``store``; see :func:`create_tus_app` for the options."""
+        self.store = store
+        self.protocol = protocol
+        self.on_complete = on_complete
+        self.handlers = handlers
+        self.lease = lease
+        self.sweep_interval = sweep_interval
+        self.clock = clock
+        self.owner = secrets.token_hex(8)
+        self._busy: set[str] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+
+    # -- ASGI ---------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one ASGI request (``http``; ``lifespan`` is acknowledged)."""
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":  # pragma: no cover - websockets are not routed here
+            return
+        self._start_sweeper()
+        headers = headers_from_asgi(scope.get("headers", ()))
+        method = str(scope["method"]).upper()
+        root = str(scope.get("root_path", ""))
+        path = str(scope["path"])
+        if root and path.startswith(root):
+            path = path[len(root) :]
+        segment = path.strip("/")
+        upload_id = segment or None
+        origin = headers.get("origin")
+        is_head = method == "HEAD" or headers.get("x-http-method-override", "").upper() == "HEAD"
+        try:
+            request = self.protocol.read_request(method, upload_id, headers)
+            if isinstance(request, Options):
+                response = self.protocol.options_response()
+            elif isinstance(request, Create):
+                response = await self._create(request, root, headers, receive)
+            elif isinstance(request, Head):
+                response = await self._head(request)
+            elif isinstance(request, Patch):
+                response = await self._patch(request, receive)
+            else:
+                assert isinstance(request, Delete)
+                response = await self._delete(request)
+        except UploadAborted:
+            return  # the client left: no one to answer
+        except UploadError as exc:
+            response = self.protocol.error_response(exc, head=is_head)
+        preflight = method == "OPTIONS" and "access-control-request-method" in headers
+        cors = self.protocol.cors_headers(origin, preflight=preflight)
+        await _send_response(send, response, cors)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def aclose(self) -> None:
+        """Stop the background expiry sweep."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+
+    def _start_sweeper(self) -> None:
+        if self._sweeper is None and self.sweep_interval is not None:
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
+
+    async def _sweep_forever(self) -> None:
+        assert self.sweep_interval is not None
+        while True:
+            await self.sweep()
+            await asyncio.sleep(self.sweep_interval)
+
+    async def sweep(self) -> list[str]:
+        """Remove every expired unfinished upload (and finished ones past expiry); return ids."""
+        return await asyncio.to_thread(self._sweep_sync, self.clock())
+
+    def _sweep_sync(self, now: float) -> list[str]:
+        removed = []
+        for upload_id in list(self.store.ids()):
+            if upload_id in self._busy:
+                continue
+            try:
+                info = self.store.load(upload_id)
+            except UploadError:
+                info = None
+            gone = info is None or (info.expires is not None and now >= info.expires)
+            if gone and self.store.try_lock(upload_id, self.owner, now, self.lease):
+                self.store.delete(upload_id)
+                removed.append(upload_id)
+        return removed
+
+    # -- requests -----------------------------------------------------------------
+
+    async def _load(self, upload_id: str) -> UploadInfo:
+        info = await asyncio.to_thread(self.store.load, upload_id)
+        if info is None:
+            msg = "no such upload"
+            raise UploadNotFound(msg)
+        return info
+
+    async def _head(self, request: Head) -> Response:
+        info = await self._load(request.upload_id)
+        self.protocol.check_alive(info, self.clock())
+        return _with_record(self.protocol.head_response(info), info)
+
+    async def _create(
+        self, request: Create, root: str, headers: Mapping[str, str], receive: Receive
+    ) -> Response:
+        now = self.clock()
+        upload_id = secrets.token_urlsafe(16)
+        info = UploadInfo(
+            id=upload_id,
+            length=request.length,
+            metadata=request.metadata,
+            created=now,
+            expires=self.protocol.expires_at(now),
+            concat=request.concat,
+        )
+        location = f"{root}/{upload_id}"
+        if request.concat == "final":
+            parts = [await self._load(p) for p in request.parts]
+            info.length = self.protocol.check_final_parts(parts, now)
+            info.parts = request.parts
+            raw = headers.get("upload-concat", "")
+            info.part_urls = tuple(raw.split(";", 1)[1].split())
+            await asyncio.to_thread(self.store.create, info)
+            await self._locked(info.id, self._concat(info, parts))
+            return _with_record(
+                self.protocol.created_response(info, location, with_body=False), info
+            )
+        await asyncio.to_thread(self.store.create, info)
+        if request.body_length is None:
+            if info.is_complete:  # an empty file is whole at once
+                await self._locked(upload_id, self._after_write(info))
+            return self.protocol.created_response(info, location, with_body=False)
+        body_length = None if request.body_length == -1 else request.body_length
+        first = Patch(
+            upload_id=upload_id, offset=0, body_length=body_length, checksum=request.checksum
+        )
+        await self._locked(upload_id, self._write(info, first, receive))
+        return _with_record(self.protocol.created_response(info, location, with_body=True), info)
+
+    async def _patch(self, request: Patch, receive: Receive) -> Response:
+        async def run() -> Response:
+            info = await self._load(request.upload_id)
+            new_length = self.protocol.check_patch(info, request, self.clock())
+            if new_length is not None:
+                info.length = new_length
+            elif info.is_complete:  # nothing left to write: say what it became
+                return _with_record(self.protocol.patched_response(info), info)
+            await self._write(info, request, receive)
+            return _with_record(self.protocol.patched_response(info), info)
+
+        return await self._locked(request.upload_id, run())
+
+    async def _delete(self, request: Delete) -> Response:
+        async def run() -> Response:
+            await self._load(request.upload_id)
+            await asyncio.to_thread(self.store.delete, request.upload_id)
+            return self.protocol.deleted_response()
+
+        return await self._locked(request.upload_id, run(), release=False)
+
+    async def _locked(self, upload_id: str, work: Awaitable[_T], *, release: bool = True) -> _T:
+        if upload_id in self._busy:
+            _close_awaitable(work)
+            msg = "another request is writing this upload"
+            raise UploadLocked(msg)
+        self._busy.add(upload_id)
+        try:
+            got = await asyncio.to_thread(
+                self.store.try_lock, upload_id, self.owner, self.clock(), self.lease
+            )
+            if not got:
+                _close_awaitable(work)
+                msg = "another server is writing this upload"
+                raise UploadLocked(msg)
+            try:
+                return await work
+            finally:
+                if release:
+                    await asyncio.to_thread(self.store.unlock, upload_id, self.owner)
+        finally:
+            self._busy.discard(upload_id)
+
+    # -- writing ------------------------------------------------------------------
+
+    async def _write(self, info: UploadInfo, request: Patch, receive: Receive) -> None:
+        """Append the request body to the upload, then finish it if it is complete."""
+        room = self.protocol.room(info)
+        body = _read_body(receive, room, request.body_length)
+        if request.checksum is not None:
+            await self._write_checked(info, body, request.checksum.hasher(), request)
+        else:
+            await self._write_plain(info, body)
+        await self._after_write(info)
+
+    async def _after_write(self, info: UploadInfo) -> None:
+        # A partial upload is no file of its own: its final concatenation will be.
+        if info.is_complete and info.concat == "partial":
+            await asyncio.to_thread(self._finish, info)
+        elif info.is_complete:
+            await self._complete(info)
+
+    async def _write_plain(self, info: UploadInfo, body: AsyncIterator[bytes]) -> None:
+        writer = await asyncio.to_thread(self.store.writer, info)
+        last_save = self.clock()
+        try:
+            async for batch in body:
+                await asyncio.to_thread(writer.write, batch)
+                if self.clock() - last_save >= _SAVE_EVERY:
+                    last_save = self.clock()
+                    await asyncio.to_thread(self._checkpoint, writer)
+        finally:
+            # Whatever arrived is kept, even when the client left mid-chunk: it resumes
+            # from the saved offset.
+            await asyncio.to_thread(self._finish_writer, writer)
+
+    def _checkpoint(self, writer: ChunkWriter) -> None:
+        writer.flush()
+        writer.info.expires = self.protocol.expires_at(self.clock())
+        self.store.save(writer.info)
+        self.store.try_lock(writer.info.id, self.owner, self.clock(), self.lease)
+
+    def _finish_writer(self, writer: ChunkWriter) -> None:
+        writer.close()
+        writer.info.expires = self.protocol.expires_at(self.clock())
+        self.store.save(writer.info)
+
+    async def _write_checked(
+        self,
+        info: UploadInfo,
+        body: AsyncIterator[bytes],
+        hasher: hashlib._Hash,
+        request: Patch,
+    ) -> None:
+        # The chunk is held aside until its digest is known: a failing chunk must leave
+        # no trace (460), and a chunk cut short cannot be verified, so it is dropped too.
+        assert request.checksum is not None
+        with tempfile.SpooledTemporaryFile(max_size=_BATCH) as spool:
+            async for batch in body:
+                hasher.update(batch)
+                await asyncio.to_thread(spool.write, batch)
+            request.checksum.verify(hasher)
+            spool.seek(0)
+            await asyncio.to_thread(self._copy_in, info, spool)
+
+    def _copy_in(self, info: UploadInfo, src: IO[bytes]) -> None:
+        writer = self.store.writer(info)
+        try:
+            while chunk := src.read(_READ_CHUNK):
+                writer.write(chunk)
+        finally:
+            self._finish_writer(writer)
+
+    async def _concat(self, info: UploadInfo, parts: list[UploadInfo]) -> None:
+        await asyncio.to_thread(self.store.concat, info, parts)
+        await asyncio.to_thread(self.store.save, info)
+        await self._complete(info)
+
+    async def _complete(self, info: UploadInfo) -> None:
+        """Run the finished upload through the handlers and the completion callback."""
+        try:
+            upload = await asyncio.to_thread(self._run_handlers, info)
+            try:
+                record = self.on_complete(upload, info) if self.on_complete else None
+                if inspect.isawaitable(record):
+                    record = await record
+            finally:
+                await asyncio.to_thread(upload.close)
+        except UploadError:
+            await asyncio.to_thread(self.store.delete, info.id)
+            raise
+        info.record = dict(record) if isinstance(record, Mapping) else None
+        if self.on_complete is not None:
+            # The callback took the file; without one the data stays in the store.
+            await asyncio.to_thread(self.store.discard_data, info)
+
+    def _finish(self, info: UploadInfo) -> None:
+        self.store.finish(info)
+        self.store.save(info)
+
+    def _run_handlers(self, info: UploadInfo) -> UploadedFile:
+        self._finish(info)
+        raw_name = info.filename
+        file_info = FileInfo(
+            field_name="",
+            filename=safe_filename(raw_name or info.id),
+            raw_filename=raw_name,
+            content_type=(info.content_type or "").lower() or None,
+            content_length=info.length,
+        )
+        specs = self.handlers if self.handlers is not None else [HashingHandler("sha256")]
+        chain = resolve_handlers(specs)
+        size = info.offset
+        limits = Limits(max_body_size=max(size, 1), max_file_size=max(size, 1))
+        context = UploadContext(limits, size, file_info.content_type)
+        # The one pass over the bytes after the upload: hashing and checks. The file is
+        # then handed on where it lies (the callback may move it, not copy it).
+        source = self.store.uploaded_file(info, file_info)
+        try:
+            for handler in chain:
+                handler.upload_started(context)
+            for handler in chain:
+                handler.new_file(file_info)
+            offsets = [0] * len(chain)
+            while chunk := source.read(_READ_CHUNK):
+                data: bytes | None = chunk
+                for i, handler in enumerate(chain):
+                    if data is None:
+                        break
+                    offset = offsets[i]
+                    offsets[i] += len(data)
+                    data = handler.receive_data_chunk(data, offset)
+            for i, handler in enumerate(chain):
+                handler.file_complete(offsets[i])
+            for handler in chain:
+                handler.upload_complete()
+        except BaseException:
+            source.close()
+            for handler in chain:
+                handler.upload_interrupted()
+            raise
+        source.seek(0)
+        return source
+
+
+async def _read_body(receive: Receive, room: int, declared: int | None) -> AsyncIterator[bytes]:
+    """The request body in batches of about 1 MiB; 413 past ``room`` bytes."""
+    received = 0
+    pending: list[bytes] = []
+    pending_size = 0
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            if pending:
+                yield b"".join(pending)
+            raise UploadAborted("the client disconnected during the upload")
+        data = bytes(message.get("body", b""))
+        more = bool(message.get("more_body", False))
+        received += len(data)
+        if received > room:
+            raise RequestTooLarge.for_limit("Upload-Length", room, "the chunk")
+        if data:
+            pending.append(data)
+            pending_size += len(data)
+        if pending_size >= _BATCH or (not more and pending):
+            yield b"".join(pending)
+            pending, pending_size = [], 0
+    if declared is not None and received != declared:
+        msg = f"the body has {received} bytes, Content-Length said {declared}"
+        raise TusError(msg)
+
+
+def _with_record(response: Response, info: UploadInfo) -> Response:
+    """Name the file record a finished upload became.
+
+    ``Spoolup-File-Id`` is its id; ``Spoolup-File-Record`` the whole record as base64 of
+    its UTF-8 JSON (a PATCH answer has no body), so a client can check the stored
+    sha256 without another request.
+    """
+    record = info.record or {}
+    file_id = record.get("id")
+    if not isinstance(file_id, str) or not file_id.isascii() or not file_id.isprintable():
+        return response
+    encoded = base64.b64encode(json.dumps(record, separators=(",", ":")).encode()).decode()
+    headers = (
+        *response.headers,
+        ("Spoolup-File-Id", file_id),
+        ("Spoolup-File-Record", encoded),
+    )
+    return Response(response.status, headers, response.body)
+
+
+def _close_awaitable(work: Awaitable[Any]) -> None:
+    if inspect.iscoroutine(work):
+        work.close()
+
+
+async def _send_response(
+    send: Send, response: Response, extra: tuple[tuple[str, str], ...]
+) -> None:
+    headers = [*response.headers, *extra]
+    if response.status not in (204, 304):
+        headers.append(("Content-Length", str(len(response.body))))
+    await send(
+        {
+            "type": "http.response.start",
+            "status": response.status,
+            "headers": [(k.lower().encode(), v.encode("latin-1")) for k, v in headers],
+        }
+    )
+    await send({"type": "http.response.body", "body": response.body})
+
+
+def create_tus_app(
+    storage: object,
+    *,
+    max_size: int = 10 * 1024**3,
+    expiry: float | None = 24 * 3600.0,
+    on_complete: CompletionCallback | None = None,
+    handlers: Sequence[HandlerSpec] | None = None,
+    allow_origins: Sequence[str] = ("*",),
+    limits: TusLimits | None = None,
+    lease: float = 30.0,
+    sweep_interval: float | None = 300.0,
+    clock: Callable[[], float] = time.time,
+) -> TusApp:
+    """The tus ASGI app over ``storage``, to mount at the collection's path (``/tus``).
+
+    ``storage`` is a :class:`~spoolup.tus.store.TusStore`, a folder (``str`` or
+    ``Path``, for :class:`~spoolup.tus.store.LocalTusStore`), or a spoolup storage
+    backend (local or S3: state and data under its ``tus/`` prefix, the bytes in
+    its resumable uploads). ``max_size`` is ``Tus-Max-Size``; ``expiry`` the seconds an
+    unfinished upload lives after its last write (``None``: forever), removed by a
+    sweep every ``sweep_interval`` seconds. ``handlers`` is the chain a finished upload
+    is run through (default: sha256 hashing); ``on_complete`` then receives it (see
+    :data:`CompletionCallback`). ``lease`` bounds how long a crashed server's write
+    lock blocks an upload.
+    """
+    tus_limits = limits if limits is not None else TusLimits(max_size=max_size)
+    if limits is not None and limits.max_size != max_size:
+        tus_limits = TusLimits(
+            max_size=max_size,
+            max_metadata_size=limits.max_metadata_size,
+            max_metadata_pairs=limits.max_metadata_pairs,
+            max_concat_parts=limits.max_concat_parts,
+            max_header_size=limits.max_header_size,
+        )
+    protocol = TusProtocol(limits=tus_limits, allow_origins=tuple(allow_origins), expiry=expiry)
+    return TusApp(
+        tus_store_for(storage),
+        protocol=protocol,
+        on_complete=on_complete,
+        handlers=handlers,
+        lease=lease,
+        sweep_interval=sweep_interval,
+        clock=clock,
+    )
+
+
+def tus_store_for(storage: object) -> TusStore:
+    """The :class:`TusStore` for a storage backend, a folder, or a store given as is."""
+    if isinstance(storage, TusStore):
+        return storage
+    if isinstance(storage, str | Path):
+        return LocalTusStore(storage)
+    if isinstance(storage, Storage):
+        return StorageTusStore(storage)
+    msg = f"no tus store for {type(storage).__name__}"
+    raise TypeError(msg)

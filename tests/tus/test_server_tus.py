@@ -1,0 +1,161 @@
+"""tus inside ``spoolup serve``: a finished upload becomes a file record without a copy.
+
+The upload's bytes are read back once (hashing and checks) and then moved to
+``files/<id>``: a rename on local storage, a server-side copy on S3. Both are checked
+by watching the storage: one read of the upload's data, no write of the file's.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import httpx
+import pytest
+
+from spoolup.server.config import ServerConfig
+from spoolup.server.store import RecordStore
+from spoolup.storage.base import ObjectWriter, Storage
+from spoolup.storage.local import UPLOADS_DIR, LocalStorage
+from spoolup.storage.s3 import S3Storage
+from tests.seaweed import Seaweed, seaweed  # noqa: F401 - the session fixture
+from tests.server.conftest import RunningServer, start_server
+
+MiB = 1024 * 1024
+TUS = {"Tus-Resumable": "1.0.0"}
+
+
+class Watch:
+    """Which keys a storage opened for reading and for writing."""
+
+    def __init__(self) -> None:
+        self.reads: list[str] = []
+        self.writes: list[str] = []
+
+
+def watched(storage: Storage, watch: Watch) -> Storage:
+    """``storage`` with its ``open`` and ``open_writer`` recorded in ``watch``."""
+    real_open, real_writer = storage.open, storage.open_writer
+
+    def open_(key: str, *, start: int = 0, end: int | None = None) -> BinaryIO:
+        watch.reads.append(key)
+        return real_open(key, start=start, end=end)
+
+    def open_writer(key: str, **kw: Any) -> ObjectWriter:
+        watch.writes.append(key)
+        return real_writer(key, **kw)
+
+    storage.open = open_  # type: ignore[method-assign]
+    storage.open_writer = open_writer  # type: ignore[method-assign]
+    return storage
+
+
+def create(client: httpx.Client, size: int, name: str) -> str:
+    meta = ",".join(
+        f"{k} {base64.b64encode(v.encode()).decode()}"
+        for k, v in {"filename": name, "filetype": "application/x-test"}.items()
+    )
+    response = client.post(
+        "/tus/", headers={**TUS, "Upload-Length": str(size), "Upload-Metadata": meta}
+    )
+    assert response.status_code == 201, response.text
+    return response.headers["location"]
+
+
+def patch(client: httpx.Client, url: str, offset: int, chunk: bytes) -> httpx.Response:
+    headers = {
+        **TUS,
+        "Upload-Offset": str(offset),
+        "Content-Type": "application/offset+octet-stream",
+    }
+    response = client.patch(url, content=chunk, headers=headers)
+    assert response.status_code == 204, response.text
+    return response
+
+
+def decoded_record(headers: Mapping[str, str]) -> dict[str, Any]:
+    record: dict[str, Any] = json.loads(base64.b64decode(headers["spoolup-file-record"]))
+    return record
+
+
+@pytest.fixture
+def local_server(tmp_path: Path) -> Iterator[tuple[RunningServer, LocalStorage, Watch]]:
+    watch = Watch()
+    storage = LocalStorage(tmp_path / "storage")
+    watched(storage, watch)
+    (tmp_path / "tmp").mkdir()
+    config = ServerConfig(storage=str(tmp_path / "storage"))
+    running = start_server(config, tmp_path / "tmp", store=RecordStore(storage))
+    yield running, storage, watch
+    running.stop()
+
+
+def test_local_upload_is_renamed_into_place(
+    local_server: tuple[RunningServer, LocalStorage, Watch],
+) -> None:
+    running, storage, watch = local_server
+    data = os.urandom(3 * MiB + 5)
+    with running.client() as client:
+        url = create(client, len(data), "big.bin")
+        patch(client, url, 0, data[:MiB])
+        (part,) = (storage.root / UPLOADS_DIR).glob("*/data")
+        inode = part.stat().st_ino
+        last = patch(client, url, MiB, data[MiB:])
+        record = decoded_record(last.headers)
+        assert last.headers["spoolup-file-id"] == record["id"]
+        assert record["sha256"] == hashlib.sha256(data).hexdigest()
+        assert (record["filename"], record["size"]) == ("big.bin", len(data))
+        assert record["content_type"] == "application/x-test"
+        assert client.get("/api/files").json() == [record]
+        assert client.get(f"/api/files/{record['id']}").content == data
+        head = client.head(url, headers=TUS)
+        assert decoded_record(head.headers) == record
+    # The same file, never copied: renamed from the upload's folder to files/<id>.
+    assert (storage.root / "files" / record["id"]).stat().st_ino == inode
+    upload_id = url.rsplit("/", 1)[1]
+    assert [k for k in watch.reads if k.endswith("/data")] == [f"tus/{upload_id}/data"]
+    assert [k for k in watch.writes if k.startswith("files/")] == []
+    left = sorted(str(p.relative_to(storage.root)) for p in storage.root.rglob("*") if p.is_file())
+    assert left == [
+        f"files/.{record['id']}.meta.json",
+        f"files/{record['id']}",
+        f"tus/{upload_id}/.info.meta.json",
+        f"tus/{upload_id}/info",
+    ]
+
+
+@pytest.mark.s3
+def test_s3_upload_is_copied_by_the_server(
+    seaweed: Seaweed,  # noqa: F811 - the fixture above
+    tmp_path: Path,
+) -> None:
+    prefix = f"srv-{uuid.uuid4().hex[:12]}"
+    watch = Watch()
+    storage = S3Storage(seaweed.bucket, prefix, client=seaweed.client())
+    watched(storage, watch)
+    (tmp_path / "tmp").mkdir()
+    config = ServerConfig(storage=str(tmp_path / "unused"))
+    running = start_server(config, tmp_path / "tmp", store=RecordStore(storage))
+    data = os.urandom(9 * MiB + 1)
+    try:
+        with running.client() as client:
+            url = create(client, len(data), "s3 file.bin")
+            patch(client, url, 0, data[: 8 * MiB])
+            record = decoded_record(patch(client, url, 8 * MiB, data[8 * MiB :]).headers)
+            assert record["sha256"] == hashlib.sha256(data).hexdigest()
+            assert client.get("/api/files").json() == [record]
+            assert client.get(f"/api/files/{record['id']}").content == data
+    finally:
+        running.stop()
+    upload_id = url.rsplit("/", 1)[1]
+    assert [k for k in watch.reads if k.endswith("/data")] == [f"tus/{upload_id}/data"]
+    assert [k for k in watch.writes if k.startswith("files/")] == []
+    stat = storage.stat(f"files/{record['id']}")
+    assert (stat.sha256, stat.filename, stat.size) == (record["sha256"], "s3 file.bin", len(data))
+    assert not storage.exists(f"tus/{upload_id}/data")

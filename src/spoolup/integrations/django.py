@@ -1,0 +1,65 @@
+"""Read a Django request with spoolup instead of ``request.FILES``.
+
+::
+
+    from spoolup.integrations.django import parse_form
+
+    def upload(request):
+        with parse_form(request, limits=Limits(max_file_size=2_000_000)) as form:
+            ...
+
+Works under WSGI and ASGI: the body is read through ``request.read()``, so it must not
+have been read before (``request.POST``, ``request.FILES`` or ``request.body``).
+Django's own ``DATA_UPLOAD_MAX_*`` settings do not apply; spoolup's ``Limits`` do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.http import HttpRequest
+
+from spoolup import form as _form
+from spoolup.files import UploadedFile
+from spoolup.form import Form
+from spoolup.handlers import HandlerSpec
+from spoolup.limits import Limits
+from spoolup.wsgi import content_length
+
+__all__ = ["parse_form", "receive_file"]
+
+
+def parse_form(
+    request: HttpRequest,
+    *,
+    limits: Limits | None = None,
+    handlers: Iterable[HandlerSpec] | None = None,
+) -> Form:
+    """The request's form, as :func:`spoolup.parse_form` reads it."""
+    return _form.parse_form(
+        request,
+        str(request.META.get("CONTENT_TYPE") or ""),
+        limits=limits,
+        handlers=handlers,
+        content_length=content_length(request.META),
+    )
+
+
+def receive_file(
+    request: HttpRequest,
+    *,
+    filename: str,
+    content_type: str | None = None,
+    limits: Limits | None = None,
+    handlers: Iterable[HandlerSpec] | None = None,
+) -> UploadedFile | None:
+    """The request's raw body as one file, as :func:`spoolup.receive_file` reads it."""
+    declared = request.META.get("CONTENT_TYPE") or None
+    return _form.receive_file(
+        request,
+        filename=filename,
+        content_type=content_type if content_type is not None else declared,
+        limits=limits,
+        handlers=handlers,
+        content_length=content_length(request.META),
+    )

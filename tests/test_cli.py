@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -18,6 +19,9 @@ import pytest
 
 from spoolup import cli
 from spoolup.server.config import ServerConfig
+from spoolup.server.store import RecordStore
+from spoolup.storage.base import PartInfo
+from spoolup.storage.local import LocalStorage
 from tests.server.conftest import RunningServer, free_port, start_server
 
 
@@ -240,3 +244,173 @@ def test_serve_process_finishes_running_upload_on_sigterm(tmp_path: Path) -> Non
     assert list(tmpdir.iterdir()) == []
     stored = [p for p in storage.rglob("*") if p.is_file() and "slow" not in p.name]
     assert any(p.stat().st_size == 1_000_000 for p in stored)
+
+
+# ---------------------------------------------------------------- tus
+
+
+def tus_uploads(root: Path) -> list[str]:
+    """Ids of the tus uploads a server keeps state for under its storage ``root``."""
+    return sorted(p.parent.name for p in (root / "tus").glob("*/info"))
+
+
+def test_large_files_go_by_tus(
+    server: RunningServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    small = tmp_path / "small.txt"
+    small.write_bytes(b"under the threshold")
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(3 * cli.CHUNK_SIZE + 7))
+    before = tus_uploads(server.storage)
+    argv = ["upload", str(small), str(big), "--url", server.url, "--token", "cli-token"]
+    assert cli.main([*argv, "--tus-threshold", "1MiB", "--chunk-size", "1MiB"]) == 0
+    small_record, big_record = map(json.loads, capsys.readouterr().out.splitlines())
+    assert small_record["filename"] == "small.txt"
+    assert big_record["sha256"] == hashlib.sha256(big.read_bytes()).hexdigest()
+    assert (big_record["filename"], big_record["size"]) == ("big.bin", big.stat().st_size)
+    assert big_record["content_type"] == "application/octet-stream"
+    assert len(tus_uploads(server.storage)) == len(before) + 1  # only the big one
+    with server.client("cli-token") as client:
+        assert client.get(f"/api/files/{big_record['id']}").content == big.read_bytes()
+    # Nothing is kept for resuming once the upload is complete.
+    assert json.loads((tmp_path / "cache" / "spoolup" / "tus-uploads.json").read_text()) == {}
+
+
+def test_tus_refusal_exits_non_zero(
+    server: RunningServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    path = tmp_path / "a.bin"
+    path.write_bytes(b"data")
+    argv = ["upload", str(path), "--url", server.url, "--token", "wrong", "--tus-threshold", "0"]
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "401" in err
+    assert "SPOOLUP_TOKEN" in err
+
+
+def test_bad_chunk_size_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    for bad in ["0", "lots"]:
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(["upload", "x", "--chunk-size", bad])
+        assert exit_info.value.code == 2
+    assert "chunk size" in capsys.readouterr().err
+
+
+def fake_tus(record: dict[str, object] | None) -> httpx.MockTransport:
+    """A tus server that takes any upload whole and answers with ``record``."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            return httpx.Response(201, headers={"Location": "/tus/u1"})
+        size = str(int(request.headers["upload-offset"]) + len(request.read()))
+        headers = {"Upload-Offset": size}
+        if record is not None:
+            encoded = base64.b64encode(json.dumps(record).encode()).decode()
+            headers["Spoolup-File-Record"] = encoded
+        return httpx.Response(204, headers=headers)
+
+    return httpx.MockTransport(handler)
+
+
+@pytest.mark.parametrize(
+    ("record", "match"),
+    [({"id": "x", "sha256": "0" * 64}, "sha256 mismatch"), (None, "did not send")],
+)
+def test_tus_record_is_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, record: dict[str, object] | None, match: str
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    path = tmp_path / "m.bin"
+    path.write_bytes(b"abc")
+    with (
+        httpx.Client(transport=fake_tus(record)) as client,
+        pytest.raises(cli.UploadFailed, match=match),
+    ):
+        cli.upload_tus(
+            client,
+            path,
+            endpoint="http://test/tus/",
+            chunk_size=2,
+            retries=0,
+            progress=lambda d, t: None,
+        )
+    with httpx.Client(transport=fake_tus(record)) as client, pytest.raises(cli.UploadFailed):
+        cli.upload_tus(
+            client,
+            tmp_path / "missing",
+            endpoint="http://test/tus/",
+            chunk_size=2,
+            retries=0,
+            progress=lambda d, t: None,
+        )
+
+
+class SlowStorage(LocalStorage):
+    """A LocalStorage whose tus parts take a while, counted: time to interrupt an upload."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.part_bytes = 0
+
+    def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> PartInfo:
+        """Count, pause, store."""
+        self.part_bytes += len(data)
+        time.sleep(0.05)
+        return super().upload_part(key, upload_id, number, data)
+
+
+def test_killed_upload_resumes_when_run_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "tmp").mkdir()
+    storage = SlowStorage(tmp_path / "storage")
+    config = ServerConfig(storage=str(tmp_path / "storage"))
+    running = start_server(config, tmp_path / "tmp", store=RecordStore(storage))
+    cache = tmp_path / "cache"
+    path = tmp_path / "backup.tar"
+    data = os.urandom(8 * 1024 * 1024 + 3)
+    path.write_bytes(data)
+    argv = ["upload", str(path), "--url", running.url, "--chunk-size", "256KiB", "--quiet"]
+    try:
+        # First run, in its own process: killed outright once 2 MiB are stored.
+        process = subprocess.Popen(
+            [sys.executable, "-m", "spoolup.cli", *argv],
+            env={**os.environ, "XDG_CACHE_HOME": str(cache)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while storage.part_bytes < 2 * 1024 * 1024 and time.monotonic() < deadline:
+            assert process.poll() is None, "the upload ended before it could be interrupted"
+            time.sleep(0.01)
+        process.kill()
+        process.wait()
+        (upload_id,) = tus_uploads(storage.root)
+        lock = storage.root / "tus" / upload_id / "lock"
+        while lock.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)  # the server is still ending the cut PATCH
+        with running.client() as client:
+            head = client.head(f"/tus/{upload_id}", headers={"Tus-Resumable": "1.0.0"})
+        offset = int(head.headers["upload-offset"])
+        assert 0 < offset < len(data)
+        assert storage.part_bytes == offset
+        # Second run: continues from the server's offset.
+        monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+        assert cli.main(argv) == 0
+        out, err = capsys.readouterr()
+        record = json.loads(out)
+        assert f"resuming at {offset} of {len(data)} bytes" in err
+        assert storage.part_bytes - offset == len(data) - offset  # the rest, only the rest
+        assert record["sha256"] == hashlib.sha256(data).hexdigest()
+        assert tus_uploads(storage.root) == [upload_id]
+        assert (storage.root / "files" / record["id"]).read_bytes() == data
+    finally:
+        running.stop()

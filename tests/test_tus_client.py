@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from collections.abc import Iterator
@@ -79,8 +80,13 @@ def test_resume_when_run_again(env: Env, src: Path, tmp_path: Path) -> None:
     assert result.resumed_from == 0
     with pytest.raises(Stop):
         tus_upload(src, again.url, chunk_size=100_000, progress=stop_midway, state_file=state)
+    # Stopped while the third chunk was on its way: the server kept what reached it.
+    (url,) = [e["url"] for e in json.loads(state.read_text()).values() if again.base in e["url"]]
+    head = httpx.head(url, headers={"Tus-Resumable": "1.0.0"})
+    offset = int(head.headers["upload-offset"])
+    assert 200_000 <= offset <= 300_000
     result = tus_upload(src, again.url, chunk_size=100_000, state_file=state)
-    assert result.resumed_from == 300_000
+    assert result.resumed_from == offset
     # The bytes sent before are hashed from the local file: the digest is whole.
     assert result.sha256 == hashlib.sha256(DATA).hexdigest()
     assert [c["data"] for c in env.completed.calls] == [DATA, DATA]
@@ -126,15 +132,13 @@ def test_server_losing_track_mid_upload(env: Env, src: Path, tmp_path: Path) -> 
         if response.request.method == "PATCH":
             httpx.delete(str(response.request.url), headers={"Tus-Resumable": "1.0.0"})
 
-    with httpx.Client(event_hooks={"response": [delete_it]}) as client:
-        with pytest.raises(TusClientError, match="404"):
-            tus_upload(
-                src,
-                server.url,
-                chunk_size=100_000,
-                state_file=tmp_path / "s.json",
-                client=client,
-            )
+    with (
+        httpx.Client(event_hooks={"response": [delete_it]}) as client,
+        pytest.raises(TusClientError, match="404"),
+    ):
+        tus_upload(
+            src, server.url, chunk_size=100_000, state_file=tmp_path / "s.json", client=client
+        )
 
 
 def test_default_state_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -174,3 +178,40 @@ def test_damaged_chunk_is_sent_again(env: Env, src: Path, tmp_path: Path) -> Non
     assert damaged["done"]
     assert result.size == len(DATA)
     assert env.completed.calls[0]["data"] == DATA
+
+
+def test_record_header_is_read_with_care() -> None:
+    from spoolup.tus_client import _record
+
+    good = base64.b64encode(json.dumps({"id": "x"}).encode()).decode()
+    assert _record(good) == {"id": "x"}
+    assert _record(None) is None
+    assert _record("not base64!") is None
+    assert _record(base64.b64encode(b"[1]").decode()) is None
+    assert _record(base64.b64encode(b"{bad").decode()) is None
+
+
+def test_hasher_reads_the_bytes_never_sent(tmp_path: Path) -> None:
+    from spoolup.tus_client import _Hasher
+
+    path = tmp_path / "f"
+    path.write_bytes(DATA)
+    with path.open("rb") as f:
+        hasher = _Hasher(f)
+        hasher.cover(1000, DATA[1000:2000])  # resumed at 1000: 0-1000 read locally
+        hasher.cover(1500, DATA[1500:2500])  # the server went back: no byte twice
+        assert hasher.hexdigest(len(DATA)) == hashlib.sha256(DATA).hexdigest()
+        short = _Hasher(f)
+        assert short.hexdigest(len(DATA) + 10) == hashlib.sha256(DATA).hexdigest()
+
+
+def test_bad_chunk_size(src: Path) -> None:
+    with pytest.raises(ValueError, match="chunk_size"):
+        tus_upload(src, "http://127.0.0.1:9/tus/", chunk_size=0)
+
+
+def test_refusal_without_json(src: Path, tmp_path: Path) -> None:
+    transport = httpx.MockTransport(lambda r: httpx.Response(403, json=["no"]))
+    with httpx.Client(transport=transport) as client, pytest.raises(TusClientError) as info:
+        tus_upload(src, "http://test/tus/", state_file=tmp_path / "s.json", client=client)
+    assert info.value.status == 403

@@ -1,10 +1,17 @@
 """The ``spoolup`` command: ``serve`` runs the upload server, ``upload`` sends files to one.
 
-``spoolup upload FILE... --url URL [--token T]`` streams each file to
-``PUT /api/files/{name}`` (never holding it whole in memory) with a progress bar,
-retries on connection errors with a bounded, growing pause, prints the server's
-record as one JSON line on standard output, and checks its sha256 against the bytes
-sent: a mismatch, a refused file or a missing file makes the exit status non-zero.
+``spoolup upload FILE... --url URL [--token T]`` sends each file with a progress bar,
+prints the server's record as one JSON line on standard output, and checks its sha256
+against the local file: a mismatch, a refused file or a missing file makes the exit
+status non-zero.
+
+Files of ``--tus-threshold`` bytes or more (8 MiB by default; 0 sends every file this
+way) go by tus to ``/tus/`` (:mod:`spoolup.tus_client`) in ``--chunk-size`` chunks:
+an upload interrupted by a lost connection, a crash or Ctrl-C continues from the
+server's offset when the same command is run again (the upload URL is kept in the
+user's cache folder until the upload completes). Smaller files are streamed in one
+``PUT /api/files/{name}`` (one request, never held whole in memory), started again
+from the first byte after a connection error. Both retry with bounded, growing pauses.
 """
 
 from __future__ import annotations
@@ -24,6 +31,9 @@ from urllib.parse import quote
 __all__ = ["main"]
 
 CHUNK_SIZE = 1024 * 1024
+TUS_THRESHOLD = 8 * 1024 * 1024
+"""Files of this many bytes or more are sent by tus (resumable) unless told otherwise."""
+TUS_CHUNK_SIZE = 8 * 1024 * 1024
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -88,8 +98,40 @@ def _build_parser() -> argparse.ArgumentParser:
         "--retries", type=int, default=5, help="retries per file on connection errors (5)"
     )
     upload.add_argument("--timeout", type=float, default=60.0, help="seconds of silence (60)")
+    upload.add_argument(
+        "--tus-threshold",
+        type=_size,
+        default=TUS_THRESHOLD,
+        metavar="SIZE",
+        help="send files of this size or more by tus, resumable (8MiB; 0: every file)",
+    )
+    upload.add_argument(
+        "--chunk-size",
+        type=_chunk_size,
+        default=TUS_CHUNK_SIZE,
+        metavar="SIZE",
+        help="bytes per tus request (8MiB)",
+    )
     upload.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
+
+
+def _size(value: str) -> int:
+    """A byte count for argparse: ``1048576``, ``512KiB``, ``8MiB``, ``1GB``..."""
+    from spoolup.server.config import ConfigError, parse_size
+
+    try:
+        return parse_size(value)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _chunk_size(value: str) -> int:
+    size = _size(value)
+    if size < 1:
+        msg = "the chunk size must be at least 1 byte"
+        raise argparse.ArgumentTypeError(msg)
+    return size
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -225,6 +267,64 @@ def upload_one(
     raise AssertionError  # pragma: no cover  (the loop returns or raises)
 
 
+def upload_tus(
+    client: Any,
+    path: Path,
+    *,
+    endpoint: str,
+    chunk_size: int,
+    retries: int,
+    progress: Callable[[int | None, int], None],
+    resumed: Callable[[int, int], None] = lambda offset, total: None,
+) -> dict[str, Any]:
+    """Upload one file by tus to ``endpoint`` and return the server's record, checked.
+
+    Continues an interrupted upload of the same file (``resumed(offset, total)`` says
+    so); ``progress(completed, total)`` as in :func:`upload_one`. The record's sha256
+    is checked against the local file's, read while sending (and, for the bytes the
+    server already had, read again locally). Raises :class:`UploadFailed`.
+    """
+    from spoolup.tus_client import TusClientError, tus_upload
+
+    content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    first = True
+
+    def report(sent: int, total: int) -> None:
+        nonlocal first
+        if first and sent > 0:
+            resumed(sent, total)
+        first = False
+        progress(sent, total)
+
+    try:
+        result = tus_upload(
+            path,
+            endpoint,
+            chunk_size=chunk_size,
+            content_type=content_type,
+            progress=report,
+            retries=retries,
+            client=client,
+        )
+    except OSError as exc:
+        msg = f"cannot read the file: {exc.strerror}"
+        raise UploadFailed(msg) from exc
+    except TusClientError as exc:
+        hint = " (pass --token or set SPOOLUP_TOKEN)" if exc.status == 401 else ""
+        raise UploadFailed(f"{exc}{hint}") from exc
+    record = result.record
+    if record is None:
+        msg = "the upload finished, but the server did not send the file's record"
+        raise UploadFailed(msg)
+    if record.get("sha256") != result.sha256:
+        msg = (
+            f"sha256 mismatch: the server stored {record.get('sha256')}, "
+            f"the file sent has {result.sha256}"
+        )
+        raise UploadFailed(msg)
+    return record
+
+
 def upload(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """``spoolup upload``: send each file, print each record, exit 1 if any failed."""
     import httpx
@@ -260,8 +360,27 @@ def upload(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             def progress(completed: int | None, total: int, task: Any = task) -> None:
                 bars.update(task, completed=completed, total=total)
 
+            def resumed(offset: int, total: int, task: Any = task, name: str = path.name) -> None:
+                bars.update(task, description=f"{name} (resumed)")
+                console.print(
+                    f"spoolup upload: {name}: resuming at {offset} of {total} bytes",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+
             try:
-                record = upload_one(client, path, retries=args.retries, progress=progress)
+                if _by_tus(path, args.tus_threshold):
+                    record = upload_tus(
+                        client,
+                        path,
+                        endpoint=f"{args.url.rstrip('/')}/tus/",
+                        chunk_size=args.chunk_size,
+                        retries=args.retries,
+                        progress=progress,
+                        resumed=resumed,
+                    )
+                else:
+                    record = upload_one(client, path, retries=args.retries, progress=progress)
             except UploadFailed as exc:
                 failures += 1
                 bars.update(task, description=f"[red]{path.name}")
@@ -273,6 +392,14 @@ def upload(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             sys.stdout.write(json.dumps(record) + "\n")
             sys.stdout.flush()
     return EXIT_FAILED if failures else EXIT_OK
+
+
+def _by_tus(path: Path, threshold: int) -> bool:
+    """Whether ``path`` goes by tus: at least ``threshold`` bytes (a missing file: no)."""
+    try:
+        return path.stat().st_size >= threshold
+    except OSError:
+        return False
 
 
 if __name__ == "__main__":  # pragma: no cover

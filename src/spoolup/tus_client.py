@@ -167,6 +167,9 @@ def tus_upload(
     Raises :class:`TusClientError` when the server refuses the upload or cannot be
     reached. Holds at most one chunk in memory.
     """
+    if chunk_size < 1:
+        msg = f"chunk_size must be at least 1, not {chunk_size}"
+        raise ValueError(msg)
     file_path = Path(path)
     size = file_path.stat().st_size
     state = _State(state_file or default_state_file())
@@ -210,9 +213,12 @@ def tus_upload(
                 def sending(sent: int, start: int = start) -> None:
                     report(start + sent, size)
 
-                offset, file_id, record = session.patch(url, offset, chunk, sending)
+                offset, file_id, record, answered = session.patch(url, offset, chunk, sending)
                 report(offset, size)
-                if offset >= size:
+                # Done once a PATCH reaching the end is answered; learning the offset
+                # from HEAD is not enough: an empty PATCH then gets the record (and
+                # has a spoolup server finish a completion that failed midway).
+                if offset >= size and answered:
                     break
             digest = hasher.hexdigest(size)
         state.put(key, None)
@@ -272,8 +278,9 @@ class _Session:
 
     def patch(
         self, url: str, offset: int, chunk: bytes, sending: Callable[[int], object]
-    ) -> tuple[int, str | None, dict[str, Any] | None]:
-        """Send ``chunk`` at ``offset``; the new offset, file id and record."""
+    ) -> tuple[int, str | None, dict[str, Any] | None, bool]:
+        """Send ``chunk`` at ``offset``: the new offset, file id, record, and whether
+        the PATCH was answered (else the offset comes from HEAD)."""
         digest = base64.b64encode(hashlib.sha256(chunk).digest()).decode()
 
         def body() -> Iterator[bytes]:
@@ -302,6 +309,7 @@ class _Session:
                     int(response.headers["upload-offset"]),
                     response.headers.get("spoolup-file-id"),
                     _record(response.headers.get("spoolup-file-record")),
+                    True,
                 )
             if response is not None and response.status_code not in (409, 460):
                 raise _refused("sending a chunk", response)
@@ -312,7 +320,7 @@ class _Session:
                 raise _refused("resuming", current)
             server_offset = int(current.headers["upload-offset"])
             if server_offset != offset:
-                return server_offset, None, None
+                return server_offset, None, None, False
         msg = f"PATCH {url} kept failing"
         raise TusClientError(msg)
 

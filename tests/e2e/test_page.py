@@ -205,7 +205,7 @@ def test_errors_and_cancel(browser: object, tmp_path: Path) -> None:
         sync_api.expect(item.locator(".item-stats")).to_contain_text("left", timeout=10_000)
         item.locator(".cancel").click()
         sync_api.expect(item).to_have_attribute("data-state", "cancelled")
-        cdp.send("Network.emulateNetworkConditions", {**conditions, "uploadThroughput": -1})
+        # The throttle stays on: lifted now, Chromium may still let the aborted body go.
         page.locator("#refresh").click()
         sync_api.expect(page.locator("#files-empty")).to_be_visible()
         deadline = time.monotonic() + 5

@@ -13,12 +13,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from spoolup.server.config import ServerConfig
 from spoolup.server.store import RecordStore
-from spoolup.storage.base import PartInfo
+from spoolup.storage.base import ObjectInfo, PartInfo, StorageError
 from spoolup.storage.local import LocalStorage
 from tests.e2e.test_page import CHROMIUM, LAUNCH_ARGS
 from tests.server.conftest import RunningServer, start_server
@@ -210,3 +211,72 @@ def test_cancelled_tus_upload_is_terminated(
     with served.running.client() as client:
         assert client.get("/api/files").json() == []
     page.close()
+
+
+class FailingOnce(CountingStorage):
+    """The first move of a finished upload to files/ fails (a storage hiccup)."""
+
+    failed = False
+
+    def move(self, src: str, dest: str, **kw: Any) -> ObjectInfo:
+        """Fail once, then move."""
+        if not self.failed:
+            self.failed = True
+            raise StorageError("the disk went away")
+        return super().move(src, dest, **kw)
+
+
+def test_completion_failing_once_is_finished_by_the_page(browser: object, tmp_path: Path) -> None:
+    (tmp_path / "tmp").mkdir()
+    root = tmp_path / "storage"
+    storage = FailingOnce(root)
+    running = start_server(
+        ServerConfig(storage=str(root)), tmp_path / "tmp", store=RecordStore(storage)
+    )
+    try:
+        path = tmp_path / "nine.bin"
+        path.write_bytes(os.urandom(9 * MiB))
+        page = browser.new_page()  # type: ignore[attr-defined]
+        page.goto(running.url)
+        page.set_input_files("#file-input", str(path))
+        item = page.locator('#queue .item[data-filename="nine.bin"]')
+        sync_api.expect(item).to_have_attribute("data-state", "done", timeout=30_000)
+        assert storage.failed
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        with running.client() as client:
+            (record,) = client.get("/api/files").json()
+        assert record["sha256"] == digest
+        sync_api.expect(item).to_have_attribute("data-id", record["id"])
+        page.close()
+    finally:
+        running.stop()
+
+
+def test_tus_upload_sends_the_token(browser: object, tmp_path: Path) -> None:
+    (tmp_path / "tmp").mkdir()
+    root = tmp_path / "storage"
+    config = ServerConfig(storage=str(root), token="tus-token")
+    running = start_server(config, tmp_path / "tmp")
+    try:
+        served = Served(running, CountingStorage(tmp_path / "unused"), root)
+        page = browser.new_page()  # type: ignore[attr-defined]
+        watch_requests(page, served)
+        page.goto(running.url)
+        sync_api.expect(page.locator("#token-dialog")).to_be_visible()
+        page.fill("#token-input", "tus-token")
+        page.click("#token-form button[type=submit]")
+        path = tmp_path / "nine.bin"
+        path.write_bytes(os.urandom(9 * MiB))
+        page.set_input_files("#file-input", str(path))
+        item = page.locator('#queue .item[data-filename="nine.bin"]')
+        sync_api.expect(item).to_have_attribute("data-transport", "tus")
+        sync_api.expect(item).to_have_attribute("data-state", "done", timeout=30_000)
+        tus = [h for _, url, h in served.requests if "/tus/" in url]
+        assert len(tus) >= 3  # POST, PATCHes, HEAD
+        assert all(h.get("authorization") == "Bearer tus-token" for h in tus)
+        with running.client("tus-token") as client:
+            (record,) = client.get("/api/files").json()
+        assert record["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+        page.close()
+    finally:
+        running.stop()

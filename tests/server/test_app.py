@@ -602,6 +602,20 @@ def test_token_accepted(guarded: RunningServer) -> None:
         assert client.get("/healthz").status_code == 200
 
 
+def test_tus_preflight_needs_no_token(guarded: RunningServer) -> None:
+    preflight = {
+        "Origin": "https://app.example",
+        "Access-Control-Request-Method": "PATCH",
+        "Access-Control-Request-Headers": "authorization, tus-resumable, upload-offset",
+    }
+    with guarded.client() as client:
+        response = client.options("/tus/", headers=preflight)
+        assert response.status_code in (200, 204)
+        assert "PATCH" in response.headers["access-control-allow-methods"]
+        assert "authorization" in response.headers["access-control-allow-headers"].lower()
+        assert client.options("/api/files").status_code == 401
+
+
 def test_token_rejected_upload_is_not_read(guarded: RunningServer) -> None:
     before = stored_objects(guarded)
     with guarded.client() as client:

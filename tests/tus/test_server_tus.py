@@ -19,11 +19,13 @@ from typing import Any, BinaryIO
 import httpx
 import pytest
 
+from spoolup.files import FileInfo, UploadedFile
 from spoolup.server.config import ServerConfig
 from spoolup.server.store import RecordStore
-from spoolup.storage.base import ObjectWriter, Storage
+from spoolup.storage.base import ObjectInfo, ObjectWriter, Storage, StorageError
 from spoolup.storage.local import UPLOADS_DIR, LocalStorage
 from spoolup.storage.s3 import S3Storage
+from spoolup.tus_client import TusClientError, tus_upload
 from tests.seaweed import Seaweed, seaweed  # noqa: F401 - the session fixture
 from tests.server.conftest import RunningServer, start_server
 
@@ -159,3 +161,58 @@ def test_s3_upload_is_copied_by_the_server(
     stat = storage.stat(f"files/{record['id']}")
     assert (stat.sha256, stat.filename, stat.size) == (record["sha256"], "s3 file.bin", len(data))
     assert not storage.exists(f"tus/{upload_id}/data")
+
+
+class FailingTwice(LocalStorage):
+    """A LocalStorage whose first two moves fail, as a storage outage at the worst moment."""
+
+    failures = 0
+
+    def move(self, src: str, dest: str, **kw: Any) -> ObjectInfo:
+        """Fail twice, then move."""
+        if self.failures < 2:
+            self.failures += 1
+            raise StorageError("the disk went away")
+        return super().move(src, dest, **kw)
+
+
+def test_completion_cut_short_is_run_again(tmp_path: Path) -> None:
+    storage = FailingTwice(tmp_path / "storage")
+    (tmp_path / "tmp").mkdir()
+    config = ServerConfig(storage=str(tmp_path / "storage"))
+    running = start_server(config, tmp_path / "tmp", store=RecordStore(storage))
+    src = tmp_path / "f.bin"
+    data = os.urandom(300_000)
+    src.write_bytes(data)
+    state = tmp_path / "state.json"
+    try:
+        # The last PATCH fails (500), and so does the empty PATCH sent to finish it.
+        with pytest.raises(TusClientError, match="kept failing"):
+            tus_upload(src, f"{running.url}/tus/", state_file=state, retries=0)
+        assert storage.failures == 2
+        with running.client() as client:
+            assert client.get("/api/files").json() == []
+        # Run again: every byte is there; the final PATCH hands the file on this time.
+        result = tus_upload(src, f"{running.url}/tus/", state_file=state, retries=0)
+        assert result.resumed_from == len(data)
+        assert result.record is not None
+        assert result.record["sha256"] == result.sha256 == hashlib.sha256(data).hexdigest()
+        with running.client() as client:
+            assert client.get("/api/files").json() == [result.record]
+            # And only once: a HEAD or another PATCH names the same record.
+            again = tus_upload(src, f"{running.url}/tus/", state_file=state, retries=0)
+            assert again.record is not None
+            assert again.record["id"] != result.record["id"]  # a new upload of the file
+            assert len(client.get("/api/files").json()) == 2
+    finally:
+        running.stop()
+
+
+async def test_adopt_copies_a_file_from_elsewhere(tmp_path: Path) -> None:
+    # A file not in the store's storage (another store, a temp file) is copied in.
+    store = RecordStore(LocalStorage(tmp_path / "storage"))
+    info = FileInfo(field_name="", filename="x.txt", content_type=None)
+    record = await store.adopt(UploadedFile.from_bytes(info, b"elsewhere"))
+    assert record["sha256"] == hashlib.sha256(b"elsewhere").hexdigest()
+    assert record["content_type"] == "application/octet-stream"
+    assert store.storage.read_bytes(f"files/{record['id']}") == b"elsewhere"

@@ -27,7 +27,13 @@ def token_matches(header: bytes | None, token: bytes) -> bool:
     return hmac.compare_digest(given.strip(), token)
 
 
-def _protected(path: str) -> bool:
+def _protected(scope: Scope) -> bool:
+    path: str = scope["path"]
+    if scope["method"] == "OPTIONS" and (path.startswith("/tus/") or path == "/tus"):
+        # A browser's CORS preflight never carries credentials, and tus answers OPTIONS
+        # with its capabilities only: requiring the token there would lock out every
+        # cross-origin tus client.
+        return False
     return any(path.startswith(p) or path == p.rstrip("/") for p in PROTECTED_PREFIXES)
 
 
@@ -35,7 +41,8 @@ class BearerAuthMiddleware:
     """ASGI middleware: a request under ``/api`` or ``/tus`` without the token gets a 401.
 
     The 401 is JSON ``{"error": ...}`` with ``WWW-Authenticate: Bearer``; the body is
-    never read. Other paths (the page, its static files, ``/healthz``) are open.
+    never read. Other paths (the page, its static files, ``/healthz``) are open, and so
+    is ``OPTIONS`` under ``/tus`` (CORS preflight and tus capability discovery).
     """
 
     def __init__(self, app: ASGIApp, token: str) -> None:
@@ -44,7 +51,7 @@ class BearerAuthMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Pass the request on if it is open or authorised, else answer 401."""
-        if scope["type"] != "http" or not _protected(scope["path"]):
+        if scope["type"] != "http" or not _protected(scope):
             await self.app(scope, receive, send)
             return
         header = None

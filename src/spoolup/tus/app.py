@@ -251,11 +251,26 @@ class TusApp:
             if new_length is not None:
                 info.length = new_length
             elif info.is_complete:  # nothing left to write: say what it became
+                if self._completion_pending(info):
+                    await self._after_write(info)
                 return _with_record(self.protocol.patched_response(info), info)
             await self._write(info, request, receive)
             return _with_record(self.protocol.patched_response(info), info)
 
         return await self._locked(request.upload_id, run())
+
+    def _completion_pending(self, info: UploadInfo) -> bool:
+        """Whether a whole upload was never handed on (its completion failed midway).
+
+        The bytes are all there but the callback did not finish (a storage error, a
+        crash): a PATCH at the final offset runs the completion again.
+        """
+        return (
+            self.on_complete is not None
+            and info.concat != "partial"
+            and info.record is None
+            and not info.backend.get("discarded")
+        )
 
     async def _delete(self, request: Delete) -> Response:
         async def run() -> Response:

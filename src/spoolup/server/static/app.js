@@ -261,10 +261,20 @@
   }
 
   // The record a finished tus upload became: the server names it in the
-  // Spoolup-File-Record header (base64 JSON) of a HEAD on the upload.
+  // Spoolup-File-Record header (base64 JSON) of a HEAD on the upload. Without one, the
+  // server's completion failed midway: an empty PATCH at the end runs it again.
   async function tusRecord(url, fileId) {
-    const response = await apiFetch(url, { method: "HEAD", headers: { "Tus-Resumable": "1.0.0" } });
-    const header = response.headers.get("Spoolup-File-Record");
+    const tus = { "Tus-Resumable": "1.0.0" };
+    let response = await apiFetch(url, { method: "HEAD", headers: tus });
+    let header = response.headers.get("Spoolup-File-Record");
+    const end = response.headers.get("Upload-Length");
+    if (response.ok && !header && end !== null && response.headers.get("Upload-Offset") === end) {
+      response = await apiFetch(url, {
+        method: "PATCH",
+        headers: { ...tus, "Upload-Offset": end, "Content-Type": "application/offset+octet-stream" },
+      });
+      header = response.headers.get("Spoolup-File-Record");
+    }
     if (!response.ok || !header) {
       throw new Error(`The upload finished, but the server did not say what it stored (${response.status}).`);
     }

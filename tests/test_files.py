@@ -199,3 +199,11 @@ async def test_async_twins_in_memory(tmp: Path) -> None:
     g = disk_file()
     await g.aclose()
     assert list(tmp.iterdir()) == []
+
+
+def test_in_memory_file_closed_before_it_was_read() -> None:
+    file = UploadedFile.from_bytes(FileInfo("f", "a"), b"abc")
+    file.close()
+    assert file.closed
+    with pytest.raises(ValueError):
+        file.read()

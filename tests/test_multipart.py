@@ -676,3 +676,41 @@ def test_events_are_frozen_and_slotted() -> None:
         event.data = b"y"  # type: ignore[misc]
     assert not hasattr(event, "__dict__")
     assert isinstance(PartEnd(), Event)
+
+
+def _tail_body(*blocks: bytes) -> bytes:
+    parts = b"".join(b"--b\r\n" + block + b"\r\n\r\nx\r\n" for block in blocks)
+    return parts + b"--b--\r\n"
+
+
+def test_repeated_header_tail_gives_the_same_parts() -> None:
+    content_type = b"\r\nContent-Type: text/plain; charset=latin-1"
+    blocks = [
+        b'Content-Disposition: form-data; name="a"; filename="\xe9.txt"' + content_type,
+        b'content-disposition: form-data; name="b"' + content_type,
+        b'Content-Disposition: form-data; name="\xc3\xa9"' + content_type,
+    ]
+    starts = [
+        event
+        for event in MultipartParser("b").feed(_tail_body(*blocks))
+        if isinstance(event, PartStart)
+    ]
+    assert [(s.name, s.raw_filename, s.content_type, s.charset) for s in starts] == [
+        ("a", "\xe9.txt", "text/plain", "latin-1"),
+        ("b", None, "text/plain", "latin-1"),
+        ("\xe9", None, "text/plain", "latin-1"),
+    ]
+    assert starts[1].headers == (
+        ("content-disposition", 'form-data; name="b"'),
+        ("content-type", "text/plain; charset=latin-1"),
+    )
+
+
+def test_a_known_header_tail_does_not_excuse_a_bad_first_line() -> None:
+    content_type = b"\r\nContent-Type: text/plain"
+    body = _tail_body(
+        b'Content-Disposition: form-data; name="a"' + content_type,
+        b'Content-Disposition: form-data; name="a\rb"' + content_type,
+    )
+    with pytest.raises(MalformedRequest, match="bare CR or LF"):
+        MultipartParser("b").feed(body)

@@ -29,6 +29,10 @@ __all__ = ["FileInfo", "UploadedFile"]
 CHUNK_SIZE = 64 * 1024
 # Copies (save across filesystems) move data in larger blocks than chunks() yields.
 _COPY_SIZE = 1024 * 1024
+# What a closed in-memory file whose BytesIO was never made holds: any use but
+# ``closed`` raises ValueError, as on the closed BytesIO it would have had.
+_CLOSED = io.BytesIO()
+_CLOSED.close()
 
 
 @dataclass(slots=True)
@@ -73,6 +77,7 @@ class UploadedFile:
     """
 
     __slots__ = (
+        "_data",
         "_file",
         "_spool",
         "charset",
@@ -108,7 +113,8 @@ class UploadedFile:
         ``spool`` is the temp file that ``file`` belongs to, removed on :meth:`close`;
         ``in_memory`` defaults to whether ``file`` is an :class:`io.BytesIO`.
         """
-        self._file = file
+        self._file: BinaryIO | None = file
+        self._data = b""
         self._spool = spool
         self.size = size
         self.filename = filename
@@ -152,9 +158,11 @@ class UploadedFile:
     @classmethod
     def from_bytes(cls, info: FileInfo, data: bytes) -> UploadedFile:
         """An in-memory file holding ``data`` (not copied)."""
-        # The per-file cost counts with thousands of small files: set the slots directly.
+        # The per-file cost counts with thousands of small files: set the slots directly,
+        # and leave the BytesIO to be made when the file is first used (see ``file``).
         self = cls.__new__(cls)
-        self._file = io.BytesIO(data)
+        self._file = None
+        self._data = data
         self._spool = None
         self.size = len(data)
         self.filename = info.filename
@@ -180,28 +188,34 @@ class UploadedFile:
     @property
     def file(self) -> BinaryIO:
         """The underlying binary file object (a ``BytesIO``, a temp file or a handler's)."""
-        return self._file
+        file = self._file
+        if file is None:
+            # Made on first use: a form of many small files then holds one object less
+            # per file (less to allocate, track, close and free) until a file is read.
+            file = self._file = io.BytesIO(self._data)
+            self._data = b""  # the BytesIO holds it now, and lets it go on close
+        return file
 
     @property
     def closed(self) -> bool:
         """True once :meth:`close` was called."""
-        return self._file.closed
+        return self.file.closed
 
     def read(self, n: int = -1) -> bytes:
         """Read up to ``n`` bytes from the current position (all of the rest by default)."""
-        return self._file.read(n)
+        return self.file.read(n)
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
         """Move the read position, as :meth:`io.IOBase.seek`; returns the new position."""
-        return self._file.seek(offset, whence)
+        return self.file.seek(offset, whence)
 
     def tell(self) -> int:
         """The current read position."""
-        return self._file.tell()
+        return self.file.tell()
 
     def chunks(self, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
         """Yield the whole file from its beginning, ``chunk_size`` bytes at a time."""
-        file = self._file
+        file = self.file
         file.seek(0)
         read = file.read
         while chunk := read(chunk_size):
@@ -246,7 +260,7 @@ class UploadedFile:
 
     def _copy_to(self, target: Path, *, fsync: bool) -> Path:
         fd, name = tempfile.mkstemp(prefix=".spoolup-", suffix=".part", dir=target.parent)
-        position = self._file.tell()
+        position = self.file.tell()
         try:
             with os.fdopen(fd, "wb", buffering=0) as out:
                 for chunk in self.chunks(_COPY_SIZE):
@@ -259,7 +273,7 @@ class UploadedFile:
                 Path(name).unlink()
             raise
         finally:
-            self._file.seek(position)
+            self.file.seek(position)
         if fsync:
             _fsync_dir(target.parent)
         return target
@@ -270,6 +284,9 @@ class UploadedFile:
         """Release the file: a temp file is removed, memory is freed. Idempotent."""
         if self._spool is not None:
             self._spool.close()
+        elif self._file is None:
+            self._file = _CLOSED  # the BytesIO never made, as closed as it would be
+            self._data = b""
         else:
             self._file.close()
 
@@ -289,14 +306,14 @@ class UploadedFile:
     async def aread(self, n: int = -1) -> bytes:
         """:meth:`read` without blocking the event loop."""
         if self.in_memory:
-            return self._file.read(n)
-        return await asyncio.to_thread(self._file.read, n)
+            return self.file.read(n)
+        return await asyncio.to_thread(self.file.read, n)
 
     async def aseek(self, offset: int, whence: int = os.SEEK_SET) -> int:
         """:meth:`seek` without blocking the event loop."""
         if self.in_memory:
-            return self._file.seek(offset, whence)
-        return await asyncio.to_thread(self._file.seek, offset, whence)
+            return self.file.seek(offset, whence)
+        return await asyncio.to_thread(self.file.seek, offset, whence)
 
     async def achunks(self, chunk_size: int = CHUNK_SIZE) -> AsyncIterator[bytes]:
         """:meth:`chunks` without blocking the event loop (each read in a worker thread)."""

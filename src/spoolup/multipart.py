@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TypeAlias
 
 from spoolup.errors import FileTooLarge, MalformedRequest, RequestTooLarge, TooManyParts
 from spoolup.headers import (
@@ -84,22 +85,24 @@ class PartStart(Event):
         charset: str | None,
         headers: tuple[tuple[str, str], ...],
     ) -> None:
-        # The generated __init__ looks object.__setattr__ up six times; once a part
-        # counts when parts are small.
-        set_ = object.__setattr__
-        set_(self, "name", name)
-        set_(self, "filename", filename)
-        set_(self, "raw_filename", raw_filename)
-        set_(self, "content_type", content_type)
-        set_(self, "charset", charset)
-        set_(self, "headers", headers)
+        # Through the slots' own setters (bound below): the generated __init__ calls
+        # object.__setattr__, which looks each slot up by name, six times a part.
+        _set_name(self, name)
+        _set_filename(self, filename)
+        _set_raw_filename(self, raw_filename)
+        _set_content_type(self, content_type)
+        _set_charset(self, charset)
+        _set_headers(self, headers)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class PartData(Event):
     """Some bytes of the current part's body (never empty)."""
 
     data: bytes
+
+    def __init__(self, data: bytes) -> None:
+        _set_data(self, data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +110,15 @@ class PartEnd(Event):
     """The current part is complete."""
 
 
+# The setters of the events' slots: a frozen dataclass's fields can only be set
+# through them or object.__setattr__.
+_set_name = vars(PartStart)["name"].__set__
+_set_filename = vars(PartStart)["filename"].__set__
+_set_raw_filename = vars(PartStart)["raw_filename"].__set__
+_set_content_type = vars(PartStart)["content_type"].__set__
+_set_charset = vars(PartStart)["charset"].__set__
+_set_headers = vars(PartStart)["headers"].__set__
+_set_data = vars(PartData)["data"].__set__
 _PART_END = PartEnd()
 _NO_PART = PartStart("", None, None, None, None, ())
 
@@ -119,7 +131,12 @@ _skip_padding = re.compile(rb"[ \t]*").match
 _TOKEN_BYTES = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _DEFAULT_LIMITS = Limits()
 _MAX_KNOWN_TYPES = 16
-_PLAIN_FIELD = "form-data; name="
+# Header tails kept by a parser (see _header_block): at most 16 of at most 256 bytes.
+_MAX_TAILS = 16
+_MAX_TAIL_SIZE = 256
+_Headers: TypeAlias = tuple[tuple[str, str], ...]
+# A part's (headers, Content-Disposition, content type, charset).
+_HeaderBlock: TypeAlias = tuple[_Headers, str | None, str | None, str | None]
 # The header names clients send, spelled as they send them, already checked and lowercased.
 _KNOWN_NAMES = {
     spelling.encode(): spelling.lower()
@@ -140,7 +157,8 @@ class MultipartParser:
     ``boundary`` is the checked boundary (see :func:`spoolup.headers.multipart_boundary`).
     :meth:`feed` takes chunks of any size and returns the events they complete;
     :meth:`close` checks the body ended with its closing boundary. Memory held between
-    calls is bounded by one delimiter or one header block, never by the input.
+    calls is bounded by one delimiter or one header block, never by the input (besides
+    a few content types and header lines parsed once and reused, 16 of each at most).
     """
 
     __slots__ = (
@@ -155,6 +173,7 @@ class MultipartParser:
         "_part_limit",
         "_part_size",
         "_state",
+        "_tails",
         "_types",
     )
 
@@ -172,6 +191,8 @@ class MultipartParser:
         self._part_limit = 0
         self._part_size = 0
         self._types: dict[str, tuple[str, str | None]] = {}
+        # The header lines after a part's first one, by their bytes (see _header_block).
+        self._tails: dict[bytes, tuple[_Headers, str | None, str | None]] = {}
 
     def feed(self, data: bytes) -> list[Event]:
         """Parse the next chunk of the body and return the events it completes.
@@ -395,7 +416,7 @@ class MultipartParser:
             raise MalformedRequest("a part has no headers")
         # (``13 in block`` is a memchr, several times quicker than ``b"\r" in block``.)
         if 13 in block or 10 in block or limits.max_headers < 1:
-            headers, disposition, content_type = _header_lines(block, limits.max_headers)
+            headers, disposition, content_type, charset = self._header_block(block)
         else:  # one line, the common case for a field: spare the general loop
             raw_name, colon, raw_value = block.partition(b":")
             name = _KNOWN_NAMES.get(raw_name) or _header_name(raw_name, colon, block)
@@ -406,20 +427,10 @@ class MultipartParser:
                 value = raw_value.decode("latin-1")
             headers = ((name, value),)
             disposition = value if name == "content-disposition" else None
-            content_type = None
+            content_type = charset = None
         if disposition is None:
             raise MalformedRequest("a part has no Content-Disposition header")
         name, raw_filename = form_data_disposition(disposition)
-        charset = None
-        if content_type is not None:
-            # A form's files mostly share a few types: parse each one once.
-            known = self._types.get(content_type)
-            if known is None:
-                main, params = parse_options_header(content_type)
-                known = main, params.get("charset")
-                if len(self._types) < _MAX_KNOWN_TYPES:
-                    self._types[content_type] = known
-            content_type, charset = known
         if raw_filename is None:
             self._fields += 1
             if self._fields > limits.max_fields:
@@ -435,6 +446,50 @@ class MultipartParser:
             start = PartStart(name, filename, raw_filename, content_type, charset, headers)
         self._part = start
         events.append(start)
+
+    def _header_block(self, block: bytes) -> _HeaderBlock:
+        """Parse a header block of several lines: ``(headers, disposition, type, charset)``.
+
+        What browsers and HTTP libraries send is a Content-Disposition line, the only
+        one that changes from part to part, then lines (Content-Type) that repeat across
+        a form's files: those are parsed once. Only the tail of a block that was parsed
+        the long way without error is kept, so the short way accepts nothing the long
+        way would refuse, and yields the same result.
+        """
+        line, _, rest = block.partition(_CRLF)
+        tail = self._tails.get(rest)
+        raw_name, _, raw_value = line.partition(b":")
+        if (
+            tail is not None
+            and _KNOWN_NAMES.get(raw_name) == "content-disposition"
+            and 13 not in line
+            and 10 not in line
+        ):
+            more_headers, content_type, charset = tail
+            raw_value = raw_value.strip(b" \t")
+            try:
+                value = raw_value.decode()
+            except UnicodeDecodeError:
+                value = raw_value.decode("latin-1")
+            return (("content-disposition", value), *more_headers), value, content_type, charset
+        headers, disposition, content_type = _header_lines(block, self._limits.max_headers)
+        charset = None
+        if content_type is not None:
+            # A form's files mostly share a few types: parse each one once.
+            known = self._types.get(content_type)
+            if known is None:
+                main, params = parse_options_header(content_type)
+                known = main, params.get("charset")
+                if len(self._types) < _MAX_KNOWN_TYPES:
+                    self._types[content_type] = known
+            content_type, charset = known
+        if (
+            headers[0][0] == "content-disposition"
+            and len(rest) <= _MAX_TAIL_SIZE
+            and len(self._tails) < _MAX_TAILS
+        ):
+            self._tails[rest] = headers[1:], content_type, charset
+        return headers, disposition, content_type, charset
 
 
 def _header_name(raw_name: bytes, colon: bytes, line: bytes) -> str:

@@ -12,12 +12,15 @@ worker) on 127.0.0.1, and receives the same multipart upload from ``curl -F``:
 - spoolup serve: ``POST /api/files`` into local storage (streamed straight to the
   storage folder with its sha256; flushed and fsynced before the answer).
 
-For each: throughput (file bytes / curl's total time; best of the runs), the ratio to
-the drain app, the bytes the server process wrote to disk per byte uploaded
+For each: throughput (file bytes / curl's total time; best and median of the runs),
+the ratios to the drain app, the CPU time the server process used per GiB (user +
+system, from ``/proc/<pid>/stat``: less sensitive than throughput to other work on the
+machine), the bytes the server process wrote to disk per byte uploaded
 (``write_bytes`` of ``/proc/<pid>/io``, which counts the page-cache writes a process
 makes, whether or not a deleted temp file ever reaches the disk), and the server's
-peak RSS (``VmHWM``). Run with ``python -m benchmarks server`` (1 GiB, 3 runs) or
-``--quick`` (32 MiB, 1 run).
+peak RSS (``VmHWM``). The apps take turns (one run of each, then again), so that a
+busy spell slows them alike; the load average is noted. Run with ``python -m
+benchmarks server`` (1 GiB, 5 runs) or ``--quick`` (32 MiB, 1 run).
 """
 
 from __future__ import annotations
@@ -183,6 +186,7 @@ class Result:
     seconds: float
     write_bytes: int
     peak_rss: int
+    cpu_seconds: float
 
 
 def _free_port() -> int:
@@ -195,6 +199,12 @@ def _free_port() -> int:
 def _proc_io(pid: int) -> dict[str, int]:
     text = Path(f"/proc/{pid}/io").read_text()
     return {k: int(v) for k, v in (line.split(": ") for line in text.splitlines())}
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system time of the process, its finished threads included."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _peak_rss(pid: int) -> int:
@@ -258,56 +268,59 @@ def _server_command(name: str, port: int, storage: Path) -> tuple[list[str], str
     return command, url
 
 
-def _run_app(name: str, upload: Path, work: Path, runs: int) -> Result:
-    """Start the app, upload ``runs`` times (fresh server each time), keep the best run."""
-    best: Result | None = None
-    for _ in range(runs):
-        dest = work / "dest"
-        tmp = work / "tmp"
-        for folder in (dest, tmp):
-            shutil.rmtree(folder, ignore_errors=True)
-            folder.mkdir()
-        port = _free_port()
-        command, url = _server_command(name, port, dest)
-        env = {**os.environ, "BENCH_DEST": str(dest), "TMPDIR": str(tmp)}
-        process = subprocess.Popen(command, cwd=ROOT, env=env)
-        try:
-            _wait_for_port(port, process)
-            os.sync()
-            before = _proc_io(process.pid)["write_bytes"]
-            started = time.perf_counter()
-            done = subprocess.run(
-                [
-                    "curl",
-                    "-sS",
-                    "-o",
-                    "/dev/null",
-                    "-w",
-                    "%{http_code}",
-                    "-H",
-                    "Expect:",
-                    "-F",
-                    f"file=@{upload}",
-                    url,
-                ],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            seconds = time.perf_counter() - started
-            if done.stdout.strip() not in {"200", "201"}:
-                raise RuntimeError(f"{name}: curl said {done.stdout!r} {done.stderr!r}")
-            written = _proc_io(process.pid)["write_bytes"] - before
-            result = Result(seconds, written, _peak_rss(process.pid))
-        finally:
-            process.terminate()
-            process.wait(30)
-        if best is None or result.seconds < best.seconds:
-            best = result
-    assert best is not None
+def _run_app(name: str, upload: Path, work: Path, runs: int = 1) -> Result:
+    """Upload ``runs`` times (a fresh server each time); the fastest run."""
+    results = [_run_once(name, upload, work) for _ in range(runs)]
+    return min(results, key=lambda r: r.seconds)
+
+
+def _run_once(name: str, upload: Path, work: Path) -> Result:
+    """Start the app in a fresh server, upload once, stop it."""
+    dest = work / "dest"
+    tmp = work / "tmp"
+    for folder in (dest, tmp):
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir()
+    port = _free_port()
+    command, url = _server_command(name, port, dest)
+    env = {**os.environ, "BENCH_DEST": str(dest), "TMPDIR": str(tmp)}
+    process = subprocess.Popen(command, cwd=ROOT, env=env)
+    try:
+        _wait_for_port(port, process)
+        os.sync()
+        before = _proc_io(process.pid)["write_bytes"]
+        cpu_before = _cpu_seconds(process.pid)
+        started = time.perf_counter()
+        done = subprocess.run(
+            [
+                "curl",
+                "-sS",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-H",
+                "Expect:",
+                "-F",
+                f"file=@{upload}",
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        seconds = time.perf_counter() - started
+        if done.stdout.strip() not in {"200", "201"}:
+            raise RuntimeError(f"{name}: curl said {done.stdout!r} {done.stderr!r}")
+        written = _proc_io(process.pid)["write_bytes"] - before
+        cpu = _cpu_seconds(process.pid) - cpu_before
+        result = Result(seconds, written, _peak_rss(process.pid), cpu)
+    finally:
+        process.terminate()
+        process.wait(30)
     shutil.rmtree(work / "dest", ignore_errors=True)
     shutil.rmtree(work / "tmp", ignore_errors=True)
-    return best
+    return result
 
 
 def _make_upload(path: Path, size: int) -> None:
@@ -322,38 +335,70 @@ def _make_upload(path: Path, size: int) -> None:
 APPS = ("drain", "raw to file", "starlette", "django", "spoolup serve")
 
 
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return (ordered[middle - 1] + ordered[middle]) / 2
+
+
 def run(quick: bool) -> list[Table]:
-    """Upload one file to each app; return the table of throughput, disk writes and RSS."""
+    """Upload one file to each app; return the table of throughput, CPU, disk writes, RSS."""
     size = 32 * MiB if quick else 1024 * MiB
-    runs = 1 if quick else 3
+    runs = 1 if quick else 5
     # Beside the checkout, on its disk (not tmpfs), so that disk writes are counted.
     work = Path(tempfile.mkdtemp(prefix="bench-server-", dir=ROOT / "benchmarks" / "results"))
+    loads = [os.getloadavg()[0]]
+    results: dict[str, list[Result]] = {name: [] for name in APPS}
     try:
         upload = work / "upload.bin"
         _make_upload(upload, size)
-        results = {name: _run_app(name, upload, work, runs) for name in APPS}
+        for _ in range(runs):
+            for name in APPS:
+                results[name].append(_run_once(name, upload, work))
+            loads.append(os.getloadavg()[0])
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    drain = size / results["drain"].seconds
+    rates = {name: [size / r.seconds for r in rs] for name, rs in results.items()}
+    drain_best, drain_median = max(rates["drain"]), _median(rates["drain"])
     table = Table(
-        f"one file of {size // MiB} MiB, curl -F over 127.0.0.1, best of {runs}",
-        ["app", "MB/s", "vs drain", "disk bytes / byte", "peak RSS (MiB)"],
+        f"one file of {size // MiB} MiB, curl -F over 127.0.0.1, {runs} runs each",
+        [
+            "app",
+            "MB/s best",
+            "vs drain",
+            "MB/s median",
+            "vs drain",
+            "server CPU s / GiB",
+            "disk bytes / byte",
+            "peak RSS (MiB)",
+        ],
     )
-    for name, result in results.items():
-        rate = size / result.seconds
+    for name, rs in results.items():
+        best, median = max(rates[name]), _median(rates[name])
+        cpu = _median([r.cpu_seconds for r in rs]) * (1024 * MiB) / size
         table.add(
             name,
-            f"{rate / 1e6:.0f}",
-            f"{rate / drain:.2f}x",
-            f"{result.write_bytes / size:.2f}",
-            f"{result.peak_rss / MiB:.0f}",
+            f"{best / 1e6:.0f}",
+            f"{best / drain_best:.2f}x",
+            f"{median / 1e6:.0f}",
+            f"{median / drain_median:.2f}x",
+            f"{cpu:.2f}",
+            f"{max(r.write_bytes for r in rs) / size:.2f}",
+            f"{max(r.peak_rss for r in rs) / MiB:.0f}",
         )
     table.notes += [
-        "MB/s: 10**6 bytes of file per second of curl's whole request (connect to answer).",
+        "MB/s: 10**6 bytes of file per second of curl's whole request (connect to answer); "
+        "best and median of the runs, each against the drain app's best and median.",
+        "server CPU: user + system seconds of the server process during the upload "
+        "(median), per GiB uploaded; curl's own CPU is not counted.",
         "disk bytes / byte: write_bytes of the server process (/proc/<pid>/io) during the "
         "upload, divided by the file size; temp files count even if deleted before writeback.",
         "peak RSS: VmHWM of the server process (one upload per process).",
         "spoolup serve flushes and fsyncs each stored file before answering; the peers do not.",
+        f"load average (1 min) before and after each round: {', '.join(f'{x:.2f}' for x in loads)}"
+        f" on {os.cpu_count()} logical cores; curl and the server share them.",
         "Targets (issue 5): spoolup >= 0.8x drain, 1.0 disk byte per byte, peak RSS < 150 MiB.",
     ]
     return [table]

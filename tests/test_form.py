@@ -7,6 +7,7 @@ import hashlib
 import io
 import random
 import tempfile
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -449,3 +450,76 @@ async def test_aparse_form_stop_in_the_last_batch(tmp: Path) -> None:
     )
     assert list(form.files) == ["a"]
     await form.aclose()
+
+
+# -- batches: joined, received ahead while the worker is busy ---------------------
+
+
+class BlockFirstChunk(UploadHandler):
+    """Holds the worker on the first chunk until released."""
+
+    def __init__(self, release: threading.Event) -> None:
+        self.release = release
+        self.released: bool | None = None
+
+    def receive_data_chunk(self, data: bytes, offset: int) -> bytes | None:
+        if self.released is None:
+            self.released = self.release.wait(10)
+        return data
+
+
+async def test_aparse_form_receives_ahead_while_the_worker_is_busy(
+    tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from spoolup.form import BATCH_SIZE, READ_AHEAD, Receiver
+
+    batches: list[int] = []
+    feed_many = Receiver.feed_many
+
+    def recording_feed_many(self: Receiver, chunks: list[bytes]) -> bool:
+        batches.append(sum(map(len, chunks)))
+        return feed_many(self, chunks)
+
+    monkeypatch.setattr(Receiver, "feed_many", recording_feed_many)
+    data = random.Random(2).randbytes(8 * MiB)
+    body = part("f", data, "f.bin") + end()
+    release = threading.Event()
+    yielded = 0
+    most_while_blocked = 0
+
+    async def source() -> AsyncIterator[bytes]:
+        nonlocal yielded, most_while_blocked
+        for chunk in chunked(body, 65536):
+            yielded += len(chunk)
+            if yielded >= BATCH_SIZE + READ_AHEAD:
+                release.set()  # the driver read ahead by the whole bound
+            if not release.is_set():
+                most_while_blocked = yielded
+            await asyncio.sleep(0)
+            yield chunk
+
+    blocker = BlockFirstChunk(release)
+    form = await spoolup.aparse_form(source(), CT, handlers=[lambda: blocker, SpooledFileHandler])
+    async with form:
+        assert blocker.released
+        # Never more than one batch in the worker and the read-ahead waiting.
+        assert most_while_blocked <= BATCH_SIZE + READ_AHEAD + 65536
+        # What was received meanwhile went to the worker in one hop.
+        assert batches[0] == BATCH_SIZE
+        assert batches[1] >= READ_AHEAD
+        assert hashlib.sha256(form.files["f"].read()).digest() == hashlib.sha256(data).digest()
+
+
+def test_small_limits_keep_small_batches() -> None:
+    from spoolup.form import Receiver
+    from spoolup.multipart import MultipartParser
+
+    receiver = Receiver(
+        MultipartParser(BOUNDARY),
+        [],
+        limits=Limits(max_file_size=1024 * 1024),
+        content_length=None,
+        content_type=CT,
+    )
+    assert receiver.batch_size == receiver.read_ahead == 256 * 1024
+    receiver.abort()

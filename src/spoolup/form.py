@@ -8,8 +8,10 @@ handler chain (:mod:`spoolup.handlers`); the drivers only pull bytes.
 
 The async drivers never write to disk, roll over or hash on the event loop: they
 gather incoming chunks into batches of about 1 MiB and hand each batch to a worker
-thread, receiving the next batch while the previous one is processed. At most one
-batch is in flight, so memory stays bounded by about two batches plus the parser.
+thread, receiving the next chunks while it is processed. One batch is in the worker
+at a time; while it is busy the driver keeps receiving, up to :data:`READ_AHEAD`
+bytes, and then hands over all of them at once. Memory stays bounded by about twice
+the read-ahead (one hop in the worker, one being received) plus the parser.
 
 Whatever fails (bad input, a crossed limit, a handler raising, the client leaving,
 cancellation), every handler hears ``upload_interrupted`` and every file received so
@@ -59,7 +61,9 @@ Body: TypeAlias = bytes | bytearray | memoryview | IO[bytes] | Iterable[bytes]
 READ_SIZE = 1024 * 1024
 """Bytes asked of a file-like body per ``read`` call."""
 BATCH_SIZE = 1024 * 1024
-"""Bytes the async drivers gather before handing them to the worker thread (at most)."""
+"""Bytes the async drivers gather before handing them to an idle worker thread."""
+READ_AHEAD = 2 * 1024 * 1024
+"""Bytes the async drivers receive while the worker is still busy with a batch (at most)."""
 _MIN_BATCH = 64 * 1024
 
 _DEFAULT_LIMITS = Limits()
@@ -271,6 +275,7 @@ class Receiver:
         # Small limits, small batches: a crossed limit is seen within a fraction of it.
         smallest = min(limits.max_body_size, limits.max_file_size) // 4
         self.batch_size = max(_MIN_BATCH, min(BATCH_SIZE, smallest))
+        self.read_ahead = max(self.batch_size, min(READ_AHEAD, smallest))
         self._content_length = content_length
         self._lock = threading.Lock()
         self.received = 0
@@ -530,6 +535,7 @@ async def _arun(receiver: Receiver, body: AsyncIterable[bytes] | bytes) -> Form:
     batch: list[bytes] = []
     size = 0
     batch_size = receiver.batch_size
+    read_ahead = receiver.read_ahead
     try:
         if isinstance(body, bytes):
             batch = [body]
@@ -546,10 +552,14 @@ async def _arun(receiver: Receiver, body: AsyncIterable[bytes] | bytes) -> Form:
                         break
                 if size < batch_size:
                     continue
-                # At most one batch is in the worker while the next one is received.
-                if in_flight is not None and not await in_flight:
-                    batch = []
-                    break
+                if in_flight is not None:
+                    # Waiting would stop the reading (the server pauses a connection
+                    # whose body is not received): keep receiving, up to a bound.
+                    if size < read_ahead:
+                        continue
+                    if not await in_flight:
+                        batch = []
+                        break
                 in_flight = loop.run_in_executor(None, receiver.feed_many, batch)
                 batch, size = [], 0
             if in_flight is not None and not await in_flight:

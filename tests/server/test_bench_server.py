@@ -23,6 +23,7 @@ def test_every_app_receives_the_upload(tmp_path: Path) -> None:
     for result in results.values():
         assert result.seconds > 0
         assert 0 < result.peak_rss < 500 * bench_server.MiB
+        assert result.cpu_seconds >= 0
     assert results["drain"].write_bytes < size // 100
     assert 0.99 <= results["raw to file"].write_bytes / size < 1.1
     assert 0.99 <= results["spoolup serve"].write_bytes / size < 1.1  # each byte written once

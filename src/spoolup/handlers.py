@@ -217,9 +217,15 @@ class _BackgroundWriter:
     gathered, so memory stays under two batches. Parsing (which holds the GIL) and
     writing (which releases it) then overlap instead of adding up. A write error is
     raised by the next :meth:`write` or by :meth:`finish`.
+
+    The pool thread needs the GIL to begin a write, and the parsing thread gives it up
+    only when it blocks or after the 5 ms switch interval, so a batch would wait until
+    the next one was gathered and the two would run in turn. :meth:`write` therefore
+    waits, GIL released, until the pool thread has started the batch (``_started``:
+    held by the caller, released by the pool thread as it begins).
     """
 
-    __slots__ = ("_batch", "_fd", "_pending", "_size")
+    __slots__ = ("_batch", "_fd", "_pending", "_size", "_started")
 
     def __init__(self, file: BinaryIO) -> None:
         # Every byte goes through os.writev on the descriptor; the buffered file object
@@ -228,6 +234,8 @@ class _BackgroundWriter:
         self._batch: list[bytes] = []
         self._size = 0
         self._pending: Future[None] | None = None
+        self._started = threading.Lock()
+        self._started.acquire()
 
     def write(self, data: bytes) -> None:
         batch = self._batch
@@ -238,7 +246,16 @@ class _BackgroundWriter:
             self._size = 0
             if self._pending is not None:
                 self._pending.result()
-            self._pending = _writer_pool().submit(self._write_all, batch)
+            pending = self._pending = _writer_pool().submit(self._write_started, batch)
+            # Never wait for a batch that will not start (a pool shut down at exit).
+            while not self._started.acquire(timeout=0.1):
+                if pending.done():  # it released the lock, or never ran: hold it again
+                    self._started.acquire(blocking=False)
+                    break
+
+    def _write_started(self, batch: list[bytes]) -> None:
+        self._started.release()
+        self._write_all(batch)
 
     def _write_all(self, batch: list[bytes]) -> None:
         # One system call per batch: the GIL is released once, not once per chunk.

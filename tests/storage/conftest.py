@@ -15,9 +15,7 @@ import pytest
 
 from spoolup.storage import LocalStorage, Storage
 from spoolup.storage.s3 import S3Storage
-from tests.seaweed import Seaweed, seaweed
-
-__all__ = ["seaweed"]
+from tests.seaweed import Seaweed
 
 MiB = 1024 * 1024
 

@@ -13,7 +13,7 @@ from tusclient import client as tus_client
 from spoolup.storage.s3 import S3Storage
 from spoolup.tus import create_tus_app
 from spoolup.tus.store import StorageTusStore
-from tests.seaweed import Seaweed, seaweed  # noqa: F401 - the session fixture
+from tests.seaweed import Seaweed
 from tests.tus.conftest import Completed, Server
 
 pytestmark = pytest.mark.s3
@@ -23,7 +23,7 @@ DATA = bytes(range(256)) * (12 * MiB // 256)
 
 
 @pytest.fixture
-def prefix(seaweed: Seaweed) -> Iterator[str]:  # noqa: F811 - the fixture above
+def prefix(seaweed: Seaweed) -> Iterator[str]:
     name = f"tus-{uuid.uuid4().hex[:12]}"
     yield name
     client = seaweed.client()
@@ -32,13 +32,13 @@ def prefix(seaweed: Seaweed) -> Iterator[str]:  # noqa: F811 - the fixture above
         client.delete_object(Bucket=seaweed.bucket, Key=entry["Key"])
 
 
-def s3_server(seaweed: Seaweed, prefix: str, completed: Completed) -> Server:  # noqa: F811
+def s3_server(seaweed: Seaweed, prefix: str, completed: Completed) -> Server:
     storage = S3Storage(seaweed.bucket, prefix, client=seaweed.client())
     return Server(create_tus_app(storage, on_complete=completed, sweep_interval=None))
 
 
 def test_second_server_finishes_what_the_first_began(
-    seaweed: Seaweed,  # noqa: F811
+    seaweed: Seaweed,
     prefix: str,
 ) -> None:
     completed = Completed()

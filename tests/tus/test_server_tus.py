@@ -26,7 +26,7 @@ from spoolup.storage.base import ObjectInfo, ObjectWriter, Storage, StorageError
 from spoolup.storage.local import UPLOADS_DIR, LocalStorage
 from spoolup.storage.s3 import S3Storage
 from spoolup.tus_client import TusClientError, tus_upload
-from tests.seaweed import Seaweed, seaweed  # noqa: F401 - the session fixture
+from tests.seaweed import Seaweed
 from tests.server.conftest import RunningServer, start_server
 
 MiB = 1024 * 1024
@@ -134,7 +134,7 @@ def test_local_upload_is_renamed_into_place(
 
 @pytest.mark.s3
 def test_s3_upload_is_copied_by_the_server(
-    seaweed: Seaweed,  # noqa: F811 - the fixture above
+    seaweed: Seaweed,
     tmp_path: Path,
 ) -> None:
     prefix = f"srv-{uuid.uuid4().hex[:12]}"

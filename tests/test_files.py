@@ -207,3 +207,14 @@ def test_in_memory_file_closed_before_it_was_read() -> None:
     assert file.closed
     with pytest.raises(ValueError):
         file.read()
+
+
+@pytest.mark.parametrize("where", ["memory", "disk"])
+def test_save_of_a_closed_file_leaves_no_temp_file(where: str, tmp: Path, tmp_path: Path) -> None:
+    f = UploadedFile.from_bytes(INFO, DATA) if where == "memory" else disk_file()
+    f.close()
+    dest = tmp_path / "out"
+    dest.mkdir()
+    with pytest.raises(ValueError, match="closed"):
+        f.save(dest / "x.bin")
+    assert list(dest.iterdir()) == []

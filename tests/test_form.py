@@ -523,3 +523,108 @@ def test_small_limits_keep_small_batches() -> None:
     )
     assert receiver.batch_size == receiver.read_ahead == 256 * 1024
     receiver.abort()
+
+
+@pytest.mark.parametrize("charset", ["undefined", '"utf-8\x00"', "utf-8\x00"])
+def test_odd_field_charsets_are_malformed(charset: str) -> None:
+    # "undefined" raises a bare UnicodeError, a NUL in a codec name a ValueError.
+    body = part("a", b"x", extra=f"Content-Type: text/plain; charset={charset}\r\n") + end()
+    with pytest.raises(MalformedRequest) as err:
+        spoolup.parse_form(body, CT)
+    assert err.value.status == 400
+
+
+@pytest.mark.parametrize("charset", ['"utf-8\x00"', "\udcff", "undefined"])
+def test_odd_urlencoded_charsets_are_unsupported(charset: str) -> None:
+    ct = f"application/x-www-form-urlencoded; charset={charset}"
+    with pytest.raises(UnsupportedMediaType):
+        spoolup.parse_form(b"a=b", ct)
+
+
+class Recorder(UploadHandler):
+    """Records the per-file hooks it hears."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def file_complete(self, size: int) -> UploadedFile | None:
+        self.calls.append("complete")
+        return None
+
+    def file_skipped(self) -> None:
+        self.calls.append("skipped")
+
+
+class StoreEverything(UploadHandler):
+    """A storing handler that counts what it stored (as a storage backend would)."""
+
+    def __init__(self) -> None:
+        self.stored: list[int] = []
+
+    def receive_data_chunk(self, data: bytes, offset: int) -> bytes | None:
+        return None
+
+    def file_complete(self, size: int) -> UploadedFile | None:
+        self.stored.append(size)
+        return UploadedFile(io.BytesIO(b"\0" * size), size=size, filename="x")
+
+
+def test_an_empty_file_input_is_skipped_before_any_handler_stores_it() -> None:
+    recorder, store = Recorder(), StoreEverything()
+    body = part("f", b"", "") + part("g", b"", "empty.txt") + end()
+    with spoolup.parse_form(body, CT, handlers=[recorder, store]) as form:
+        assert list(form.files) == ["g"]
+    assert recorder.calls == ["skipped", "complete"]
+    assert store.stored == [0]  # only the named empty file
+
+
+class BadClose(UploadedFile):
+    def close(self) -> None:
+        super().close()
+        raise OSError("close failed")
+
+
+class BadCloseHandler(StoreEverything):
+    def file_complete(self, size: int) -> UploadedFile | None:
+        return BadClose(io.BytesIO(b""), size=0, filename="x")
+
+
+def test_form_close_closes_every_file_even_if_one_fails(tmp: Path) -> None:
+    big = b"y" * 100
+    body = part("a", b"x", "a.txt") + part("b", big, "b.txt") + end()
+    form = spoolup.parse_form(body, CT, handlers=[SpooledFileHandler(memory_threshold=10)])
+    bad = BadClose(io.BytesIO(b""), size=0, filename="x")
+    form.files._add("a", bad)
+    form.files._pairs.insert(0, form.files._pairs.pop())  # the failing one first
+    with pytest.raises(OSError, match="close failed"):
+        form.close()
+    assert form.files["b"].closed
+    assert list(tmp.iterdir()) == []
+
+
+class FailAtEnd(UploadHandler):
+    def upload_complete(self) -> None:
+        raise RuntimeError("boom")
+
+
+def test_abort_closes_every_file_even_if_one_fails(tmp: Path) -> None:
+    # The first file's close raises; the temp file of the second is still removed.
+    class FirstBad(SpooledFileHandler):
+        def __init__(self) -> None:
+            super().__init__(memory_threshold=10)
+            self.n = 0
+
+        def file_complete(self, size: int) -> UploadedFile | None:
+            self.n += 1
+            file = super().file_complete(size)
+            if self.n == 1:
+                assert file is not None
+                file.close()
+                return BadClose(io.BytesIO(b""), size=0, filename="x")
+            return file
+
+    body = part("a", b"x", "a.txt") + part("b", b"y" * 100, "b.txt") + end()
+    with pytest.raises(RuntimeError, match="boom") as err:
+        spoolup.parse_form(body, CT, handlers=[FailAtEnd(), FirstBad()])
+    assert "close failed" in "".join(err.value.__notes__)
+    assert list(tmp.iterdir()) == []

@@ -134,3 +134,11 @@ def test_receive_file(tmp: Path) -> None:
     )
     assert g is not None
     assert (g.size, g.content_type) == (0, "x/y")
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "1\u00b3", "\u0661\u0662"])
+def test_non_ascii_digits_in_content_length_are_malformed(value: str) -> None:
+    # WSGI servers decode header bytes as latin-1: b"\xb2" arrives as "²", which
+    # str.isdigit() accepts and int() refuses.
+    with pytest.raises(MalformedRequest):
+        content_length({"CONTENT_LENGTH": value})

@@ -259,8 +259,9 @@ class UploadedFile:
         return self._copy_to(target, fsync=fsync)
 
     def _copy_to(self, target: Path, *, fsync: bool) -> Path:
-        fd, name = tempfile.mkstemp(prefix=".spoolup-", suffix=".part", dir=target.parent)
+        # Before the temp file exists: on a closed file this raises, leaving nothing.
         position = self.file.tell()
+        fd, name = tempfile.mkstemp(prefix=".spoolup-", suffix=".part", dir=target.parent)
         try:
             with os.fdopen(fd, "wb", buffering=0) as out:
                 for chunk in self.chunks(_COPY_SIZE):

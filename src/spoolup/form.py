@@ -119,6 +119,19 @@ class MultiDict(Mapping[str, V]):
         return f"{type(self).__name__}({self._pairs!r})"
 
 
+def _close_all(files: Iterable[UploadedFile]) -> None:
+    """Close every file, even past one whose close raises; then raise the first error."""
+    error: Exception | None = None
+    for file in files:
+        try:
+            file.close()
+        except Exception as exc:
+            if error is None:
+                error = exc
+    if error is not None:
+        raise error
+
+
 class Form:
     """A parsed form: text ``fields`` and ``files``, both :class:`MultiDict`.
 
@@ -141,9 +154,11 @@ class Form:
         return f"<Form fields={list(self.fields)} files={list(self.files)}>"
 
     def close(self) -> None:
-        """Close every file (removing temp files). Idempotent."""
-        for _, file in self.files.multi_items():
-            file.close()
+        """Close every file (removing temp files). Idempotent.
+
+        Every file is closed even if closing one raises; the first error is raised then.
+        """
+        _close_all(file for _, file in self.files.multi_items())
 
     async def aclose(self) -> None:
         """:meth:`close` in a worker thread if a file is on disk."""
@@ -239,7 +254,7 @@ def _form_parser(content_type: str, limits: Limits) -> _Parser:
         charset = params.get("charset", "utf-8")
         try:
             codecs.lookup(charset)
-        except LookupError:
+        except (LookupError, ValueError):  # ValueError: a NUL or a lone surrogate
             raise UnsupportedMediaType(f"unknown charset {charset[:64]!r}") from None
         return _URLEncoded(limits, charset)
     shown = mime[:64] if mime else "no Content-Type"
@@ -416,6 +431,12 @@ class Receiver:
         info = self._info
         assert active is not None
         assert info is not None
+        if info.raw_filename == "" and (not self._offsets or self._offsets[0] == 0):
+            # What a browser sends for a file input left empty: not a file. Dropped
+            # before any handler stores it (a storage handler would commit an empty
+            # object that no form lists, and nobody would delete).
+            self._skip()
+            return
         file: UploadedFile | None = None
         for i, handler in enumerate(active):
             file = handler.file_complete(self._offsets[i])
@@ -427,10 +448,6 @@ class Receiver:
         if info.hashes and file.hashes is not info.hashes:
             for name, digest in info.hashes.items():
                 file.hashes.setdefault(name, digest)
-        if info.raw_filename == "" and file.size == 0:
-            # What a browser sends for a file input left empty: not a file.
-            file.close()
-            return
         self._files._add(info.field_name, file)
 
     def _field_end(self) -> None:
@@ -440,7 +457,9 @@ class Receiver:
         raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         try:
             value = raw.decode(self._field_charset)
-        except (UnicodeDecodeError, LookupError):
+        # ValueError covers every UnicodeError (the "undefined" codec raises a bare one)
+        # and a charset name holding a NUL.
+        except (ValueError, LookupError):
             raise MalformedRequest(
                 f"field {self._field_name[:100]!r} is not valid {self._field_charset[:32]}"
             ) from None
@@ -492,8 +511,10 @@ class Receiver:
                     handler.upload_interrupted()
                 except Exception as exc:
                     errors.append(exc)
-            for _, file in self._files.multi_items():
-                file.close()
+            try:
+                _close_all(file for _, file in self._files.multi_items())
+            except Exception as exc:
+                errors.append(exc)
             if errors:
                 raise errors[0]
 
@@ -518,14 +539,26 @@ def _chunks(body: Body) -> Iterator[bytes]:
                 yield chunk
 
 
+def _abort_after(receiver: Receiver, error: BaseException) -> None:
+    """Abort ``receiver`` after ``error``, which stays the exception that propagates.
+
+    A handler failing to clean up must not turn a 400 or 413 into another error: its
+    exception is recorded as a note on ``error``.
+    """
+    try:
+        receiver.abort()
+    except Exception as cleanup:
+        error.add_note(f"cleaning up after it also failed: {cleanup!r}")
+
+
 def _run(receiver: Receiver, body: Body) -> Form:
     try:
         for chunk in _chunks(body):
             if not receiver.feed(chunk):
                 break
         return receiver.finish()
-    except BaseException:
-        receiver.abort()
+    except BaseException as exc:
+        _abort_after(receiver, exc)
         raise
 
 
@@ -565,10 +598,10 @@ async def _arun(receiver: Receiver, body: AsyncIterable[bytes] | bytes) -> Form:
             if in_flight is not None and not await in_flight:
                 batch = []
         return await loop.run_in_executor(None, receiver.finish, batch)
-    except BaseException:
+    except BaseException as exc:
         # abort() takes the receiver's lock, so it runs after a batch still in the
         # worker; in a thread, it completes even if this task is cancelled again.
-        await asyncio.shield(loop.run_in_executor(None, receiver.abort))
+        await asyncio.shield(loop.run_in_executor(None, _abort_after, receiver, exc))
         raise
 
 

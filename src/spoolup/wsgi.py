@@ -35,7 +35,9 @@ def content_length(environ: Mapping[str, Any]) -> int | None:
     text = str(environ.get("CONTENT_LENGTH") or "").strip()
     if not text:
         return None
-    if not text.isdigit() or len(text) > 19:
+    # isascii: str.isdigit() also accepts digits int() refuses, like "²" (a byte of
+    # latin-1, which is how WSGI servers decode header bytes).
+    if not (text.isascii() and text.isdigit()) or len(text) > 19:
         raise MalformedRequest("invalid Content-Length header")
     return int(text)
 

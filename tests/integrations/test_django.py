@@ -49,3 +49,27 @@ def test_raw_body(tmpdir_empty: Path) -> None:
             "text/csv",
             b"a,b\n1,2\n",
         )
+
+
+def test_client_leaving_mid_body_is_an_abort(tmpdir_empty: Path) -> None:
+    from django.http import UnreadablePostError
+
+    from spoolup import UploadAborted
+
+    request = RequestFactory().generic("POST", "/form", body(), content_type=CONTENT_TYPE)
+    real_read = request.read
+    calls = 0
+
+    def cut(size: int = -1) -> bytes:
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            raise UnreadablePostError("connection reset")
+        data: bytes = real_read(1000)
+        return data
+
+    request.read = cut
+    with pytest.raises(UploadAborted) as info:
+        parse_form(request)
+    assert info.value.status >= 400
+    assert os.listdir(tmpdir_empty) == []

@@ -325,3 +325,53 @@ async def test_client_disconnect_aborts(storage: Storage) -> None:
         await spoolup.asgi.parse_form(scope, receive, handlers=[lambda: StorageHandler(storage)])
     assert stored_keys(storage) == []
     assert leftovers(storage) == []
+
+
+def test_an_empty_file_input_stores_nothing(local_storage: LocalStorage) -> None:
+    # A browser sends filename="" and no bytes for a file input left empty.
+    request = body(("f", "", b"", None), ("g", "e.txt", b"", None))
+    with spoolup.parse_form(request, CT, handlers=[StorageHandler(local_storage)]) as form:
+        assert list(form.files) == ["g"]
+        kept = form.files["g"]
+        assert isinstance(kept, StoredFile)
+    assert stored_keys(local_storage) == [kept.key]
+    assert leftovers(local_storage) == []
+
+
+class FailsAtTheEnd(UploadHandler):
+    def upload_complete(self) -> None:
+        raise RuntimeError("late failure")
+
+
+def test_a_later_upload_complete_failing_removes_stored_files(
+    local_storage: LocalStorage,
+) -> None:
+    request = body(("a", "a.txt", b"fine", None))
+    handlers = [StorageHandler(local_storage), FailsAtTheEnd()]
+    with pytest.raises(RuntimeError, match="late failure"):
+        spoolup.parse_form(request, CT, handlers=handlers)
+    assert stored_keys(local_storage) == []
+
+
+def test_every_committed_object_is_deleted_even_if_one_delete_fails(
+    local_storage: LocalStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    request = body(
+        ("a", "a.txt", b"1", None), ("b", "b.txt", b"2", None), ("c", "c.bin", b"x" * 5000, None)
+    )
+    real_delete = local_storage.delete
+    calls: list[str] = []
+
+    def flaky_delete(key: str) -> None:
+        calls.append(key)
+        if len(calls) == 1:
+            raise OSError("delete failed")
+        real_delete(key)
+
+    monkeypatch.setattr(local_storage, "delete", flaky_delete)
+    handlers = [SizeLimitHandler(1000), StorageHandler(local_storage)]
+    with pytest.raises(FileTooLarge) as err:
+        spoolup.parse_form(chunks(request, 100), CT, handlers=handlers)
+    assert "delete failed" in "".join(err.value.__notes__)
+    assert len(calls) == 2
+    assert stored_keys(local_storage) == [calls[0]]  # only the one whose delete failed

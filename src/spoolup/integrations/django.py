@@ -15,11 +15,12 @@ Django's own ``DATA_UPLOAD_MAX_*`` settings do not apply; spoolup's ``Limits`` d
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from django.http import HttpRequest
 
 from spoolup import form as _form
+from spoolup.errors import UploadAborted
 from spoolup.files import UploadedFile
 from spoolup.form import Form
 from spoolup.handlers import HandlerSpec
@@ -27,6 +28,19 @@ from spoolup.limits import Limits
 from spoolup.wsgi import content_length
 
 __all__ = ["parse_form", "receive_file"]
+
+
+def _body(request: HttpRequest) -> Iterator[bytes]:
+    # Django raises UnreadablePostError (an OSError) when the client leaves mid-body:
+    # that is the client's doing, an UploadAborted like in the WSGI driver.
+    while True:
+        try:
+            chunk = request.read(_form.READ_SIZE)
+        except OSError as exc:
+            raise UploadAborted(f"reading the request body failed: {exc}") from exc
+        if not chunk:
+            return
+        yield chunk
 
 
 def parse_form(
@@ -37,7 +51,7 @@ def parse_form(
 ) -> Form:
     """The request's form, as :func:`spoolup.parse_form` reads it."""
     return _form.parse_form(
-        request,
+        _body(request),
         str(request.META.get("CONTENT_TYPE") or ""),
         limits=limits,
         handlers=handlers,
@@ -56,7 +70,7 @@ def receive_file(
     """The request's raw body as one file, as :func:`spoolup.receive_file` reads it."""
     declared = request.META.get("CONTENT_TYPE") or None
     return _form.receive_file(
-        request,
+        _body(request),
         filename=filename,
         content_type=content_type if content_type is not None else declared,
         limits=limits,

@@ -192,16 +192,25 @@ class StorageHandler(UploadHandler):
 
     def upload_complete(self) -> None:
         """Nothing is held once the body is parsed; the stored objects stay."""
+        # The committed keys are kept (until the next upload_started): a handler
+        # after this one may still fail its upload_complete, and the upload is then
+        # interrupted after all.
         self._abort()
-        self._committed = []
 
     def upload_interrupted(self) -> None:
         """Abort the file in progress and, unless ``keep_on_error``, delete this request's."""
         self._abort()
         committed, self._committed = self._committed, []
         if not self.keep_on_error:
+            error: Exception | None = None
             for key in committed:
-                self.storage.delete(key)
+                try:
+                    self.storage.delete(key)
+                except Exception as exc:  # delete the others all the same
+                    if error is None:
+                        error = exc
+            if error is not None:
+                raise error
 
     def _abort(self) -> None:
         writer, self._writer = self._writer, None

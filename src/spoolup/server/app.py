@@ -54,7 +54,9 @@ logger = logging.getLogger("spoolup.server")
 # Room for the multipart framing around the image in POST /api/inspect/image.
 _INSPECT_OVERHEAD = 64 * 1024
 _READ_CHUNK = 256 * 1024
-_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+_RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
+_MAX_DIGITS = 19
+_BEYOND_ANY_FILE = 10_000_000_000_000_000_000  # 10**19: more than any size of 19 digits
 _PAGE_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; img-src 'self' blob: data:; object-src 'none'; "
@@ -167,26 +169,41 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | None:
     match = _RANGE.fullmatch(header.strip())
     if match is None:
         return None
-    first, last = match.groups()
-    if not first and not last:
+    first, last = (_bounded_int(g) for g in match.groups())
+    if first is None and last is None:
         return None
-    if not first:  # "bytes=-N": the last N bytes
-        length = int(last)
+    if first is None:  # "bytes=-N": the last N bytes
+        assert last is not None
+        length = last
         if length == 0 or size == 0:
             raise HTTPException(416, "range not satisfiable")
         return max(0, size - length), size - 1
-    start = int(first)
-    end = size - 1 if not last else min(int(last), size - 1)
-    if last and int(last) < start:
+    start = first
+    end = size - 1 if last is None else min(last, size - 1)
+    if last is not None and last < start:
         return None
     if start >= size:
         raise HTTPException(416, "range not satisfiable")
     return start, end
 
 
+def _bounded_int(digits: str) -> int | None:
+    """The number ``digits`` spell (``None`` for none), capped past any real file size.
+
+    ``int()`` refuses more than 4,300 digits with a ValueError, and a long number costs
+    time to convert: a position of more than 19 digits is beyond every file anyway.
+    """
+    if not digits:
+        return None
+    if len(digits) > _MAX_DIGITS:
+        return _BEYOND_ANY_FILE
+    return int(digits)
+
+
 def _content_disposition(filename: str) -> str:
     fallback = "".join(c if 0x20 <= ord(c) < 0x7F and c not in '"\\' else "_" for c in filename)
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+    encoded = quote(filename, safe="", errors="replace")
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"
 
 
 async def get_file(request: Request) -> Response:

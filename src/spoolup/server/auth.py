@@ -27,12 +27,25 @@ def token_matches(header: bytes | None, token: bytes) -> bool:
     return hmac.compare_digest(given.strip(), token)
 
 
+def _overridden(scope: Scope) -> bool:
+    """Whether the request names another method in ``X-HTTP-Method-Override``."""
+    return any(
+        name == b"x-http-method-override" and value.strip().upper() != b"OPTIONS"
+        for name, value in scope["headers"]
+    )
+
+
 def _protected(scope: Scope) -> bool:
     path: str = scope["path"]
-    if scope["method"] == "OPTIONS" and (path.startswith("/tus/") or path == "/tus"):
+    if (
+        scope["method"] == "OPTIONS"
+        and (path.startswith("/tus/") or path == "/tus")
+        and not _overridden(scope)
+    ):
         # A browser's CORS preflight never carries credentials, and tus answers OPTIONS
         # with its capabilities only: requiring the token there would lock out every
-        # cross-origin tus client.
+        # cross-origin tus client. The tus app honours X-HTTP-Method-Override, so an
+        # OPTIONS that names another method is that method and needs the token.
         return False
     return any(path.startswith(p) or path == p.rstrip("/") for p in PROTECTED_PREFIXES)
 

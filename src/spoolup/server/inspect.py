@@ -69,8 +69,10 @@ def inspect_image(data: bytes, *, max_pixels: int) -> dict[str, Any]:
     """
     try:
         with warnings.catch_warnings():
-            # Pillow's own bomb check warns; ours, below, is stricter and raises.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            # Pillow's own bomb check warns; ours, below, is stricter and raises. Its
+            # other warnings (a truncated TIFF, corrupt EXIF) must not become errors
+            # where warnings are errors: the damage is reported by the exceptions below.
+            warnings.simplefilter("ignore")
             image = Image.open(io.BytesIO(data), formats=_formats())
     except UnidentifiedImageError as exc:
         msg = "the file is not an image this server can read"
@@ -88,7 +90,7 @@ def inspect_image(data: bytes, *, max_pixels: int) -> dict[str, Any]:
         image_format = image.format or "unknown"
         try:
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                warnings.simplefilter("ignore")
                 image.load()
             white = _all_white(image)
         except Image.DecompressionBombError as exc:

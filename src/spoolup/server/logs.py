@@ -21,6 +21,8 @@ ACCESS_LOGGER = "spoolup.access"
 """The logger access-log lines go to."""
 
 _REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,64}")
+# A path longer than this is cut in the log line (the request line may be ~64 KiB).
+_MAX_LOGGED = 2048
 _FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
@@ -76,13 +78,34 @@ class AccessLogMiddleware:
                 '%s %s "%s %s" %s in=%d out=%d %.1fms',
                 request_id,
                 f"{client[0]}:{client[1]}" if client else "-",
-                scope["method"],
-                scope["path"],
+                _printable(str(scope["method"])),
+                _printable(str(scope["path"])),
                 status or "-",
                 received,
                 sent,
                 (time.perf_counter() - start) * 1000,
             )
+
+
+def _printable(text: str) -> str:
+    """``text`` fit for one log line: bounded, control characters and quotes escaped.
+
+    The path is decoded from the request line, so ``%0A`` would otherwise start a forged
+    log line of the client's making.
+    """
+    if len(text) > _MAX_LOGGED:
+        text = text[:_MAX_LOGGED] + "..."
+    if text.isprintable() and '"' not in text and "\\" not in text:
+        return text
+    return "".join(_escape(c) for c in text)
+
+
+def _escape(char: str) -> str:
+    if char == '"':
+        return '\\"'
+    if char.isprintable() and char != "\\":
+        return char
+    return char.encode("unicode_escape").decode("ascii")
 
 
 def configure_logging(level: str = "info", *, access_log: bool = True) -> None:

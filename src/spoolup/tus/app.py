@@ -33,7 +33,7 @@ from spoolup.files import FileInfo, UploadedFile
 from spoolup.handlers import HandlerSpec, HashingHandler, UploadContext, resolve_handlers
 from spoolup.headers import safe_filename
 from spoolup.limits import Limits
-from spoolup.storage.base import Storage
+from spoolup.storage.base import ObjectNotFound, Storage
 from spoolup.tus.protocol import (
     Create,
     Delete,
@@ -44,6 +44,7 @@ from spoolup.tus.protocol import (
     TusError,
     TusLimits,
     TusProtocol,
+    UploadGone,
     UploadLocked,
     UploadNotFound,
     headers_from_asgi,
@@ -228,21 +229,34 @@ class TusApp:
             raw = headers.get("upload-concat", "")
             info.part_urls = tuple(raw.split(";", 1)[1].split())
             await asyncio.to_thread(self.store.create, info)
-            await self._locked(info.id, self._concat(info, parts))
+            await self._locked(info.id, self._or_remove(info, self._concat(info, parts)))
             return _with_record(
                 self.protocol.created_response(info, location, with_body=False), info
             )
         await asyncio.to_thread(self.store.create, info)
         if request.body_length is None:
             if info.is_complete:  # an empty file is whole at once
-                await self._locked(upload_id, self._after_write(info))
+                await self._locked(upload_id, self._or_remove(info, self._after_write(info)))
             return self.protocol.created_response(info, location, with_body=False)
         body_length = None if request.body_length == -1 else request.body_length
         first = Patch(
             upload_id=upload_id, offset=0, body_length=body_length, checksum=request.checksum
         )
-        await self._locked(upload_id, self._write(info, first, receive))
+        await self._locked(upload_id, self._or_remove(info, self._write(info, first, receive)))
         return _with_record(self.protocol.created_response(info, location, with_body=True), info)
+
+    async def _or_remove(self, info: UploadInfo, work: Awaitable[None]) -> None:
+        """Run the work of a creation; if it fails, remove the upload it created.
+
+        The client learns the upload's URL only from a successful answer: an upload
+        whose creation failed (a body too large, a client gone, a part that vanished)
+        could never be resumed, and would only take room until it expired.
+        """
+        try:
+            await work
+        except BaseException:
+            await asyncio.shield(asyncio.to_thread(self.store.delete, info.id))
+            raise
 
     async def _patch(self, request: Patch, receive: Receive) -> Response:
         async def run() -> Response:
@@ -373,7 +387,13 @@ class TusApp:
             self._finish_writer(writer)
 
     async def _concat(self, info: UploadInfo, parts: list[UploadInfo]) -> None:
-        await asyncio.to_thread(self.store.concat, info, parts)
+        try:
+            await asyncio.to_thread(self.store.concat, info, parts)
+        except (FileNotFoundError, ObjectNotFound):
+            # The parts are not locked while they are copied: one was terminated or
+            # expired meanwhile.
+            msg = "a partial upload was removed during the concatenation"
+            raise UploadGone(msg) from None
         await asyncio.to_thread(self.store.save, info)
         await self._complete(info)
 

@@ -45,7 +45,7 @@ from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDeco
 
 from benchmarks import workloads
 from benchmarks.report import Table
-from benchmarks.workloads import KiB, MiB, Workload
+from benchmarks.workloads import ChunkStream, KiB, MiB, Workload
 from spoolup import Limits
 from spoolup.multipart import MultipartParser, PartData, PartStart
 
@@ -243,29 +243,13 @@ async def _parse_aiohttp(w: Workload) -> Counts:
     return parts, size
 
 
-class _ChunkStream:
-    """A readable stream over the chunks: ``read(n)`` never crosses a chunk."""
-
-    def __init__(self, chunks: Sequence[bytes]) -> None:
-        self._chunks = iter(chunks)
-        self._current = memoryview(b"")
-
-    def read(self, size: int | None = -1) -> bytes:
-        if not self._current:
-            self._current = memoryview(next(self._chunks, b""))
-        if size is None or size < 0:
-            size = len(self._current)
-        out, self._current = self._current[:size], self._current[size:]
-        return bytes(out)
-
-
 def parse_falcon(w: Workload) -> Counts:
     """Falcon's ``MultipartFormHandler``; each part read from ``part.stream``."""
     options = MultipartParseOptions()
     options.max_body_part_count = 0  # no limit
     options.max_body_part_headers_size = HUGE
     handler = MultipartFormHandler(options)
-    form = handler.deserialize(_ChunkStream(w.chunks), w.content_type, w.size)
+    form = handler.deserialize(ChunkStream(w.chunks), w.content_type, w.size)
     parts = size = 0
     for part in form:
         parts += 1

@@ -41,7 +41,7 @@ import spoolup
 from benchmarks import workloads
 from benchmarks.bench_parser import FULL, QUICK, Sizes, main_workloads
 from benchmarks.report import Table
-from benchmarks.workloads import MiB, Workload
+from benchmarks.workloads import ChunkStream, MiB, Workload
 
 TITLE = "Receive benchmark: whole forms kept as each library keeps them by default"
 PACKAGES = ("spoolup", "starlette", "werkzeug", "django", "multipart", "litestar")
@@ -57,22 +57,6 @@ REPEAT = 5
 PLAIN = "plain write (64 KiB)"
 
 Counts = tuple[int, int]
-
-
-class ChunkStream:
-    """A readable stream over the chunks: ``read(n)`` never crosses a chunk."""
-
-    def __init__(self, chunks: Sequence[bytes]) -> None:
-        self._chunks = iter(chunks)
-        self._current = memoryview(b"")
-
-    def read(self, size: int | None = -1) -> bytes:
-        if not self._current:
-            self._current = memoryview(next(self._chunks, b""))
-        if size is None or size < 0:
-            size = len(self._current)
-        out, self._current = self._current[:size], self._current[size:]
-        return bytes(out)
 
 
 async def achunks(chunks: Sequence[bytes]) -> AsyncGenerator[bytes, None]:

@@ -196,6 +196,22 @@ def hostile(size: int) -> Sequence[Workload]:
     ]
 
 
+class ChunkStream:
+    """A readable stream over the chunks: ``read(n)`` never crosses a chunk."""
+
+    def __init__(self, chunks: Sequence[bytes]) -> None:
+        self._chunks = iter(chunks)
+        self._current = memoryview(b"")
+
+    def read(self, size: int | None = -1) -> bytes:
+        if not self._current:
+            self._current = memoryview(next(self._chunks, b""))
+        if size is None or size < 0:
+            size = len(self._current)
+        out, self._current = self._current[:size], self._current[size:]
+        return bytes(out)
+
+
 def _fmt(size: int) -> str:
     if size >= MiB and size % MiB == 0:
         return f"{size // MiB} MiB"

@@ -296,6 +296,11 @@ def parse_answer(hook: str, body: bytes) -> HookResponse:
     )
 
 
+def _ids(request: HookRequest) -> dict[str, Any]:
+    """Log-record fields naming the request (a hook may run outside its context)."""
+    return {"request_id": request.http.request_id, "hook": request.hook}
+
+
 def _judged(hook: str, answer: HookResponse) -> HookResponse:
     """``answer`` with its metadata checked; raises :class:`HookRejected` if it refuses."""
     if answer.reject:
@@ -460,7 +465,7 @@ class HookDispatcher:
             outcome = "rejected"
             raise
         except HookFailed as exc:
-            logger.warning("%s", exc.message)
+            logger.warning("%s", exc.message, extra=_ids(request))
             raise
         finally:
             if self.metrics is not None:
@@ -488,10 +493,10 @@ class HookDispatcher:
             await self._run(request, blocking=False)
         except HookFailed as exc:
             outcome = "failed"
-            logger.warning("%s", exc.message)
+            logger.warning("%s", exc.message, extra=_ids(request))
         except Exception:
             outcome = "failed"
-            logger.exception("the %s hook failed", request.hook)
+            logger.exception("the %s hook failed", request.hook, extra=_ids(request))
         finally:
             if self.metrics is not None:
                 self.metrics.hook_call(request.hook, outcome, time.perf_counter() - start)
@@ -526,7 +531,7 @@ class HookDispatcher:
             msg = f"the {request.hook} hook did not answer within {self.timeout:g} s"
             raise HookFailed(msg) from None
         except Exception as exc:
-            logger.exception("the %s hook raised", request.hook)
+            logger.exception("the %s hook raised", request.hook, extra=_ids(request))
             msg = f"the {request.hook} hook failed"
             raise HookFailed(msg) from exc
         if answer is None:

@@ -40,6 +40,7 @@ from spoolup.server.auth import BearerAuthMiddleware
 from spoolup.server.config import ServerConfig
 from spoolup.server.inspect import inspect_image
 from spoolup.server.logs import AccessLogMiddleware
+from spoolup.server.origins import OriginGuardMiddleware, default_allowed_hosts
 from spoolup.server.records import is_file_id
 from spoolup.server.store import RecordStore, open_store
 from spoolup.storage.base import StorageError
@@ -406,7 +407,10 @@ def _tus_app(store: RecordStore, config: ServerConfig) -> TusApp | None:
     except ImportError:  # pragma: no cover  (the tus package ships with the server)
         return None
     return create_tus_app(
-        store.storage, max_size=config.limits.max_file_size, on_complete=store.adopt
+        store.storage,
+        max_size=config.limits.max_file_size,
+        on_complete=store.adopt,
+        allow_origins=config.cors_origins,
     )
 
 
@@ -427,7 +431,15 @@ def create_app(
     config.check()
     store = store if store is not None else open_store(config.storage)
     tus = _tus_app(store, config)
-    middleware = [Middleware(AccessLogMiddleware), Middleware(_CatchAll)]
+    middleware = [
+        Middleware(AccessLogMiddleware),
+        Middleware(_CatchAll),
+        Middleware(
+            OriginGuardMiddleware,
+            allowed_hosts=config.allowed_hosts or default_allowed_hosts(config.host),
+            cors_origins=config.cors_origins,
+        ),
+    ]
     if config.token:
         middleware.append(Middleware(BearerAuthMiddleware, token=config.token))
 

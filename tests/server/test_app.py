@@ -585,7 +585,7 @@ def test_inspect_errors(small: RunningServer) -> None:
 
 @pytest.fixture(scope="module")
 def guarded(make_server: Callable[..., RunningServer]) -> RunningServer:
-    return make_server(token="s3cret-token")
+    return make_server(token="s3cret-token", cors_origins=("https://app.example",))
 
 
 @pytest.mark.parametrize(

@@ -106,6 +106,7 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="(info)")
     serve.add_argument("--no-access-log", dest="access_log", action="store_false", default=None)
     _add_operator_flags(serve)
+    _add_tus_flags(serve)
 
     upload = commands.add_parser(
         "upload",
@@ -161,6 +162,21 @@ def _add_operator_flags(serve: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_tus_flags(serve: argparse.ArgumentParser) -> None:
+    """Durability and caps of /tus (see spoolup.tus.app)."""
+    serve.add_argument(
+        "--tus-checkpoint", metavar="SIZE", help="bytes between tus checkpoints (64MiB)"
+    )
+    serve.add_argument(
+        "--tus-checkpoint-seconds", type=float, metavar="S", help="seconds between them (2)"
+    )
+    serve.add_argument(
+        "--tus-max-open-uploads", type=int, metavar="N", help="unfinished tus uploads (10000)"
+    )
+
+
+_TUS_SETTINGS = ("tus_checkpoint", "tus_checkpoint_seconds", "tus_max_open_uploads")
+
 _OPERATOR_SETTINGS = (
     "log_format",
     "metrics",
@@ -214,7 +230,7 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     names = ["host", "port", "storage", "token", "insecure", "log_level", "access_log"]
     names += [name for name, _ in _LIMIT_FLAGS] + ["inspect_max_size", *_OPERATOR_SETTINGS]
     names += ["header_limit", "header_timeout", "body_timeout", "max_connections"]
-    names += ["allowed_hosts", "cors_origins"]
+    names += ["allowed_hosts", "cors_origins", *_TUS_SETTINGS]
     overrides = {name: getattr(args, name) for name in names}
     try:
         config = load_config(file=args.config, environ=environ, overrides=overrides)

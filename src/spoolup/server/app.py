@@ -435,6 +435,9 @@ def _tus_app(store: RecordStore, config: ServerConfig) -> TusApp | None:
         max_size=config.limits.max_file_size,
         on_complete=store.adopt,
         allow_origins=config.cors_origins,
+        checkpoint_bytes=config.tus_checkpoint,
+        checkpoint_seconds=config.tus_checkpoint_seconds,
+        max_open_uploads=config.tus_max_open_uploads,
     )
 
 

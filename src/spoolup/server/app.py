@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from http import HTTPStatus
 from importlib import resources
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote
 
 from starlette.applications import Starlette
@@ -34,13 +34,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import spoolup.asgi
 from spoolup.errors import MalformedRequest, UploadError
+from spoolup.files import UploadedFile
 from spoolup.handlers import MemoryFileHandler
 from spoolup.headers import safe_filename
+from spoolup.limits import Limits
+from spoolup.server.about import limits_json
 from spoolup.server.auth import BearerAuthMiddleware
 from spoolup.server.config import ServerConfig
 from spoolup.server.inspect import inspect_image
+from spoolup.server.listing import FileIndex, list_files
 from spoolup.server.logs import AccessLogMiddleware
-from spoolup.server.records import is_file_id
+from spoolup.server.records import FileRecord, is_file_id
+from spoolup.server.share import LinkSigner, link_routes
 from spoolup.server.store import RecordStore, open_store
 from spoolup.storage.base import StorageError
 
@@ -115,24 +120,29 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-async def list_files(request: Request) -> Response:
-    """``GET /api/files``: every record, newest first."""
-    records = await _store(request).list()
-    return JSONResponse([r.to_json() for r in records])
+async def limits(request: Request) -> Response:
+    """``GET /api/limits``: what this server takes, for clients to check before sending."""
+    return JSONResponse(limits_json(_config(request), links=request.app.state.link_signer))
+
+
+async def _receive_files(request: Request, limits: Limits) -> list[FileRecord]:
+    """Store every file part of the multipart body; the records (400 when there is none)."""
+    store = _store(request)
+    form = await spoolup.asgi.parse_form(
+        request.scope, request.receive, limits=limits, handlers=[store.handler]
+    )
+    with form:
+        records = [store.record_of(f) for _, f in form.files.multi_items()]
+    request.app.state.file_index.invalidate()
+    if not records:
+        msg = "the form has no file part"
+        raise MalformedRequest(msg)
+    return records
 
 
 async def post_files(request: Request) -> Response:
     """``POST /api/files``: store every file part of a multipart body; 201 with the records."""
-    config = _config(request)
-    store = _store(request)
-    form = await spoolup.asgi.parse_form(
-        request.scope, request.receive, limits=config.limits, handlers=[store.handler]
-    )
-    with form:
-        records = [store.record_of(f) for _, f in form.files.multi_items()]
-    if not records:
-        msg = "the form has no file part"
-        raise MalformedRequest(msg)
+    records = await _receive_files(request, _config(request).limits)
     return JSONResponse([r.to_json() for r in records], status_code=201)
 
 
@@ -157,6 +167,7 @@ async def put_file(request: Request) -> Response:
     assert uploaded is not None  # the storage handler takes every body
     with uploaded:
         record = store.record_of(uploaded)
+    request.app.state.file_index.invalidate()
     return JSONResponse(record.to_json(), status_code=201)
 
 
@@ -208,7 +219,11 @@ def _content_disposition(filename: str) -> str:
 
 async def get_file(request: Request) -> Response:
     """``GET /api/files/{id}``: the bytes, with ETag and single-range support (206/416)."""
-    file_id = _file_id(request)
+    return await _send_file(request, _file_id(request))
+
+
+async def _send_file(request: Request, file_id: str) -> Response:
+    """The bytes of ``file_id`` for ``request`` (its Range, If-Range, If-None-Match)."""
     store = _store(request)
     record = await store.get(file_id)
     if record is None:
@@ -293,6 +308,7 @@ async def delete_file(request: Request) -> Response:
     file_id = _file_id(request)
     if not await _store(request).delete(file_id):
         raise HTTPException(404, "no such file")
+    request.app.state.file_index.invalidate()
     return Response(status_code=204)
 
 
@@ -388,26 +404,32 @@ def _routes(extra: Sequence[BaseRoute]) -> list[BaseRoute]:
     return [
         Route("/", index, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/api/limits", limits, methods=["GET"]),
         Route("/api/files", list_files, methods=["GET"]),
         Route("/api/files", post_files, methods=["POST"]),
         Route("/api/files/{name}", put_file, methods=["PUT"]),
         Route(file_route, get_file, methods=["GET"]),
         Route(file_route, delete_file, methods=["DELETE"]),
         Route("/api/inspect/image", inspect, methods=["POST"]),
+        *link_routes(send_file=_send_file, receive_files=_receive_files, page=index),
         Mount("/static", app=StaticFiles(packages=[("spoolup.server", "static")])),
         *extra,
     ]
 
 
-def _tus_app(store: RecordStore, config: ServerConfig) -> TusApp | None:
+def _tus_app(store: RecordStore, config: ServerConfig, index: FileIndex) -> TusApp | None:
     """The tus 1.0.0 app for ``/tus``: finished uploads become file records."""
     try:
         from spoolup.tus.app import create_tus_app
     except ImportError:  # pragma: no cover  (the tus package ships with the server)
         return None
-    return create_tus_app(
-        store.storage, max_size=config.limits.max_file_size, on_complete=store.adopt
-    )
+
+    async def adopt(uploaded: UploadedFile, info: object = None) -> dict[str, Any]:
+        record = await store.adopt(uploaded, info)
+        index.invalidate()
+        return record
+
+    return create_tus_app(store.storage, max_size=config.limits.max_file_size, on_complete=adopt)
 
 
 def create_app(
@@ -426,7 +448,8 @@ def create_app(
     """
     config.check()
     store = store if store is not None else open_store(config.storage)
-    tus = _tus_app(store, config)
+    index = FileIndex(store)
+    tus = _tus_app(store, config, index)
     middleware = [Middleware(AccessLogMiddleware), Middleware(_CatchAll)]
     if config.token:
         middleware.append(Middleware(BearerAuthMiddleware, token=config.token))
@@ -454,4 +477,6 @@ def create_app(
     )
     app.state.config = config
     app.state.store = store
+    app.state.file_index = index
+    app.state.link_signer = LinkSigner.from_config(config)
     return app

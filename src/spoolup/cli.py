@@ -9,6 +9,7 @@ commands live in :mod:`spoolup.commands`: ``upload``, ``ls``, ``get``, ``rm``,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -130,19 +131,17 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from spoolup.server.app import create_app
     from spoolup.server.config import ConfigError, load_config
     from spoolup.server.logs import configure_logging, uvicorn_log_config
-    from spoolup.server.startup import BannerServer, StorageUnusable, check_storage
+    from spoolup.server.startup import BannerServer, StorageUnusable, open_checked_store
 
     names = ["host", "port", "storage", "token", "insecure", "log_level", "access_log"]
     names += [name for name, _, _ in _LIMIT_FLAGS] + ["inspect_max_size", "share_ttl"]
     overrides = {name: getattr(args, name) for name in names}
     try:
         config = load_config(file=args.config, environ=environ, overrides=overrides)
-        app = create_app(config)
+        app = create_app(config, store=open_checked_store(config.storage))
     except ConfigError as exc:
         sys.stderr.write(f"spoolup serve: {exc}\n")
         return EXIT_USAGE
-    try:
-        check_storage(app.state.store, config.storage)
     except StorageUnusable as exc:
         sys.stderr.write(f"spoolup serve: {exc}\n")
         return EXIT_SERVER
@@ -159,7 +158,9 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         server_header=False,
         timeout_graceful_shutdown=int(config.graceful_timeout),
     )
-    BannerServer(uvicorn_config, config).run()
+    # uvicorn stops gracefully on Ctrl-C, then re-raises it: no traceback for that.
+    with contextlib.suppress(KeyboardInterrupt):
+        BannerServer(uvicorn_config, config).run()
     sys.stderr.write("spoolup serve: stopped\n")
     return EXIT_OK
 

@@ -10,24 +10,32 @@ import uvicorn
 
 from spoolup.server.about import banner
 from spoolup.server.config import ServerConfig
-from spoolup.server.store import RecordStore
+from spoolup.server.store import RecordStore, open_store
 
-__all__ = ["BannerServer", "StorageUnusable", "check_storage"]
+__all__ = ["BannerServer", "StorageUnusable", "open_checked_store"]
 
 _PROBE = "probe/"
+_FOLDER_HINT = "check that the folder can be created and written by this user"
 
 
 class StorageUnusable(Exception):
     """The storage cannot be reached, read or written; the message says what to check."""
 
 
-def check_storage(store: RecordStore, spec: str) -> None:
-    """Write, read back and delete one small object; raise :class:`StorageUnusable` if not.
+def open_checked_store(spec: str) -> RecordStore:
+    """Open the storage ``spec`` names; write, read back and delete one small object.
 
-    Run before listening, so that a server with no way to store files says so at once
+    Raises :class:`StorageUnusable` if any of it fails (and
+    :class:`~spoolup.server.config.ConfigError` for a spec that names no backend). Run
+    before listening, so that a server with no way to store files says so at once
     instead of answering 500 to every upload.
     """
     key = f"{_PROBE}{socket.gethostname()[:60]}-{os.getpid()}"
+    try:
+        store = open_store(spec)
+    except OSError as exc:
+        msg = f"cannot use the storage {spec}: {exc.strerror}\n  {_FOLDER_HINT}"
+        raise StorageUnusable(msg) from exc
     try:
         store.storage.write(key, b"spoolup start-up check")
         store.storage.read_bytes(key)
@@ -40,9 +48,10 @@ def check_storage(store: RecordStore, spec: str) -> None:
                 "AWS_SECRET_ACCESS_KEY and AWS_REGION let this server write to it"
             )
         else:
-            hint = "check that the folder can be created and written by this user"
+            hint = _FOLDER_HINT
         msg = f"cannot use the storage {spec}: {reason}\n  {hint}"
         raise StorageUnusable(msg) from exc
+    return store
 
 
 class BannerServer(uvicorn.Server):

@@ -144,7 +144,7 @@ class LinkSigner:
 # ---------------------------------------------------------------- routes
 
 SendFile = Callable[[Request, str], Awaitable[Response]]
-ReceiveFiles = Callable[[Request, Limits], Awaitable[list[FileRecord]]]
+ReceiveFiles = Callable[[Request, Limits], Awaitable[tuple[list[FileRecord], Any]]]
 
 
 async def _small_json(request: Request) -> dict[str, Any]:
@@ -294,12 +294,12 @@ def _upload_handler(receive_files: ReceiveFiles) -> Callable[[Request], Awaitabl
             max_files=min(config.max_files, left),
             max_fields=16,
         )
-        records = await receive_files(request, limits)
+        records, finish = await receive_files(request, limits)
         storage = request.app.state.store.storage
         for record in records:
             await storage.awrite(f"{_MARKERS}{link.nonce}/{record.id}", b"")
         answer = [{"filename": r.filename, "size": r.size, "sha256": r.sha256} for r in records]
-        return JSONResponse(answer, status_code=201)
+        return JSONResponse(answer, status_code=201, background=finish)
 
     return upload_with_link
 

@@ -49,6 +49,7 @@ from spoolup.server.listing import FileIndex, list_files
 from spoolup.server.logs import AccessLogMiddleware
 from spoolup.server.metrics import Metrics, metrics_endpoint
 from spoolup.server.observe import file_terminated, observe_upload
+from spoolup.server.origins import OriginGuardMiddleware, default_allowed_hosts
 from spoolup.server.records import FileRecord, is_file_id
 from spoolup.server.share import LinkSigner, link_routes
 from spoolup.server.store import RecordStore, open_store
@@ -457,7 +458,12 @@ def _tus_app(store: RecordStore, config: ServerConfig, index: FileIndex) -> TusA
         index.invalidate()
         return record
 
-    return create_tus_app(store.storage, max_size=config.limits.max_file_size, on_complete=adopt)
+    return create_tus_app(
+        store.storage,
+        max_size=config.limits.max_file_size,
+        on_complete=adopt,
+        allow_origins=config.cors_origins,
+    )
 
 
 def create_app(
@@ -484,7 +490,15 @@ def create_app(
     dispatcher = HookDispatcher.from_config(config, hooks, metrics)
     index = FileIndex(store)
     tus = _tus_app(store, config, index)
-    middleware = [Middleware(AccessLogMiddleware, metrics=metrics), Middleware(_CatchAll)]
+    middleware = [
+        Middleware(AccessLogMiddleware, metrics=metrics),
+        Middleware(_CatchAll),
+        Middleware(
+            OriginGuardMiddleware,
+            allowed_hosts=config.allowed_hosts or default_allowed_hosts(config.host),
+            cors_origins=config.cors_origins,
+        ),
+    ]
     if config.token:
         middleware.append(Middleware(BearerAuthMiddleware, token=config.token))
 

@@ -1,9 +1,5 @@
 """The ``spoolup`` command: ``serve`` runs the upload server; the others are its client.
 
-``spoolup serve`` checks its settings and its storage (a store it cannot write to is
-refused at start, not with a 500 per upload), then prints where to go. The client
-commands live in :mod:`spoolup.commands`: ``upload``, ``ls``, ``get``, ``rm``,
-``share``. ``spoolup --version`` prints the version.
 """
 
 from __future__ import annotations
@@ -225,5 +221,234 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     return EXIT_OK
 
 
+<<<<<<< HEAD
+=======
+# ---------------------------------------------------------------- upload
+
+
+class UploadFailed(Exception):
+    """One file could not be uploaded; the message says why, in the server's words."""
+
+
+def _file_chunks(path: Path, digest: Any, advance: Callable[[int], None]) -> Iterator[bytes]:
+    """Read ``path`` a chunk at a time, hashing and reporting each chunk as it is sent."""
+    with path.open("rb") as file:
+        while chunk := file.read(CHUNK_SIZE):
+            digest.update(chunk)
+            advance(len(chunk))
+            yield chunk
+
+
+def _server_error(response: Any) -> str:
+    try:
+        error = response.json().get("error")
+    except (ValueError, AttributeError):
+        error = None
+    text = error if isinstance(error, str) else (response.text[:200] or response.reason_phrase)
+    hint = " (pass --token or set SPOOLUP_TOKEN)" if response.status_code == 401 else ""
+    return f"{response.status_code}: {text}{hint}"
+
+
+def upload_one(
+    client: Any,
+    path: Path,
+    *,
+    retries: int,
+    progress: Callable[[int | None, int], None],
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
+    """Upload one file and return the server's record, its sha256 checked.
+
+    ``progress(completed, total)`` is called with the bytes sent (``None`` to keep the
+    count, with a new total). On a connection error the upload starts again from the
+    first byte after a pause of 0.5, 1, 2, ... seconds (at most 10), ``retries`` times.
+    Raises :class:`UploadFailed`.
+    """
+    import httpx
+
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        msg = f"cannot read the file: {exc.strerror}"
+        raise UploadFailed(msg) from exc
+    content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    url = f"/api/files/{quote(path.name, safe='')}"
+    for attempt in range(retries + 1):
+        digest = hashlib.sha256()
+        sent = 0
+
+        def advance(n: int) -> None:
+            nonlocal sent
+            sent += n
+            progress(sent, size)
+
+        progress(0, size)
+        try:
+            response = client.put(
+                url,
+                content=_file_chunks(path, digest, advance),
+                headers={"Content-Type": content_type, "Content-Length": str(size)},
+            )
+        except OSError as exc:
+            msg = f"cannot read the file: {exc.strerror}"
+            raise UploadFailed(msg) from exc
+        except httpx.TransportError as exc:
+            if attempt == retries:
+                msg = f"{exc.__class__.__name__}: {exc} (gave up after {retries + 1} attempts)"
+                raise UploadFailed(msg) from exc
+            sleep(min(10.0, 0.5 * 2**attempt))
+            continue
+        if response.status_code != 201:
+            raise UploadFailed(_server_error(response))
+        record: dict[str, Any] = response.json()
+        if sent != size:
+            msg = f"the file changed while it was sent ({size} bytes, then {sent})"
+            raise UploadFailed(msg)
+        if record.get("sha256") != digest.hexdigest():
+            msg = (
+                f"sha256 mismatch: the server stored {record.get('sha256')}, "
+                f"the file sent has {digest.hexdigest()}"
+            )
+            raise UploadFailed(msg)
+        return record
+    raise AssertionError  # pragma: no cover  (the loop returns or raises)
+
+
+def upload_tus(
+    client: Any,
+    path: Path,
+    *,
+    endpoint: str,
+    chunk_size: int,
+    retries: int,
+    progress: Callable[[int | None, int], None],
+    resumed: Callable[[int, int], None] = lambda offset, total: None,
+) -> dict[str, Any]:
+    """Upload one file by tus to ``endpoint`` and return the server's record, checked.
+
+    Continues an interrupted upload of the same file (``resumed(offset, total)`` says
+    so); ``progress(completed, total)`` as in :func:`upload_one`. The record's sha256
+    is checked against the local file's, read while sending (and, for the bytes the
+    server already had, read again locally). Raises :class:`UploadFailed`.
+    """
+    from spoolup.tus.client import TusClientError, tus_upload
+
+    content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    first = True
+
+    def report(sent: int, total: int) -> None:
+        nonlocal first
+        if first and sent > 0:
+            resumed(sent, total)
+        first = False
+        progress(sent, total)
+
+    try:
+        result = tus_upload(
+            path,
+            endpoint,
+            chunk_size=chunk_size,
+            content_type=content_type,
+            progress=report,
+            retries=retries,
+            client=client,
+        )
+    except OSError as exc:
+        msg = f"cannot read the file: {exc.strerror}"
+        raise UploadFailed(msg) from exc
+    except TusClientError as exc:
+        hint = " (pass --token or set SPOOLUP_TOKEN)" if exc.status == 401 else ""
+        raise UploadFailed(f"{exc}{hint}") from exc
+    record = result.record
+    if record is None:
+        msg = "the upload finished, but the server did not send the file's record"
+        raise UploadFailed(msg)
+    if record.get("sha256") != result.sha256:
+        msg = (
+            f"sha256 mismatch: the server stored {record.get('sha256')}, "
+            f"the file sent has {result.sha256}"
+        )
+        raise UploadFailed(msg)
+    return record
+
+
+def upload(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """``spoolup upload``: send each file, print each record, exit 1 if any failed."""
+    import httpx
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    token = args.token or environ.get("SPOOLUP_TOKEN")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    console = Console(stderr=True)
+    timeout = httpx.Timeout(args.timeout, connect=min(10.0, args.timeout))
+    failures = 0
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    with (
+        httpx.Client(base_url=args.url, headers=headers, timeout=timeout) as client,
+        Progress(*columns, console=console, disable=args.quiet) as bars,
+    ):
+        for path in args.files:
+            task = bars.add_task(path.name, total=None)
+
+            def progress(completed: int | None, total: int, task: Any = task) -> None:
+                bars.update(task, completed=completed, total=total)
+
+            def resumed(offset: int, total: int, task: Any = task, name: str = path.name) -> None:
+                bars.update(task, description=f"{name} (resumed)")
+                console.print(
+                    f"spoolup upload: {name}: resuming at {offset} of {total} bytes",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+
+            try:
+                if _by_tus(path, args.tus_threshold):
+                    record = upload_tus(
+                        client,
+                        path,
+                        endpoint=f"{args.url.rstrip('/')}/tus/",
+                        chunk_size=args.chunk_size,
+                        retries=args.retries,
+                        progress=progress,
+                        resumed=resumed,
+                    )
+                else:
+                    record = upload_one(client, path, retries=args.retries, progress=progress)
+            except UploadFailed as exc:
+                failures += 1
+                bars.update(task, description=f"[red]{path.name}")
+                console.print(
+                    f"[red]spoolup upload: {path}: {exc}[/red]", highlight=False, soft_wrap=True
+                )
+                continue
+            bars.update(task, description=f"[green]{path.name}")
+            sys.stdout.write(json.dumps(record) + "\n")
+            sys.stdout.flush()
+    return EXIT_FAILED if failures else EXIT_OK
+
+
+def _by_tus(path: Path, threshold: int) -> bool:
+    """Whether ``path`` goes by tus: at least ``threshold`` bytes (a missing file: no)."""
+    try:
+        return path.stat().st_size >= threshold
+    except OSError:
+        return False
+
+
+>>>>>>> main
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

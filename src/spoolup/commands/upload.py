@@ -218,7 +218,7 @@ def upload_tus(
     so); ``progress(completed, total)`` as in :func:`upload_one`. Raises
     :class:`UploadFailed`.
     """
-    from spoolup.tus_client import TusClientError, tus_upload
+    from spoolup.tus.client import TusClientError, tus_upload
 
     content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     first = True

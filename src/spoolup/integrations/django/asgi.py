@@ -97,6 +97,11 @@ class StreamingBody:
                 break
         return chunks
 
+    @property
+    def _exhausted(self) -> bool:
+        # _more turns False in the batch received ahead: its chunks still wait in _next.
+        return not self._more and self._next is None
+
     def _fetch(self) -> None:
         if threading.get_ident() == self._loop_thread:
             msg = (
@@ -121,12 +126,12 @@ class StreamingBody:
         if self._file is not None:
             return self._file.read(-1 if size is None else size)
         if size is None or size < 0:
-            while self._more:
+            while not self._exhausted:
                 self._fetch()
             data = b"".join(self._chunks)
             self._chunks.clear()
             return data
-        while not self._chunks and self._more:
+        while not self._chunks and not self._exhausted:
             self._fetch()
         out: list[bytes] = []
         wanted = size
@@ -150,7 +155,7 @@ class StreamingBody:
         out = bytearray()
         while limit < 0 or len(out) < limit:
             if not self._chunks:
-                if not self._more:
+                if self._exhausted:
                     break
                 self._fetch()
                 continue

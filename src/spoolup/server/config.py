@@ -50,6 +50,7 @@ _UNITS = {
     "gib": 1024**3,
     "tib": 1024**4,
 }
+_ORIGIN = re.compile(r"https?://[^/\s]+")
 _SIZE = re.compile(r"\s*(\d+)\s*([a-zA-Z]*)\s*")
 _LIMIT_NAMES = tuple(f.name for f in dataclasses.fields(Limits))
 _SIZE_LIMITS = frozenset(
@@ -83,6 +84,23 @@ class ServerConfig:
         graceful_timeout: seconds running requests get to finish on shutdown (30).
         log_level: ``debug``, ``info``, ``warning`` or ``error`` (``info``).
         access_log: write one access-log line per request (on).
+        header_limit: bytes of one request line and its headers together (64 KiB; 431).
+        header_timeout: seconds a request's line and headers may take (30; 408).
+        body_timeout: seconds a request body may stay silent while it is read (60).
+        max_connections: open connections at most (4096, and below the open-file
+            limit); the ones beyond are answered 503.
+        allowed_hosts: the names a request's ``Host`` may carry (``*`` any, ``*.example.org``
+            a domain and its subdomains); empty: the names ``host`` listens on.
+        cors_origins: origins (``https://app.example.org``) whose pages may use the API;
+            empty: none but the server's own.
+        log_format: ``plain`` or ``json`` (one JSON object per line).
+        metrics: collect Prometheus metrics, served at ``/metrics`` (on).
+        metrics_port: serve ``/metrics`` on this port instead (same host, no token).
+        hook_url: where tusd-style hook requests are POSTed, or ``None``.
+        hook_secret: signs each hook request body (HMAC-SHA256), or ``None``.
+        hook_timeout: seconds one hook delivery may take (5).
+        hook_retries: retries of a non-blocking hook after a failure (3).
+        hook_progress_interval: seconds between post-receive hooks of one file (1).
     """
 
     host: str = "127.0.0.1"
@@ -96,6 +114,20 @@ class ServerConfig:
     graceful_timeout: float = 30.0
     log_level: str = "info"
     access_log: bool = True
+    header_limit: int = 64 * 1024
+    header_timeout: float = 30.0
+    body_timeout: float = 60.0
+    max_connections: int = 4096
+    allowed_hosts: tuple[str, ...] = ()
+    cors_origins: tuple[str, ...] = ()
+    log_format: str = "plain"
+    metrics: bool = True
+    metrics_port: int | None = None
+    hook_url: str | None = None
+    hook_secret: str | None = None
+    hook_timeout: float = 5.0
+    hook_retries: int = 3
+    hook_progress_interval: float = 1.0
 
     def check(self) -> None:
         """Raise :class:`ConfigError` if the settings are inconsistent or unsafe.
@@ -120,12 +152,45 @@ class ServerConfig:
         if not self.storage:
             msg = "storage must not be empty"
             raise ConfigError(msg)
+        if self.header_limit < 1024 or self.max_connections < 1:
+            msg = "header_limit must be at least 1024 bytes and max_connections at least 1"
+            raise ConfigError(msg)
+        if self.header_timeout <= 0 or self.body_timeout <= 0:
+            msg = "header_timeout and body_timeout must be positive"
+            raise ConfigError(msg)
+        for origin in self.cors_origins:
+            if origin != "*" and not _ORIGIN.fullmatch(origin):
+                msg = f"cors_origins: {origin!r} is not an origin such as https://example.org"
+                raise ConfigError(msg)
+        _check_operations(self)
         if not self.token and not self.insecure and not is_loopback(self.host):
             msg = (
                 f"refusing to listen on {self.host} without a token: pass --token "
                 "(or set SPOOLUP_TOKEN), or --insecure if you really mean it"
             )
             raise ConfigError(msg)
+
+
+def _check_operations(config: ServerConfig) -> None:
+    """The logging, metrics and hook settings."""
+    if config.log_format not in {"plain", "json"}:
+        msg = f"log_format must be plain or json, not {config.log_format!r}"
+        raise ConfigError(msg)
+    if config.metrics_port is not None and not 0 < config.metrics_port <= 65535:
+        msg = f"metrics_port must be between 1 and 65535, not {config.metrics_port}"
+        raise ConfigError(msg)
+    if config.hook_url is not None and not re.match(r"https?://[^/\s]+", config.hook_url):
+        msg = f"hook_url must be an http:// or https:// URL, not {config.hook_url!r}"
+        raise ConfigError(msg)
+    if not 0 < config.hook_timeout <= 300:
+        msg = "hook_timeout must be more than 0 and at most 300 seconds"
+        raise ConfigError(msg)
+    if not 0 <= config.hook_retries <= 10:
+        msg = "hook_retries must be between 0 and 10"
+        raise ConfigError(msg)
+    if not 0 <= config.hook_progress_interval <= 3600:
+        msg = "hook_progress_interval must be between 0 and 3600 seconds"
+        raise ConfigError(msg)
 
 
 def _token_ok(token: str) -> bool:
@@ -196,6 +261,15 @@ def _parse_float(value: object, name: str) -> float:
     raise ConfigError(msg)
 
 
+def _parse_names(value: object, name: str) -> tuple[str, ...]:
+    """A list of names: a TOML array, a flag given several times, or ``"a, b"``."""
+    items = value.split(",") if isinstance(value, str) else value
+    if isinstance(items, list | tuple) and all(isinstance(i, str) for i in items):
+        return tuple(i.strip() for i in items if i.strip())
+    msg = f"{name} must be a list of names, not {value!r}"
+    raise ConfigError(msg)
+
+
 def _parse_str(value: object, name: str) -> str:
     if isinstance(value, str):
         return value
@@ -214,6 +288,20 @@ _SETTINGS: dict[str, Any] = {
     "graceful_timeout": _parse_float,
     "log_level": lambda v, n: _parse_str(v, n).lower(),
     "access_log": _parse_bool,
+    "header_limit": parse_size,
+    "header_timeout": _parse_float,
+    "body_timeout": _parse_float,
+    "max_connections": _parse_int,
+    "allowed_hosts": _parse_names,
+    "cors_origins": _parse_names,
+    "log_format": lambda v, n: _parse_str(v, n).lower(),
+    "metrics": _parse_bool,
+    "metrics_port": _parse_int,
+    "hook_url": _parse_str,
+    "hook_secret": _parse_str,
+    "hook_timeout": _parse_float,
+    "hook_retries": _parse_int,
+    "hook_progress_interval": _parse_float,
 }
 
 
@@ -288,8 +376,9 @@ def load_config(
     }
     _apply(settings, limits, from_env, "SPOOLUP_")
     _apply(settings, limits, overrides or {}, "")
-    if settings.get("token") == "":
-        settings["token"] = None
+    for optional in ("token", "hook_url", "hook_secret"):
+        if settings.get(optional) == "":
+            settings[optional] = None
     try:
         settings["limits"] = Limits(**limits)
     except ValueError as exc:

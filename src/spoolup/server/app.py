@@ -43,7 +43,7 @@ from spoolup.server.hooks import HookCallable, HookDispatcher
 from spoolup.server.inspect import inspect_image
 from spoolup.server.logs import AccessLogMiddleware
 from spoolup.server.metrics import Metrics, metrics_endpoint
-from spoolup.server.observe import file_terminated, observe_upload
+from spoolup.server.observe import TusObserver, file_terminated, observe_upload
 from spoolup.server.origins import OriginGuardMiddleware, default_allowed_hosts
 from spoolup.server.records import is_file_id
 from spoolup.server.store import RecordStore, open_store
@@ -424,7 +424,7 @@ def _metrics_routes(config: ServerConfig) -> list[BaseRoute]:
     return [Route("/metrics", metrics_endpoint, methods=["GET"])]
 
 
-def _tus_app(store: RecordStore, config: ServerConfig) -> TusApp | None:
+def _tus_app(store: RecordStore, config: ServerConfig, observer: TusObserver) -> TusApp | None:
     """The tus 1.0.0 app for ``/tus``: finished uploads become file records."""
     try:
         from spoolup.tus.app import create_tus_app
@@ -433,7 +433,7 @@ def _tus_app(store: RecordStore, config: ServerConfig) -> TusApp | None:
     return create_tus_app(
         store.storage,
         max_size=config.limits.max_file_size,
-        on_complete=store.adopt,
+        on_complete=observer.on_complete,
         allow_origins=config.cors_origins,
     )
 
@@ -460,7 +460,8 @@ def create_app(
     metrics = Metrics(enabled=config.metrics)
     metrics.instrument_storage(store.storage)
     dispatcher = HookDispatcher.from_config(config, hooks, metrics)
-    tus = _tus_app(store, config)
+    tus_observer = TusObserver(metrics, dispatcher, store, store.adopt)
+    tus = _tus_app(store, config, tus_observer)
     middleware = [
         Middleware(AccessLogMiddleware, metrics=metrics),
         Middleware(_CatchAll),
@@ -489,7 +490,7 @@ def create_app(
                 await asyncio.to_thread(stop_metrics)
             await store.stop()
 
-    tus_routes = [Mount("/tus", app=cast("ASGIApp", tus))] if tus is not None else []
+    tus_routes = [Mount("/tus", app=tus_observer.wrap(cast("ASGIApp", tus)))] if tus else []
     app = Starlette(
         routes=_routes([*tus_routes, *extra_routes], config),
         middleware=middleware,

@@ -6,7 +6,7 @@ against the local file: a mismatch, a refused file or a missing file makes the e
 status non-zero.
 
 Files of ``--tus-threshold`` bytes or more (8 MiB by default; 0 sends every file this
-way) go by tus to ``/tus/`` (:mod:`spoolup.tus_client`) in ``--chunk-size`` chunks:
+way) go by tus to ``/tus/`` (:mod:`spoolup.tus.client`) in ``--chunk-size`` chunks:
 an upload interrupted by a lost connection, a crash or Ctrl-C continues from the
 server's offset when the same command is run again (the upload URL is kept in the
 user's cache folder until the upload completes). Smaller files are streamed in one
@@ -344,7 +344,7 @@ def upload_tus(
     is checked against the local file's, read while sending (and, for the bytes the
     server already had, read again locally). Raises :class:`UploadFailed`.
     """
-    from spoolup.tus_client import TusClientError, tus_upload
+    from spoolup.tus.client import TusClientError, tus_upload
 
     content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     first = True

@@ -181,24 +181,16 @@ def _decoded(pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
     return out
 
 
+Adopt = Callable[["UploadedFile", Any], Awaitable[Mapping[str, Any]]]
+
+
 class TusObserver:
-    """The tus app as metrics and hooks see it (see the module docstring).
+    """The tus app as metrics and hooks see it (see the module docstring)."""
 
-    ``adopt`` is the completion callback being observed (``RecordStore.adopt``): it
-    keeps a finished upload as a file record and returns the record.
-    """
-
-    def __init__(
-        self,
-        metrics: Metrics,
-        hooks: HookDispatcher,
-        store: RecordStore,
-        adopt: Callable[[UploadedFile, Any], Awaitable[Mapping[str, Any]]],
-    ) -> None:
+    def __init__(self, metrics: Metrics, hooks: HookDispatcher, store: RecordStore) -> None:
         self.metrics = metrics
         self.hooks = hooks
         self.store = store
-        self.adopt = adopt
 
     def wrap(self, app: ASGIApp) -> ASGIApp:
         """``app`` observed: body bytes counted, post-create/receive/terminate started."""
@@ -310,15 +302,23 @@ class TusObserver:
 
         return progress_receive
 
-    async def on_complete(self, uploaded: UploadedFile, info: Any) -> Mapping[str, Any]:
-        """The completion callback: keep the file, run pre-finish, queue post-finish.
+    def completion(self, adopt: Adopt) -> Adopt:
+        """The tus completion callback: ``adopt`` (keep the file as a record), observed."""
+
+        async def on_complete(uploaded: UploadedFile, info: Any) -> Mapping[str, Any]:
+            return await self._complete(adopt, uploaded, info)
+
+        return on_complete
+
+    async def _complete(self, adopt: Adopt, uploaded: UploadedFile, info: Any) -> Mapping[str, Any]:
+        """Keep the file, run pre-finish, queue post-finish (started once answered).
 
         A refusing pre-finish deletes the kept file and raises :class:`HookRejected`: the
         tus app then removes the upload and answers with the hook's status.
         """
         state = _TUS_REQUEST.get()
         try:
-            record = await self.adopt(uploaded, info)
+            record = await adopt(uploaded, info)
             request = HookRequest(
                 hook="pre-finish",
                 way="tus",

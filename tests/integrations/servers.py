@@ -119,6 +119,18 @@ def leave_mid_upload(server: Server, path: str, sent: int = 4 * 1024 * 1024) -> 
         return server.temp_files()
 
 
+def declare_only(server: Server, path: str, length: int) -> bytes:
+    """Send only the headers of a multipart POST declaring ``length`` bytes; the answer's
+    first bytes (a server that waits for the body would time out here)."""
+    request = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {length}\r\n"
+        "Content-Type: multipart/form-data; boundary=b\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(request)
+        return sock.recv(65536)
+
+
 def png(width: int = 800, height: int = 800) -> bytes:
     """A PNG of noise (about ``3 * width * height`` bytes: noise does not compress)."""
     from PIL import Image

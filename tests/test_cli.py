@@ -20,9 +20,8 @@ import pytest
 from spoolup import cli
 from spoolup.server.config import ServerConfig
 from spoolup.server.store import RecordStore
-from spoolup.storage.base import PartInfo
-from spoolup.storage.local import LocalStorage
 from tests.server.conftest import RunningServer, free_port, start_server
+from tests.tus.conftest import CountingStorage
 
 
 @pytest.fixture(scope="module")
@@ -353,25 +352,11 @@ def test_tus_record_is_checked(
         )
 
 
-class SlowStorage(LocalStorage):
-    """A LocalStorage whose tus parts take a while, counted: time to interrupt an upload."""
-
-    def __init__(self, root: Path) -> None:
-        super().__init__(root)
-        self.part_bytes = 0
-
-    def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> PartInfo:
-        """Count, pause, store."""
-        self.part_bytes += len(data)
-        time.sleep(0.05)
-        return super().upload_part(key, upload_id, number, data)
-
-
 def test_killed_upload_resumes_when_run_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (tmp_path / "tmp").mkdir()
-    storage = SlowStorage(tmp_path / "storage")
+    storage = CountingStorage(tmp_path / "storage", delay=0.05)
     config = ServerConfig(storage=str(tmp_path / "storage"))
     running = start_server(config, tmp_path / "tmp", store=RecordStore(storage))
     cache = tmp_path / "cache"

@@ -6,7 +6,7 @@ against the local file: a mismatch, a refused file or a missing file makes the e
 status non-zero.
 
 Files of ``--tus-threshold`` bytes or more (8 MiB by default; 0 sends every file this
-way) go by tus to ``/tus/`` (:mod:`spoolup.tus_client`) in ``--chunk-size`` chunks:
+way) go by tus to ``/tus/`` (:mod:`spoolup.tus.client`) in ``--chunk-size`` chunks:
 an upload interrupted by a lost connection, a crash or Ctrl-C continues from the
 server's offset when the same command is run again (the upload URL is kept in the
 user's cache folder until the upload completes). Smaller files are streamed in one
@@ -78,6 +78,30 @@ def _build_parser() -> argparse.ArgumentParser:
         serve.add_argument(f"--{name.replace('_', '-')}", metavar="SIZE", help=what)
     serve.add_argument(
         "--inspect-max-size", metavar="SIZE", help="bytes of an image to inspect (2 MiB)"
+    )
+    serve.add_argument(
+        "--header-limit", metavar="SIZE", help="bytes of a request line and headers (64KiB)"
+    )
+    serve.add_argument(
+        "--header-timeout", type=float, metavar="S", help="seconds to send the headers (30)"
+    )
+    serve.add_argument(
+        "--body-timeout", type=float, metavar="S", help="seconds a body may stay silent (60)"
+    )
+    serve.add_argument("--max-connections", type=int, help="open connections at most (4096)")
+    serve.add_argument(
+        "--allowed-host",
+        dest="allowed_hosts",
+        action="append",
+        metavar="NAME",
+        help="a name clients may reach the server by (repeat; default: the --host names)",
+    )
+    serve.add_argument(
+        "--cors-origin",
+        dest="cors_origins",
+        action="append",
+        metavar="ORIGIN",
+        help="an origin whose pages may upload and read (repeat; default: none)",
     )
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="(info)")
     serve.add_argument("--no-access-log", dest="access_log", action="store_false", default=None)
@@ -185,9 +209,12 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from spoolup.server.app import create_app
     from spoolup.server.config import ConfigError, load_config
     from spoolup.server.logs import configure_logging, uvicorn_log_config
+    from spoolup.server.protocol import connection_limits, guarded_protocol, raise_fd_limit
 
     names = ["host", "port", "storage", "token", "insecure", "log_level", "access_log"]
     names += [name for name, _ in _LIMIT_FLAGS] + ["inspect_max_size", *_OPERATOR_SETTINGS]
+    names += ["header_limit", "header_timeout", "body_timeout", "max_connections"]
+    names += ["allowed_hosts", "cors_origins"]
     overrides = {name: getattr(args, name) for name in names}
     try:
         config = load_config(file=args.config, environ=environ, overrides=overrides)
@@ -200,7 +227,7 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         app,
         host=config.host,
         port=config.port,
-        http="httptools",
+        http=guarded_protocol(connection_limits(config), fd_limit=raise_fd_limit()),
         log_config=uvicorn_log_config(config.log_level, config.log_format),
         access_log=False,
         server_header=False,
@@ -317,7 +344,7 @@ def upload_tus(
     is checked against the local file's, read while sending (and, for the bytes the
     server already had, read again locally). Raises :class:`UploadFailed`.
     """
-    from spoolup.tus_client import TusClientError, tus_upload
+    from spoolup.tus.client import TusClientError, tus_upload
 
     content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     first = True

@@ -50,6 +50,7 @@ from types import TracebackType
 from typing import IO, BinaryIO, Self, TypeAlias
 
 from spoolup.errors import MalformedRequest
+from spoolup.headers import is_media_type
 
 __all__ = [
     "MAX_KEY_LENGTH",
@@ -61,6 +62,7 @@ __all__ = [
     "ObjectInfo",
     "ObjectNotFound",
     "ObjectWriter",
+    "PartAppender",
     "PartInfo",
     "Storage",
     "StorageError",
@@ -86,6 +88,7 @@ WriteSource: TypeAlias = bytes | Iterable[bytes] | IO[bytes]
 """What :meth:`Storage.write` takes: bytes, an iterable of chunks or a binary file."""
 
 _READ_SIZE = 1024 * 1024
+_MAX_CONTENT_TYPE = 1024
 
 
 # -- errors ----------------------------------------------------------------------------
@@ -174,10 +177,11 @@ def validate_metadata(
 
     Names of free-form ``metadata`` are 1 to 64 characters of ``a-z``, ``0-9`` and
     ``-`` (what every S3 endpoint keeps), not ``filename`` or ``sha256`` (reserved);
-    values are any strings; empty values are dropped (S3 does not keep them). Names
-    and percent-encoded values together, with the filename and content type, stay
-    within :data:`MAX_METADATA_SIZE` bytes. Raises :class:`InvalidMetadata` (400)
-    otherwise.
+    values are strings without control characters; empty values are dropped (S3
+    does not keep them). Names and percent-encoded values together, with the filename
+    and content type, stay within :data:`MAX_METADATA_SIZE` bytes. ``content_type`` is
+    printable ASCII whose ``type/subtype`` is an RFC 9110 media type. Raises
+    :class:`InvalidMetadata` (400) otherwise.
     """
     extra = dict(metadata or {})
     total = 0
@@ -190,7 +194,13 @@ def validate_metadata(
         if not isinstance(value, str):
             raise InvalidMetadata(f"metadata value of {name!r} must be a str")
         total += len(name) + len(encode_metadata_value(value))
+        if any(unicodedata.category(c) == "Cc" for c in value):
+            # CR or LF in a value could split a response header when it is served.
+            raise InvalidMetadata(f"metadata value of {name!r} holds a control character")
     extra = {name: value for name, value in extra.items() if value}
+    if content_type is not None and not _storable_type(content_type):
+        msg = f"content type {content_type[:64]!r} is not a printable ASCII media type"
+        raise InvalidMetadata(msg)
     for label, given in (("filename", filename), ("content-type", content_type)):
         if given is not None:
             total += len(label) + len(encode_metadata_value(given))
@@ -198,6 +208,14 @@ def validate_metadata(
         msg = f"metadata of {total} bytes exceeds {MAX_METADATA_SIZE} bytes (file name too long?)"
         raise InvalidMetadata(msg)
     return extra
+
+
+def _storable_type(value: str) -> bool:
+    """A ``Content-Type`` a backend can keep and a server send back: printable ASCII,
+    bounded, whose ``type/subtype`` is an RFC 9110 media type (parameters allowed)."""
+    if not (value.isascii() and value.isprintable() and len(value) <= _MAX_CONTENT_TYPE):
+        return False
+    return is_media_type(value.partition(";")[0].strip().lower())
 
 
 def encode_metadata_value(value: str) -> str:
@@ -272,6 +290,28 @@ class PartInfo:
 
 
 # -- writers -----------------------------------------------------------------------------
+
+
+class PartAppender(abc.ABC):
+    """Streams bytes onto the end of a resumable upload (see :meth:`Storage.open_append`).
+
+    ``size`` is the upload's size so far. :meth:`sync` makes every byte written so
+    far durable; :meth:`close` releases the writer without syncing.
+    """
+
+    size: int
+
+    @abc.abstractmethod
+    def write(self, data: bytes) -> None:
+        """Append ``data``."""
+
+    @abc.abstractmethod
+    def sync(self) -> None:
+        """Flush every byte written so far to stable storage."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the writer (what was written stays; nothing is synced)."""
 
 
 class _StreamHash:
@@ -358,6 +398,9 @@ class ObjectWriter(abc.ABC):
         self.size = 0
         self._hash = _StreamHash()
         self.done = False
+        # False: the commit may skip flushing to stable storage (state that is
+        # rewritten often and checkpointed durably elsewhere); backends may ignore it.
+        self.durable = True
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """Append ``data`` (any length, may be empty) to the object being written.
@@ -593,6 +636,20 @@ class Storage(abc.ABC):
         """Discard the upload and every part; unknown ids are not an error."""
         raise NotImplementedError
 
+    appendable: bool = False
+    """Whether :meth:`open_append` streams a resumable upload's bytes in place."""
+
+    def open_append(self, key: str, upload_id: str, offset: int) -> PartAppender:
+        """Append to the resumable upload from byte ``offset`` (backends whose uploads are
+        one growing file; see :attr:`appendable`).
+
+        Bytes past ``offset`` (written by a request that died before its offset was
+        saved) are cut off first. Complete such an upload with one
+        :class:`PartInfo` of the whole size. Raises :class:`StorageError` if the
+        upload holds fewer than ``offset`` bytes.
+        """
+        raise NotImplementedError
+
     # -- moving ------------------------------------------------------------------------
 
     def move(
@@ -663,15 +720,20 @@ class Storage(abc.ABC):
         filename: str | None = None,
         content_type: str | None = None,
         metadata: Mapping[str, str] | None = None,
+        durable: bool = True,
     ) -> ObjectInfo:
         """Write a whole object from bytes, an iterable of chunks or a binary file.
 
         Atomic: on any failure (including the source raising midway) nothing is
-        left under ``key`` and the error propagates.
+        left under ``key`` and the error propagates. ``durable=False`` lets a backend
+        skip flushing to stable storage (the local one skips its fsyncs): the object
+        is visible to every reader at once, but a power loss may bring back the
+        previous one. For small state rewritten often and checkpointed elsewhere.
         """
         with self.open_writer(
             key, filename=filename, content_type=content_type, metadata=metadata
         ) as writer:
+            writer.durable = durable
             for chunk in _chunks_of(data):
                 writer.write(chunk)
             return writer.commit()

@@ -466,6 +466,9 @@ def _tus_app(
         on_complete=observer.completion(adopt),
         on_create=observer.before_create,
         allow_origins=config.cors_origins,
+        checkpoint_bytes=config.tus_checkpoint,
+        checkpoint_seconds=config.tus_checkpoint_seconds,
+        max_open_uploads=config.tus_max_open_uploads,
     )
 
 

@@ -150,3 +150,15 @@ def test_bad_files(tmp_path: Path) -> None:
     bad.write_text("[limits]\nmax_files = -3\n")
     with pytest.raises(ConfigError, match="non-negative"):
         load_config(file=bad)
+
+
+def test_tus_settings() -> None:
+    config = load_config(
+        environ={"SPOOLUP_TUS_CHECKPOINT": "8MiB", "SPOOLUP_TUS_MAX_OPEN_UPLOADS": "50"},
+        overrides={"tus_checkpoint_seconds": 0.5},
+    )
+    assert (config.tus_checkpoint, config.tus_checkpoint_seconds) == (8 * 1024 * 1024, 0.5)
+    assert config.tus_max_open_uploads == 50
+    for bad in ({"tus_checkpoint": 0}, {"tus_checkpoint_seconds": 0}, {"tus_max_open_uploads": 0}):
+        with pytest.raises(ConfigError, match="tus_"):
+            load_config(overrides=bad)

@@ -5,6 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
+# `make serve` has its own environment, from the runtime lock only (no test tools).
+SERVE_VENV := .venv-serve
+SERVE_STAMP := $(SERVE_VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 STORAGE ?= ./spoolup-data
@@ -23,8 +26,16 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
 	  else echo "install Debian's chromium (sudo apt-get install chromium) for the browser tests" >&2; exit 1; fi; }
 
-serve: $(STAMP)
-	$(BIN)/spoolup serve --host $(HOST) --port $(PORT) --storage $(STORAGE)
+$(SERVE_STAMP): requirements/serve.lock pyproject.toml
+	test -x $(SERVE_VENV)/bin/python || $(PYTHON) -m venv --without-pip $(SERVE_VENV)
+	$(PYTHON) -m pip install -q --disable-pip-version-check --target $(SERVE_VENV)/uv uv==$(UV_VERSION)
+	$(SERVE_VENV)/uv/bin/uv pip install -q --python $(SERVE_VENV)/bin/python -r requirements/serve.lock
+	rm -rf $(SERVE_VENV)/uv
+	touch $@
+
+# make serve HOST=0.0.0.0 PORT=8080 STORAGE=s3://bucket/prefix (and SPOOLUP_* variables)
+serve: $(SERVE_STAMP)
+	$(SERVE_VENV)/bin/spoolup serve --host $(HOST) --port $(PORT) --storage $(STORAGE)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -44,6 +55,8 @@ bench: $(STAMP)
 
 lock:
 	uv pip compile requirements/dev.in -o requirements/dev.lock --python-version 3.11 -q
+	uv pip compile requirements/serve.in -o requirements/serve.lock --python-version 3.11 -q \
+	  --no-annotate --custom-compile-command "make lock" -c <(grep -v '^-e' requirements/dev.lock)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .coverage .coverage.* htmlcov
+	rm -rf $(VENV) $(SERVE_VENV) .mypy_cache .ruff_cache .pytest_cache .coverage .coverage.* htmlcov

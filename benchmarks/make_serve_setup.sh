@@ -18,7 +18,7 @@ start=$(date +%s.%N)
 setsid bash -c 'cd "$1" && exec make serve PORT="$2" STORAGE="$3"' _ \
   "$work/clone" "$port" "$work/data" >"$work/log" 2>&1 &
 pid=$!
-until curl -fsS -o /dev/null "http://127.0.0.1:$port/"; do
+until curl -fsS -o /dev/null "http://127.0.0.1:$port/" 2>/dev/null; do
   kill -0 "$pid" 2>/dev/null || { cat "$work/log"; exit 1; }
   sleep 0.2
 done

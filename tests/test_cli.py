@@ -20,7 +20,7 @@ import pytest
 from spoolup import cli
 from spoolup.server.config import ServerConfig
 from spoolup.server.store import RecordStore
-from spoolup.storage.base import PartInfo
+from spoolup.storage import PartInfo
 from spoolup.storage.local import LocalStorage
 from tests.server.conftest import RunningServer, free_port, start_server
 

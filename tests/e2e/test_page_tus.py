@@ -19,7 +19,7 @@ import pytest
 
 from spoolup.server.config import ServerConfig
 from spoolup.server.store import RecordStore
-from spoolup.storage.base import ObjectInfo, PartInfo, StorageError
+from spoolup.storage import ObjectInfo, PartInfo, StorageError
 from spoolup.storage.local import LocalStorage
 from tests.e2e.test_page import CHROMIUM, LAUNCH_ARGS
 from tests.server.conftest import RunningServer, start_server

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator
 
 from django.http import HttpRequest
 
+from spoolup import _io
 from spoolup import form as _form
 from spoolup.errors import UploadAborted
 from spoolup.files import UploadedFile
@@ -35,7 +36,7 @@ def _body(request: HttpRequest) -> Iterator[bytes]:
     # that is the client's doing, an UploadAborted like in the WSGI driver.
     while True:
         try:
-            chunk = request.read(_form.READ_SIZE)
+            chunk = request.read(_io.READ_SIZE)
         except OSError as exc:
             raise UploadAborted(f"reading the request body failed: {exc}") from exc
         if not chunk:

@@ -33,7 +33,7 @@ from spoolup.files import FileInfo, UploadedFile
 from spoolup.handlers import HandlerSpec, HashingHandler, UploadContext, resolve_handlers
 from spoolup.headers import safe_filename
 from spoolup.limits import Limits
-from spoolup.storage.base import ObjectNotFound, Storage
+from spoolup.storage import ObjectNotFound, ResumableStorage
 from spoolup.tus.protocol import (
     Create,
     Delete,
@@ -585,7 +585,7 @@ def tus_store_for(storage: object) -> TusStore:
         return storage
     if isinstance(storage, str | Path):
         return LocalTusStore(storage)
-    if isinstance(storage, Storage):
+    if isinstance(storage, ResumableStorage):
         return StorageTusStore(storage)
-    msg = f"no tus store for {type(storage).__name__}"
+    msg = f"no tus store for {type(storage).__name__} (tus needs a ResumableStorage)"
     raise TypeError(msg)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from spoolup.files import FileInfo, UploadedFile
-from spoolup.storage.base import ObjectNotFound, PartInfo, Storage
+from spoolup.storage import ObjectMeta, ObjectNotFound, PartInfo, ResumableStorage
 from spoolup.storage.handler import StoredFile
 from spoolup.tus.protocol import is_upload_id
 from spoolup.tus.state import StateError, UploadInfo
@@ -296,7 +296,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 
 class StorageTusStore(TusStore):
-    """Uploads kept in a spoolup :class:`~spoolup.storage.base.Storage` (local or S3).
+    """Uploads kept in a spoolup :class:`~spoolup.storage.ResumableStorage` (local or S3).
 
     Under ``prefix`` + ``<id>/``: ``info`` (the state), ``lock`` (the lease) and, while
     bytes wait for a part of ``min_part_size``, ``tail``. The bytes themselves go into
@@ -306,7 +306,9 @@ class StorageTusStore(TusStore):
     requests. A finished upload is completed into the object ``<id>/data``.
     """
 
-    def __init__(self, storage: Storage, *, prefix: str = "tus/", part_size: int = 0) -> None:
+    def __init__(
+        self, storage: ResumableStorage, *, prefix: str = "tus/", part_size: int = 0
+    ) -> None:
         self.storage = storage
         self.prefix = prefix
         floor = storage.min_part_size
@@ -388,8 +390,7 @@ class StorageTusStore(TusStore):
         """Begin the backend's resumable upload and save the state with its id."""
         mpu = self.storage.begin_multipart(
             self.key(info.id, "data"),
-            filename=info.filename,
-            content_type=info.content_type,
+            meta=ObjectMeta(filename=info.filename, content_type=info.content_type),
         )
         info.backend = {"mpu": mpu, "parts": [], "tail": 0}
         self.save(info)
@@ -413,7 +414,9 @@ class StorageTusStore(TusStore):
         else:
             # An empty upload: S3 cannot complete a multipart upload without parts.
             self.storage.abort_multipart(key, backend["mpu"])
-            self.storage.write(key, b"", filename=info.filename, content_type=info.content_type)
+            self.storage.write(
+                key, b"", meta=ObjectMeta(filename=info.filename, content_type=info.content_type)
+            )
         backend.update(done=True, tail=0, parts=[[p.number, p.size, p.etag] for p in parts])
         self.save(info)
         self._delete_key(self.key(info.id, "tail"))

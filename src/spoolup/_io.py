@@ -42,6 +42,7 @@ __all__ = [
     "WRITE_BATCH",
     "BackgroundSync",
     "Batcher",
+    "fdatasync",
     "io_pool",
 ]
 
@@ -186,7 +187,8 @@ class Batcher:
                 wait([pending])
 
 
-_fdatasync = getattr(os, "fdatasync", os.fsync)
+fdatasync = getattr(os, "fdatasync", os.fsync)
+"""``os.fdatasync`` where there is one (Linux), else ``os.fsync``."""
 
 
 class BackgroundSync:
@@ -215,7 +217,7 @@ class BackgroundSync:
             self._unsynced = 0
             # At interpreter exit no thread starts: the final fsync then does it all.
             with contextlib.suppress(RuntimeError):
-                self._sync = io_pool().submit(_fdatasync, self._fd)
+                self._sync = io_pool().submit(fdatasync, self._fd)
 
     def wait(self) -> None:
         """Wait for the sync in flight; raise its error."""

@@ -21,10 +21,13 @@ from spoolup.limits import Limits
 __all__ = [
     "DEFAULT_INSPECT_MAX_PIXELS",
     "DEFAULT_INSPECT_MAX_SIZE",
+    "DEFAULT_SHARE_TTL",
+    "MAX_SHARE_TTL",
     "ConfigError",
     "ServerConfig",
     "is_loopback",
     "load_config",
+    "parse_duration",
     "parse_size",
 ]
 
@@ -33,6 +36,15 @@ DEFAULT_INSPECT_MAX_SIZE = 2 * 1024 * 1024
 
 DEFAULT_INSPECT_MAX_PIXELS = 40_000_000
 """Pixels of one image the inspector decodes (a small PNG can claim a huge canvas)."""
+
+DEFAULT_SHARE_TTL = 7 * 24 * 3600.0
+"""Seconds a share or upload link lasts by default (7 days)."""
+
+MAX_SHARE_TTL = 366 * 24 * 3600.0
+"""The longest a link may last (a year and a day)."""
+
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*")
 
 _UNITS = {
     "": 1,
@@ -84,6 +96,9 @@ class ServerConfig:
         graceful_timeout: seconds running requests get to finish on shutdown (30).
         log_level: ``debug``, ``info``, ``warning`` or ``error`` (``info``).
         access_log: write one access-log line per request (on).
+        share_secret: the key that signs share and upload links (derived from ``token``
+            when unset; give several servers the same one; change it to revoke every link).
+        share_ttl: seconds a share or upload link lasts unless it asks for less (7 days).
         header_limit: bytes of one request line and its headers together (64 KiB; 431).
         header_timeout: seconds a request's line and headers may take (30; 408).
         body_timeout: seconds a request body may stay silent while it is read (60).
@@ -101,6 +116,11 @@ class ServerConfig:
         hook_timeout: seconds one hook delivery may take (5).
         hook_retries: retries of a non-blocking hook after a failure (3).
         hook_progress_interval: seconds between post-receive hooks of one file (1).
+        tus_checkpoint: bytes of a tus request between two checkpoints, where its bytes
+            and offset are made durable (64 MiB; see the README for what a crash loses).
+        tus_checkpoint_seconds: seconds between two checkpoints, whichever comes first (2).
+        tus_max_open_uploads: unfinished tus uploads at most; creations beyond are
+            answered 429 (10,000).
     """
 
     host: str = "127.0.0.1"
@@ -114,6 +134,8 @@ class ServerConfig:
     graceful_timeout: float = 30.0
     log_level: str = "info"
     access_log: bool = True
+    share_secret: str | None = None
+    share_ttl: float = DEFAULT_SHARE_TTL
     header_limit: int = 64 * 1024
     header_timeout: float = 30.0
     body_timeout: float = 60.0
@@ -128,6 +150,9 @@ class ServerConfig:
     hook_timeout: float = 5.0
     hook_retries: int = 3
     hook_progress_interval: float = 1.0
+    tus_checkpoint: int = 64 * 1024 * 1024
+    tus_checkpoint_seconds: float = 2.0
+    tus_max_open_uploads: int = 10_000
 
     def check(self) -> None:
         """Raise :class:`ConfigError` if the settings are inconsistent or unsafe.
@@ -149,6 +174,12 @@ class ServerConfig:
         if self.graceful_timeout < 0:
             msg = "graceful_timeout must not be negative"
             raise ConfigError(msg)
+        if not 0 < self.share_ttl <= MAX_SHARE_TTL:
+            msg = f"share_ttl must be more than 0 and at most {MAX_SHARE_TTL:.0f} seconds"
+            raise ConfigError(msg)
+        if self.share_secret is not None and len(self.share_secret) < 16:
+            msg = "share_secret must be at least 16 characters"
+            raise ConfigError(msg)
         if not self.storage:
             msg = "storage must not be empty"
             raise ConfigError(msg)
@@ -163,6 +194,12 @@ class ServerConfig:
                 msg = f"cors_origins: {origin!r} is not an origin such as https://example.org"
                 raise ConfigError(msg)
         _check_operations(self)
+        if self.tus_checkpoint < 1 or self.tus_checkpoint_seconds <= 0:
+            msg = "tus_checkpoint and tus_checkpoint_seconds must be positive"
+            raise ConfigError(msg)
+        if self.tus_max_open_uploads < 1:
+            msg = "tus_max_open_uploads must be at least 1"
+            raise ConfigError(msg)
         if not self.token and not self.insecure and not is_loopback(self.host):
             msg = (
                 f"refusing to listen on {self.host} without a token: pass --token "
@@ -229,6 +266,21 @@ def parse_size(value: object, name: str = "size") -> int:
     raise ConfigError(msg)
 
 
+def parse_duration(value: object, name: str = "duration") -> float:
+    """Seconds from a number or a string with a unit: ``"90"``, ``"15m"``, ``"12h"``, ``"7d"``.
+
+    Raises :class:`ConfigError` for anything else or a negative number.
+    """
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    if isinstance(value, str):
+        match = _DURATION.fullmatch(value.lower())
+        if match and match.group(2) in _DURATION_UNITS:
+            return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    msg = f"{name} must be a duration such as 3600, '15m', '12h' or '7d', not {value!r}"
+    raise ConfigError(msg)
+
+
 def _parse_int(value: object, name: str) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
@@ -288,6 +340,8 @@ _SETTINGS: dict[str, Any] = {
     "graceful_timeout": _parse_float,
     "log_level": lambda v, n: _parse_str(v, n).lower(),
     "access_log": _parse_bool,
+    "share_secret": _parse_str,
+    "share_ttl": parse_duration,
     "header_limit": parse_size,
     "header_timeout": _parse_float,
     "body_timeout": _parse_float,
@@ -302,6 +356,9 @@ _SETTINGS: dict[str, Any] = {
     "hook_timeout": _parse_float,
     "hook_retries": _parse_int,
     "hook_progress_interval": _parse_float,
+    "tus_checkpoint": parse_size,
+    "tus_checkpoint_seconds": _parse_float,
+    "tus_max_open_uploads": _parse_int,
 }
 
 
@@ -376,7 +433,7 @@ def load_config(
     }
     _apply(settings, limits, from_env, "SPOOLUP_")
     _apply(settings, limits, overrides or {}, "")
-    for optional in ("token", "hook_url", "hook_secret"):
+    for optional in ("token", "hook_url", "hook_secret", "share_secret"):
         if settings.get(optional) == "":
             settings[optional] = None
     try:

@@ -41,6 +41,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    disable_created_metrics,
     generate_latest,
 )
 from starlette.requests import Request
@@ -58,6 +59,7 @@ __all__ = [
     "Metrics",
     "failure_reason",
     "metrics_endpoint",
+    "status_reason",
 ]
 
 CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
@@ -126,6 +128,16 @@ def failure_reason(exc: BaseException) -> str:
     return "internal"
 
 
+def status_reason(status: int) -> str:
+    """The ``reason`` label for an upload refused with HTTP ``status``."""
+    reasons = {400: "bad_request", 413: "too_large", 415: "unsupported_type", 502: "hook_failed"}
+    if status in reasons:
+        return reasons[status]
+    if status == 507:
+        return "storage_full"
+    return "storage_error" if status >= 500 else "refused"
+
+
 class Metrics:
     """The server's metrics in a registry of their own (see the module docstring).
 
@@ -134,6 +146,9 @@ class Metrics:
     """
 
     def __init__(self, *, enabled: bool = True) -> None:
+        # No ``*_created`` series beside each counter: they double the output and no
+        # dashboard reads them (a process-wide setting of prometheus-client).
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.enabled = enabled
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
@@ -254,10 +269,11 @@ class Metrics:
         if self.enabled:
             self.uploads_completed.labels(way).inc()
 
-    def upload_failed(self, way: str, exc: BaseException) -> None:
-        """Count an upload failed with ``exc`` (its reason: :func:`failure_reason`)."""
+    def upload_failed(self, way: str, cause: BaseException | str) -> None:
+        """Count an upload failed with ``cause``: an exception, or a reason already known."""
         if self.enabled:
-            self.uploads_failed.labels(way, failure_reason(exc)).inc()
+            reason = cause if isinstance(cause, str) else failure_reason(cause)
+            self.uploads_failed.labels(way, reason).inc()
 
     def receiving(self, way: str, receive: Receive) -> Receive:
         """``receive`` counting body bytes of ``way`` as they arrive.

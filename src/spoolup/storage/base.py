@@ -120,13 +120,24 @@ class Storage(abc.ABC):
 
     # -- built on the above ---------------------------------------------------------------
 
-    def write(self, key: str, data: WriteSource, meta: ObjectMeta | None = None) -> ObjectInfo:
+    def write(
+        self,
+        key: str,
+        data: WriteSource,
+        meta: ObjectMeta | None = None,
+        *,
+        durable: bool = True,
+    ) -> ObjectInfo:
         """Write a whole object from bytes, an iterable of chunks or a binary file.
 
         Atomic: on any failure (including the source raising midway) nothing is
-        left under ``key`` and the error propagates.
+        left under ``key`` and the error propagates. ``durable=False`` lets a backend
+        skip flushing to stable storage (the local one skips its fsyncs): the object
+        is visible to every reader at once, but a power loss may bring back the
+        previous one. For small state rewritten often and checkpointed elsewhere.
         """
         with self.open_writer(key, meta) as writer:
+            writer.durable = durable
             for chunk in chunks_of(data):
                 writer.write(chunk)
             return writer.commit()

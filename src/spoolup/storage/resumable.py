@@ -14,7 +14,30 @@ from collections.abc import Sequence
 from spoolup.storage.base import Storage
 from spoolup.storage.meta import ObjectInfo, ObjectMeta, PartInfo
 
-__all__ = ["ResumableStorage"]
+__all__ = ["PartAppender", "ResumableStorage"]
+
+
+class PartAppender(abc.ABC):
+    """Streams bytes onto the end of a resumable upload (see
+    :meth:`ResumableStorage.open_append`).
+
+    ``size`` is the upload's size so far. :meth:`sync` makes every byte written so
+    far durable; :meth:`close` releases the writer without syncing.
+    """
+
+    size: int
+
+    @abc.abstractmethod
+    def write(self, data: bytes) -> None:
+        """Append ``data``."""
+
+    @abc.abstractmethod
+    def sync(self) -> None:
+        """Flush every byte written so far to stable storage."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the writer (what was written stays; nothing is synced)."""
 
 
 class ResumableStorage(Storage):
@@ -57,3 +80,17 @@ class ResumableStorage(Storage):
     @abc.abstractmethod
     def abort_multipart(self, key: str, upload_id: str) -> None:
         """Discard the upload and every part; unknown ids are not an error."""
+
+    appendable: bool = False
+    """Whether :meth:`open_append` streams a resumable upload's bytes in place."""
+
+    def open_append(self, key: str, upload_id: str, offset: int) -> PartAppender:
+        """Append to the resumable upload from byte ``offset`` (backends whose uploads are
+        one growing file; see :attr:`appendable`).
+
+        Bytes past ``offset`` (written by a request that died before its offset was
+        saved) are cut off first. Complete such an upload with one
+        :class:`PartInfo` of the whole size. Raises ``StorageError`` if the
+        upload holds fewer than ``offset`` bytes.
+        """
+        raise NotImplementedError

@@ -72,6 +72,9 @@ class ObjectWriter(abc.ABC):
         self.size = 0
         self._hash = _StreamHash()
         self.done = False
+        # False: the commit may skip flushing to stable storage (state that is
+        # rewritten often and checkpointed durably elsewhere); backends may ignore it.
+        self.durable = True
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """Append ``data`` (any length, may be empty) to the object being written.

@@ -53,7 +53,7 @@ from spoolup.server.origins import OriginGuardMiddleware, default_allowed_hosts
 from spoolup.server.records import FileRecord, is_file_id
 from spoolup.server.share import LinkSigner, link_routes
 from spoolup.server.store import RecordStore, open_store
-from spoolup.storage.base import StorageError
+from spoolup.storage import StorageError
 
 if TYPE_CHECKING:
     from spoolup.tus.app import TusApp
@@ -464,6 +464,7 @@ def _tus_app(
         store.storage,
         max_size=config.limits.max_file_size,
         on_complete=observer.completion(adopt),
+        on_create=observer.before_create,
         allow_origins=config.cors_origins,
         checkpoint_bytes=config.tus_checkpoint,
         checkpoint_seconds=config.tus_checkpoint_seconds,
@@ -496,6 +497,8 @@ def create_app(
     index = FileIndex(store)
     tus_observer = TusObserver(metrics, dispatcher, store)
     tus = _tus_app(store, config, index, tus_observer)
+    if tus is not None:
+        tus_observer.count_sweeps(tus)
     middleware = [
         Middleware(AccessLogMiddleware, metrics=metrics),
         Middleware(_CatchAll),

@@ -38,7 +38,7 @@ from spoolup.form import receive_file
 from spoolup.handlers import HandlerSpec, HashingHandler, UploadHandler, resolve_handlers
 from spoolup.headers import safe_filename
 from spoolup.limits import Limits
-from spoolup.storage.base import ObjectNotFound, Storage
+from spoolup.storage import ObjectNotFound, ResumableStorage
 from spoolup.tus.protocol import (
     Create,
     Delete,
@@ -57,7 +57,7 @@ from spoolup.tus.protocol import (
 from spoolup.tus.state import UploadInfo
 from spoolup.tus.store import DataWriter, TusStore
 
-__all__ = ["CompletionCallback", "TusApp", "create_tus_app"]
+__all__ = ["CompletionCallback", "CreationCallback", "TusApp", "create_tus_app"]
 
 Scope = Mapping[str, Any]
 Message = Mapping[str, Any]
@@ -72,6 +72,14 @@ is open for reading; it may be saved or moved elsewhere (``file.path`` is the da
 disk for local storage). Return a JSON-able dict (the file record) or ``None``. An
 :class:`~spoolup.UploadError` raised here refuses the upload: it is removed and the
 request answers with that status.
+"""
+
+CreationCallback = Callable[[UploadInfo], Any]
+"""``on_create(info)``: called before an upload is created, sync or async.
+
+``info`` is the upload about to be created (its id, length, metadata); the callback
+may change ``info.metadata``. An :class:`~spoolup.UploadError` raised here refuses the
+creation: nothing is stored and the request answers with that status.
 """
 
 # Body bytes gathered before one hop to a worker thread (cf. the form drivers).
@@ -100,9 +108,11 @@ class TusApp:
         checkpoint_bytes: int = 64 * MiB,
         checkpoint_seconds: float = 2.0,
         max_open_uploads: int = 10_000,
+        on_create: CreationCallback | None = None,
     ) -> None:
         """Serve ``store``; see :func:`create_tus_app` for the options."""
         self.store = store
+        self.on_create = on_create
         self.checkpoint_bytes = checkpoint_bytes
         self.checkpoint_seconds = checkpoint_seconds
         self.max_open_uploads = max_open_uploads
@@ -237,6 +247,10 @@ class TusApp:
             concat=request.concat,
         )
         location = f"{root}/{upload_id}"
+        if self.on_create is not None:
+            created = self.on_create(info)
+            if inspect.isawaitable(created):
+                await created
         if request.concat == "final":
             ids = self.protocol.concat_ids(request.parts, root, headers.get("host"))
             parts = [await self._load(p) for p in ids]
@@ -715,6 +729,7 @@ def create_tus_app(
     checkpoint_bytes: int = 64 * MiB,
     checkpoint_seconds: float = 2.0,
     max_open_uploads: int = 10_000,
+    on_create: CreationCallback | None = None,
 ) -> TusApp:
     """The tus ASGI app over ``storage``, to mount at the collection's path (``/tus``).
 
@@ -728,7 +743,8 @@ def create_tus_app(
     ``handlers`` is the chain a finished upload is run through (none by default: its
     sha256 is computed while it is received); ``on_complete`` then receives it (see
     :data:`CompletionCallback`). ``lease`` bounds how long a crashed server's write
-    lock blocks an upload.
+    lock blocks an upload. ``on_create`` may refuse an upload, or change its metadata,
+    before it is created (see :data:`CreationCallback`).
 
     Durability: the bytes and the offset are made durable at checkpoints, every
     ``checkpoint_bytes`` or ``checkpoint_seconds`` of a request, whichever comes first,
@@ -757,6 +773,7 @@ def create_tus_app(
         checkpoint_bytes=checkpoint_bytes,
         checkpoint_seconds=checkpoint_seconds,
         max_open_uploads=max_open_uploads,
+        on_create=on_create,
     )
 
 
@@ -764,7 +781,7 @@ def tus_store_for(storage: object) -> TusStore:
     """The :class:`TusStore` for a storage backend, a folder, or a store given as is."""
     if isinstance(storage, TusStore):
         return storage
-    if isinstance(storage, str | Path | Storage):
+    if isinstance(storage, str | Path | ResumableStorage):
         return TusStore(storage)
     msg = f"no tus store for {type(storage).__name__}"
     raise TypeError(msg)

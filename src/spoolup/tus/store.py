@@ -1,7 +1,7 @@
 """Where tus uploads live between requests: one store over any spoolup storage backend.
 
 :class:`TusStore` keeps, under ``prefix`` + ``<id>/`` of a
-:class:`~spoolup.storage.base.Storage` (local or S3): ``info`` (the state, JSON),
+:class:`~spoolup.storage.ResumableStorage` (local or S3): ``info`` (the state, JSON),
 ``lock`` (the write lease) and, on backends with a minimum part size, ``tail`` (the
 bytes short of a part between requests). The bytes go into the backend's resumable
 (multipart) upload for ``<id>/data``, whose id is kept in the state, so any server
@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from spoolup.files import FileInfo, UploadedFile
-from spoolup.storage.base import ObjectNotFound, PartAppender, PartInfo, Storage, StorageError
+from spoolup.storage import ObjectMeta, ObjectNotFound, PartInfo, ResumableStorage, StorageError
 from spoolup.storage.handler import StoredFile
+from spoolup.storage.resumable import PartAppender
 from spoolup.tus.protocol import is_upload_id
 from spoolup.tus.state import StateError, UploadInfo
 
@@ -46,7 +47,7 @@ class _Lease:
 
 
 class TusStore:
-    """tus uploads kept in a spoolup :class:`~spoolup.storage.base.Storage`.
+    """tus uploads kept in a spoolup :class:`~spoolup.storage.ResumableStorage`.
 
     ``storage`` is a backend or a folder (a :class:`~spoolup.storage.LocalStorage`
     is made over it). ``part_size`` is the size of the parts sent to a backend with a
@@ -54,9 +55,9 @@ class TusStore:
     """
 
     def __init__(
-        self, storage: Storage | str | Path, *, prefix: str = "tus/", part_size: int = 0
+        self, storage: ResumableStorage | str | Path, *, prefix: str = "tus/", part_size: int = 0
     ) -> None:
-        if not isinstance(storage, Storage):
+        if not isinstance(storage, ResumableStorage):
             from spoolup.storage.local import LocalStorage
 
             storage = LocalStorage(storage)
@@ -152,7 +153,7 @@ class TusStore:
     def create(self, info: UploadInfo) -> None:
         """Begin the backend's resumable upload and save the state with its id."""
         mpu = self.storage.begin_multipart(
-            self.key(info.id, "data"), filename=info.filename, content_type=info.content_type
+            self.key(info.id, "data"), ObjectMeta(info.filename, info.content_type)
         )
         info.backend = {"mpu": mpu, "parts": [], "tail": 0}
         self.save(info)
@@ -191,7 +192,7 @@ class TusStore:
         else:
             # An empty upload: S3 cannot complete a multipart upload without parts.
             self.storage.abort_multipart(key, backend["mpu"])
-            self.storage.write(key, b"", filename=info.filename, content_type=info.content_type)
+            self.storage.write(key, b"", ObjectMeta(info.filename, info.content_type))
         backend.update(done=True, tail=0, parts=[])
         info.synced = info.offset
         self.save(info)

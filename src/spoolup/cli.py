@@ -79,6 +79,12 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--inspect-max-size", metavar="SIZE", help="bytes of an image to inspect (2 MiB)"
     )
+    serve.add_argument(
+        "--lock", metavar="URL", help="keep tus leases in Redis/Valkey (redis://host:6379/0)"
+    )
+    serve.add_argument(
+        "--lease", type=float, metavar="SECONDS", help="tus write lease, renewed while writing (3)"
+    )
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="(info)")
     serve.add_argument("--no-access-log", dest="access_log", action="store_false", default=None)
 
@@ -154,6 +160,7 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from spoolup.server.logs import configure_logging, uvicorn_log_config
 
     names = ["host", "port", "storage", "token", "insecure", "log_level", "access_log"]
+    names += ["lock", "lease"]
     names += [name for name, _ in _LIMIT_FLAGS] + ["inspect_max_size"]
     overrides = {name: getattr(args, name) for name in names}
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -117,12 +118,12 @@ class Env:
         return self.storage.exists(self.store.key(upload_id, "data"))
 
     def lease_owner(self, upload_id: str) -> str | None:
-        if isinstance(self.store, LocalTusStore):
-            lease = self.store._read_lease(self.root / f"{upload_id}.lock")
-            return None if lease is None or lease.owner == "" else lease.owner
-        assert isinstance(self.store, StorageTusStore)
-        held = self.store._lease(self.store.key(upload_id, "lock"))
-        return None if held is None else held.owner
+        folder = self.root if self.kind == "folder" else self.root / ".tus-leases"
+        try:
+            record = json.loads((folder / f"{upload_id}.lock").read_bytes())
+        except FileNotFoundError:
+            return None
+        return str(record["owner"])
 
     def close(self) -> None:
         for server in self.servers:

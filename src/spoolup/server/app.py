@@ -37,7 +37,7 @@ from spoolup.errors import MalformedRequest, UploadError
 from spoolup.handlers import MemoryFileHandler
 from spoolup.headers import safe_filename
 from spoolup.server.auth import BearerAuthMiddleware
-from spoolup.server.config import ServerConfig
+from spoolup.server.config import ConfigError, ServerConfig
 from spoolup.server.inspect import inspect_image
 from spoolup.server.logs import AccessLogMiddleware
 from spoolup.server.records import is_file_id
@@ -405,8 +405,19 @@ def _tus_app(store: RecordStore, config: ServerConfig) -> TusApp | None:
         from spoolup.tus.app import create_tus_app
     except ImportError:  # pragma: no cover  (the tus package ships with the server)
         return None
+    from spoolup.tus.lock import lock_for
+
+    try:
+        lock = lock_for(None, config.lock, ttl=config.lease) if config.lock else None
+    except ImportError as exc:
+        msg = "--lock needs the redis package: pip install 'spoolup[redis]'"
+        raise ConfigError(msg) from exc
     return create_tus_app(
-        store.storage, max_size=config.limits.max_file_size, on_complete=store.adopt
+        store.storage,
+        max_size=config.limits.max_file_size,
+        on_complete=store.adopt,
+        lease=config.lease,
+        lock=lock,
     )
 
 

@@ -83,6 +83,10 @@ class ServerConfig:
         graceful_timeout: seconds running requests get to finish on shutdown (30).
         log_level: ``debug``, ``info``, ``warning`` or ``error`` (``info``).
         access_log: write one access-log line per request (on).
+        lock: where tus write leases are kept: ``None`` for the storage itself (files,
+            or S3 conditional writes), or a Redis/Valkey URL (``redis://host:6379/0``).
+        lease: seconds a tus write lease lasts unless renewed (3): how long a killed
+            server keeps its uploads from the others.
     """
 
     host: str = "127.0.0.1"
@@ -96,6 +100,8 @@ class ServerConfig:
     graceful_timeout: float = 30.0
     log_level: str = "info"
     access_log: bool = True
+    lock: str | None = None
+    lease: float = 3.0
 
     def check(self) -> None:
         """Raise :class:`ConfigError` if the settings are inconsistent or unsafe.
@@ -117,6 +123,12 @@ class ServerConfig:
         if self.graceful_timeout < 0:
             msg = "graceful_timeout must not be negative"
             raise ConfigError(msg)
+        if not 0 < self.lease <= 3600:
+            msg = f"lease must be between 0 and 3600 seconds, not {self.lease}"
+            raise ConfigError(msg)
+        if self.lock is not None and not self.lock.lower().startswith(_LOCK_SCHEMES):
+            msg = f"lock must be a redis://, rediss:// or valkey:// URL, not {self.lock!r}"
+            raise ConfigError(msg)
         if not self.storage:
             msg = "storage must not be empty"
             raise ConfigError(msg)
@@ -126,6 +138,9 @@ class ServerConfig:
                 "(or set SPOOLUP_TOKEN), or --insecure if you really mean it"
             )
             raise ConfigError(msg)
+
+
+_LOCK_SCHEMES = ("redis://", "rediss://", "valkey://", "valkeys://", "unix://")
 
 
 def _token_ok(token: str) -> bool:
@@ -214,6 +229,8 @@ _SETTINGS: dict[str, Any] = {
     "graceful_timeout": _parse_float,
     "log_level": lambda v, n: _parse_str(v, n).lower(),
     "access_log": _parse_bool,
+    "lock": _parse_str,
+    "lease": _parse_float,
 }
 
 

@@ -6,7 +6,8 @@ Mount it where the collection lives (``/tus`` in ``spoolup serve``)::
 
 State is kept in the store, never only in memory, so an upload survives a restart and
 another server sharing the store can continue it. One PATCH at a time writes an upload:
-an in-process set stops a second one here, a lease in the store stops one on another
+an in-process set stops a second one here, a short lease (:mod:`spoolup.tus.lock`),
+renewed while the request lives and checked before every write, stops one on another
 server; either answers 423. Store calls and hashing run in worker threads, never on the
 event loop. A finished upload goes through the handler chain (hashing by default, and
 any content or size checks given) and is handed to ``on_complete`` as an
@@ -34,6 +35,7 @@ from spoolup.handlers import HandlerSpec, HashingHandler, UploadContext, resolve
 from spoolup.headers import safe_filename
 from spoolup.limits import Limits
 from spoolup.storage.base import ObjectNotFound, Storage
+from spoolup.tus.lock import DEFAULT_TTL, LeaseKeeper, UploadLock, lock_for
 from spoolup.tus.protocol import (
     Create,
     Delete,
@@ -90,7 +92,8 @@ class TusApp:
         protocol: TusProtocol,
         on_complete: CompletionCallback | None = None,
         handlers: Sequence[HandlerSpec] | None = None,
-        lease: float = 30.0,
+        lease: float = DEFAULT_TTL,
+        lock: UploadLock | None = None,
         sweep_interval: float | None = 300.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -99,11 +102,12 @@ class TusApp:
         self.protocol = protocol
         self.on_complete = on_complete
         self.handlers = handlers
-        self.lease = lease
+        self.lock = lock if lock is not None else lock_for(store, ttl=lease, clock=clock)
         self.sweep_interval = sweep_interval
         self.clock = clock
         self.owner = secrets.token_hex(8)
         self._busy: set[str] = set()
+        self._keepers: dict[str, LeaseKeeper] = {}
         self._sweeper: asyncio.Task[None] | None = None
 
     # -- ASGI ---------------------------------------------------------------------
@@ -189,8 +193,9 @@ class TusApp:
             except UploadError:
                 info = None
             gone = info is None or (info.expires is not None and now >= info.expires)
-            if gone and self.store.try_lock(upload_id, self.owner, now, self.lease):
+            if gone and self.lock.acquire(upload_id, self.owner) is not None:
                 self.store.delete(upload_id)
+                self.lock.discard(upload_id)
                 removed.append(upload_id)
         return removed
 
@@ -290,6 +295,7 @@ class TusApp:
         async def run() -> Response:
             await self._load(request.upload_id)
             await asyncio.to_thread(self.store.delete, request.upload_id)
+            await asyncio.to_thread(self.lock.discard, request.upload_id)
             return self.protocol.deleted_response()
 
         return await self._locked(request.upload_id, run(), release=False)
@@ -301,20 +307,25 @@ class TusApp:
             raise UploadLocked(msg)
         self._busy.add(upload_id)
         try:
-            got = await asyncio.to_thread(
-                self.store.try_lock, upload_id, self.owner, self.clock(), self.lease
-            )
-            if not got:
+            lease = await asyncio.to_thread(self.lock.acquire, upload_id, self.owner)
+            if lease is None:
                 _close_awaitable(work)
                 msg = "another server is writing this upload"
                 raise UploadLocked(msg)
-            try:
+            # A termination removes the lease with the upload: nothing to release.
+            keeper = LeaseKeeper(self.lock, lease, release=release)
+            self._keepers[upload_id] = keeper
+            async with keeper:
                 return await work
-            finally:
-                if release:
-                    await asyncio.to_thread(self.store.unlock, upload_id, self.owner)
         finally:
+            self._keepers.pop(upload_id, None)
             self._busy.discard(upload_id)
+
+    def _fence(self, upload_id: str) -> None:
+        """Before a write: :class:`~spoolup.tus.lock.LeaseLost` (423) if the lease is gone."""
+        keeper = self._keepers.get(upload_id)
+        if keeper is not None:
+            keeper.check()
 
     # -- writing ------------------------------------------------------------------
 
@@ -340,7 +351,7 @@ class TusApp:
         last_save = self.clock()
         try:
             async for batch in body:
-                await asyncio.to_thread(writer.write, batch)
+                await asyncio.to_thread(self._fenced_write, writer, batch)
                 if self.clock() - last_save >= _SAVE_EVERY:
                     last_save = self.clock()
                     await asyncio.to_thread(self._checkpoint, writer)
@@ -349,15 +360,32 @@ class TusApp:
             # from the saved offset.
             await asyncio.to_thread(self._finish_writer, writer)
 
+    def _fenced_write(self, writer: ChunkWriter, data: bytes) -> None:
+        self._fence(writer.info.id)
+        writer.write(data)
+
     def _checkpoint(self, writer: ChunkWriter) -> None:
+        self._fence(writer.info.id)
         writer.flush()
         writer.info.expires = self.protocol.expires_at(self.clock())
+        self._fence(writer.info.id)
         self.store.save(writer.info)
-        self.store.try_lock(writer.info.id, self.owner, self.clock(), self.lease)
 
     def _finish_writer(self, writer: ChunkWriter) -> None:
+        keeper = self._keepers.get(writer.info.id)
+        if keeper is not None and keeper.lost:
+            # Another server may be writing now: what this request still holds is
+            # dropped, never saved over its work.
+            writer.abandon()
+            return
+        try:
+            self._fence(writer.info.id)
+        except BaseException:
+            writer.abandon()
+            raise
         writer.close()
         writer.info.expires = self.protocol.expires_at(self.clock())
+        self._fence(writer.info.id)
         self.store.save(writer.info)
 
     async def _write_checked(
@@ -382,7 +410,7 @@ class TusApp:
         writer = self.store.writer(info)
         try:
             while chunk := src.read(_READ_CHUNK):
-                writer.write(chunk)
+                self._fenced_write(writer, chunk)
         finally:
             self._finish_writer(writer)
 
@@ -413,10 +441,13 @@ class TusApp:
         info.record = dict(record) if isinstance(record, Mapping) else None
         if self.on_complete is not None:
             # The callback took the file; without one the data stays in the store.
+            await asyncio.to_thread(self._fence, info.id)
             await asyncio.to_thread(self.store.discard_data, info)
 
     def _finish(self, info: UploadInfo) -> None:
+        self._fence(info.id)
         self.store.finish(info)
+        self._fence(info.id)
         self.store.save(info)
 
     def _run_handlers(self, info: UploadInfo) -> UploadedFile:
@@ -542,7 +573,8 @@ def create_tus_app(
     handlers: Sequence[HandlerSpec] | None = None,
     allow_origins: Sequence[str] = ("*",),
     limits: TusLimits | None = None,
-    lease: float = 30.0,
+    lease: float = DEFAULT_TTL,
+    lock: UploadLock | None = None,
     sweep_interval: float | None = 300.0,
     clock: Callable[[], float] = time.time,
 ) -> TusApp:
@@ -555,8 +587,9 @@ def create_tus_app(
     unfinished upload lives after its last write (``None``: forever), removed by a
     sweep every ``sweep_interval`` seconds. ``handlers`` is the chain a finished upload
     is run through (default: sha256 hashing); ``on_complete`` then receives it (see
-    :data:`CompletionCallback`). ``lease`` bounds how long a crashed server's write
-    lock blocks an upload.
+    :data:`CompletionCallback`). ``lease`` (seconds) bounds how long a crashed server's
+    write lease blocks an upload; ``lock`` is where leases are kept (by default in the
+    store itself, see :func:`~spoolup.tus.lock.lock_for`).
     """
     tus_limits = limits if limits is not None else TusLimits(max_size=max_size)
     if limits is not None and limits.max_size != max_size:
@@ -574,6 +607,7 @@ def create_tus_app(
         on_complete=on_complete,
         handlers=handlers,
         lease=lease,
+        lock=lock,
         sweep_interval=sweep_interval,
         clock=clock,
     )

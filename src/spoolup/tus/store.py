@@ -1,21 +1,19 @@
-"""Where tus uploads live between requests: state, data and write leases.
+"""Where tus uploads live between requests: state and data (leases: :mod:`spoolup.tus.lock`).
 
 :class:`TusStore` is the small blocking interface the tus app needs (the app runs it
 in worker threads). :class:`LocalTusStore` keeps everything in one folder: the state as
-``<id>.info`` JSON, the bytes received so far in an append-only ``<id>.part`` file and
-a lease marker ``<id>.lock``. Because nothing is kept in memory, an upload survives a
+``<id>.info`` JSON, the bytes received so far in an append-only ``<id>.part`` file
+(and its lease in ``<id>.lock``). Because nothing is kept in memory, an upload survives a
 restart, and two servers sharing the folder can take turns on one upload.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import threading
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -56,9 +54,12 @@ class ChunkWriter(ABC):
         """Flush and release the writer."""
         self.flush()
 
+    def abandon(self) -> None:  # noqa: B027  (most writers hold nothing to release)
+        """Release the writer without counting what was not flushed (the lease was lost)."""
+
 
 class TusStore(ABC):
-    """Blocking storage for tus uploads: state, data, leases."""
+    """Blocking storage for tus uploads: state and data."""
 
     @abstractmethod
     def load(self, upload_id: str) -> UploadInfo | None:
@@ -71,17 +72,6 @@ class TusStore(ABC):
     @abstractmethod
     def ids(self) -> Iterator[str]:
         """Every upload id with state in the store."""
-
-    @abstractmethod
-    def try_lock(self, upload_id: str, owner: str, now: float, lease: float) -> bool:
-        """Take (or renew) the write lease on an upload until ``now + lease``.
-
-        Returns ``False`` if another owner holds a lease that has not run out.
-        """
-
-    @abstractmethod
-    def unlock(self, upload_id: str, owner: str) -> None:
-        """Give the lease back, if ``owner`` holds it."""
 
     @abstractmethod
     def create(self, info: UploadInfo) -> None:
@@ -128,12 +118,6 @@ class TusStore(ABC):
             out.close()
 
 
-@dataclass(frozen=True, slots=True)
-class _Lease:
-    owner: str
-    until: float
-
-
 class LocalTusStore(TusStore):
     """Uploads in one local folder, created if missing.
 
@@ -177,47 +161,6 @@ class LocalTusStore(TusStore):
         for path in self.root.glob("*.info"):
             if is_upload_id(path.stem):
                 yield path.stem
-
-    def try_lock(self, upload_id: str, owner: str, now: float, lease: float) -> bool:
-        """A lock file made with ``O_EXCL``; a lapsed one is taken over."""
-        path = self._path(upload_id, ".lock")
-        record = json.dumps({"owner": owner, "until": now + lease}).encode()
-        for _ in range(2):
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:
-                held = self._read_lease(path)
-                if held is not None and held.owner == owner:
-                    _atomic_write(path, record)
-                    return True
-                if held is not None and held.until > now:
-                    return False
-                # Lapsed or unreadable: whoever unlinks it first may retry the O_EXCL.
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
-                continue
-            with os.fdopen(fd, "wb") as f:
-                f.write(record)
-            return True
-        return False
-
-    @staticmethod
-    def _read_lease(path: Path) -> _Lease | None:
-        try:
-            raw = json.loads(path.read_bytes())
-            return _Lease(str(raw["owner"]), float(raw["until"]))
-        except FileNotFoundError:
-            return _Lease("", float("inf"))  # being replaced right now: treat as held
-        except (ValueError, TypeError, KeyError):
-            return None
-
-    def unlock(self, upload_id: str, owner: str) -> None:
-        """Remove the lock file if it is ours."""
-        path = self._path(upload_id, ".lock")
-        held = self._read_lease(path)
-        if held is not None and held.owner == owner:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
 
     def create(self, info: UploadInfo) -> None:
         """An empty ``<id>.part`` and the state."""
@@ -285,6 +228,9 @@ class _LocalWriter(ChunkWriter):
         finally:
             self._file.close()
 
+    def abandon(self) -> None:
+        self._file.close()
+
 
 def _atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
@@ -298,7 +244,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
 class StorageTusStore(TusStore):
     """Uploads kept in a spoolup :class:`~spoolup.storage.base.Storage` (local or S3).
 
-    Under ``prefix`` + ``<id>/``: ``info`` (the state), ``lock`` (the lease) and, while
+    Under ``prefix`` + ``<id>/``: ``info`` (the state), ``lock`` (its lease) and, while
     bytes wait for a part of ``min_part_size``, ``tail``. The bytes themselves go into
     the backend's resumable (multipart) upload to ``<id>/data``, whose id is kept in
     the state, so any server sharing the storage continues the upload. At most one
@@ -349,36 +295,6 @@ class StorageTusStore(TusStore):
             token = page.next_token
             if token is None:
                 return
-
-    def try_lock(self, upload_id: str, owner: str, now: float, lease: float) -> bool:
-        """Write ``<id>/lock`` unless another owner's lease is still running.
-
-        Object stores have no compare-and-swap here, so the lease is read back after
-        writing: of two servers racing for a free lease, at most one sees its own name.
-        """
-        key = self.key(upload_id, "lock")
-        held = self._lease(key)
-        if held is not None and held.owner != owner and held.until > now:
-            return False
-        self.storage.write(key, json.dumps({"owner": owner, "until": now + lease}).encode())
-        held = self._lease(key)
-        return held is not None and held.owner == owner
-
-    def _lease(self, key: str) -> _Lease | None:
-        try:
-            raw = json.loads(self.storage.read_bytes(key))
-            return _Lease(str(raw["owner"]), float(raw["until"]))
-        except ObjectNotFound:
-            return None
-        except (ValueError, TypeError, KeyError):
-            return None
-
-    def unlock(self, upload_id: str, owner: str) -> None:
-        """Delete ``<id>/lock`` if it is ours."""
-        key = self.key(upload_id, "lock")
-        held = self._lease(key)
-        if held is not None and held.owner == owner:
-            self._delete_key(key)
 
     def _delete_key(self, key: str) -> None:
         with contextlib.suppress(ObjectNotFound):

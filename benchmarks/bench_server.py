@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,15 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.report import Table
+from benchmarks.serving import (
+    cpu_seconds,
+    empty_folders,
+    free_port,
+    peak_rss,
+    proc_io,
+    uvicorn_command,
+    wait_for_port,
+)
 
 TITLE = "spoolup serve: a large upload with curl -F, against peer apps on the same uvicorn"
 PACKAGES = ("spoolup", "uvicorn", "httptools", "starlette", "python-multipart", "django")
@@ -189,44 +197,6 @@ class Result:
     cpu_seconds: float
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _proc_io(pid: int) -> dict[str, int]:
-    text = Path(f"/proc/{pid}/io").read_text()
-    return {k: int(v) for k, v in (line.split(": ") for line in text.splitlines())}
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system time of the process, its finished threads included."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _peak_rss(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
-def _wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server exited with {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("the server did not start")
-
-
 def _server_command(name: str, port: int, storage: Path) -> tuple[list[str], str]:
     """The command that serves app ``name`` and the URL to upload to."""
     url = f"http://127.0.0.1:{port}/"
@@ -251,21 +221,7 @@ def _server_command(name: str, port: int, storage: Path) -> tuple[list[str], str
         "starlette": "starlette_app",
         "django": "django_app",
     }[name]
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        f"benchmarks.bench_server:{factory}",
-        "--factory",
-        "--http",
-        "httptools",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-        "--no-access-log",
-    ]
-    return command, url
+    return uvicorn_command(f"benchmarks.bench_server:{factory}", port), url
 
 
 def _run_app(name: str, upload: Path, work: Path, runs: int = 1) -> Result:
@@ -276,20 +232,16 @@ def _run_app(name: str, upload: Path, work: Path, runs: int = 1) -> Result:
 
 def _run_once(name: str, upload: Path, work: Path) -> Result:
     """Start the app in a fresh server, upload once, stop it."""
-    dest = work / "dest"
-    tmp = work / "tmp"
-    for folder in (dest, tmp):
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir()
-    port = _free_port()
+    dest, tmp = empty_folders(work / "dest", work / "tmp")
+    port = free_port()
     command, url = _server_command(name, port, dest)
     env = {**os.environ, "BENCH_DEST": str(dest), "TMPDIR": str(tmp)}
     process = subprocess.Popen(command, cwd=ROOT, env=env)
     try:
-        _wait_for_port(port, process)
+        wait_for_port(port, process)
         os.sync()
-        before = _proc_io(process.pid)["write_bytes"]
-        cpu_before = _cpu_seconds(process.pid)
+        before = proc_io(process.pid)["write_bytes"]
+        cpu_before = cpu_seconds([process.pid])
         started = time.perf_counter()
         done = subprocess.run(
             [
@@ -312,9 +264,9 @@ def _run_once(name: str, upload: Path, work: Path) -> Result:
         seconds = time.perf_counter() - started
         if done.stdout.strip() not in {"200", "201"}:
             raise RuntimeError(f"{name}: curl said {done.stdout!r} {done.stderr!r}")
-        written = _proc_io(process.pid)["write_bytes"] - before
-        cpu = _cpu_seconds(process.pid) - cpu_before
-        result = Result(seconds, written, _peak_rss(process.pid), cpu)
+        written = proc_io(process.pid)["write_bytes"] - before
+        cpu = cpu_seconds([process.pid]) - cpu_before
+        result = Result(seconds, written, peak_rss(process.pid), cpu)
     finally:
         process.terminate()
         process.wait(30)

@@ -87,6 +87,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="(info)")
     serve.add_argument("--no-access-log", dest="access_log", action="store_false", default=None)
+    _add_operator_flags(serve)
 
     upload = commands.add_parser(
         "upload",
@@ -120,6 +121,38 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     upload.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
+
+
+def _add_operator_flags(serve: argparse.ArgumentParser) -> None:
+    """Logs, metrics and hooks (see spoolup.server.logs, .metrics and .hooks)."""
+    serve.add_argument("--log-format", choices=["plain", "json"], help="(plain)")
+    serve.add_argument(
+        "--no-metrics", dest="metrics", action="store_false", default=None, help="no /metrics"
+    )
+    serve.add_argument(
+        "--metrics-port", type=int, help="serve /metrics on this port instead (no token)"
+    )
+    serve.add_argument("--hook-url", help="POST tusd-style hook requests here", metavar="URL")
+    serve.add_argument(
+        "--hook-secret", help="sign hook requests with HMAC-SHA256 (SPOOLUP_HOOK_SECRET)"
+    )
+    serve.add_argument("--hook-timeout", type=float, help="seconds per hook delivery (5)")
+    serve.add_argument("--hook-retries", type=int, help="retries of non-blocking hooks (3)")
+    serve.add_argument(
+        "--hook-progress-interval", type=float, help="seconds between post-receive hooks (1)"
+    )
+
+
+_OPERATOR_SETTINGS = (
+    "log_format",
+    "metrics",
+    "metrics_port",
+    "hook_url",
+    "hook_secret",
+    "hook_timeout",
+    "hook_retries",
+    "hook_progress_interval",
+)
 
 
 def _size(value: str) -> int:
@@ -161,7 +194,7 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
     names = ["host", "port", "storage", "token", "insecure", "log_level", "access_log"]
     names += ["lock", "lease"]
-    names += [name for name, _ in _LIMIT_FLAGS] + ["inspect_max_size"]
+    names += [name for name, _ in _LIMIT_FLAGS] + ["inspect_max_size", *_OPERATOR_SETTINGS]
     overrides = {name: getattr(args, name) for name in names}
     try:
         config = load_config(file=args.config, environ=environ, overrides=overrides)
@@ -169,13 +202,13 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     except ConfigError as exc:
         sys.stderr.write(f"spoolup serve: {exc}\n")
         return EXIT_USAGE
-    configure_logging(config.log_level, access_log=config.access_log)
+    configure_logging(config.log_level, access_log=config.access_log, log_format=config.log_format)
     uvicorn.run(
         app,
         host=config.host,
         port=config.port,
         http="httptools",
-        log_config=uvicorn_log_config(config.log_level),
+        log_config=uvicorn_log_config(config.log_level, config.log_format),
         access_log=False,
         server_header=False,
         timeout_graceful_shutdown=int(config.graceful_timeout),

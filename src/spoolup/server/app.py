@@ -12,6 +12,7 @@ its ``.status``, an unknown path with 404, a wrong method with 405.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import mimetypes
 import re
@@ -38,8 +39,11 @@ from spoolup.handlers import MemoryFileHandler
 from spoolup.headers import safe_filename
 from spoolup.server.auth import BearerAuthMiddleware
 from spoolup.server.config import ConfigError, ServerConfig
+from spoolup.server.hooks import HookCallable, HookDispatcher
 from spoolup.server.inspect import inspect_image
 from spoolup.server.logs import AccessLogMiddleware
+from spoolup.server.metrics import Metrics, metrics_endpoint
+from spoolup.server.observe import file_terminated, observe_upload
 from spoolup.server.records import is_file_id
 from spoolup.server.store import RecordStore, open_store
 from spoolup.storage.base import StorageError
@@ -125,15 +129,19 @@ async def post_files(request: Request) -> Response:
     """``POST /api/files``: store every file part of a multipart body; 201 with the records."""
     config = _config(request)
     store = _store(request)
-    form = await spoolup.asgi.parse_form(
-        request.scope, request.receive, limits=config.limits, handlers=[store.handler]
+    with observe_upload(request, "multipart") as upload:
+        form = await spoolup.asgi.parse_form(
+            request.scope, upload.receive, limits=config.limits, handlers=upload.handlers()
+        )
+        with form:
+            records = [store.record_of(f) for _, f in form.files.multi_items()]
+        if not records:
+            msg = "the form has no file part"
+            raise MalformedRequest(msg)
+        await upload.pre_finish(records)
+    return JSONResponse(
+        [r.to_json() for r in records], status_code=201, background=upload.post_finish(records)
     )
-    with form:
-        records = [store.record_of(f) for _, f in form.files.multi_items()]
-    if not records:
-        msg = "the form has no file part"
-        raise MalformedRequest(msg)
-    return JSONResponse([r.to_json() for r in records], status_code=201)
 
 
 async def put_file(request: Request) -> Response:
@@ -146,18 +154,20 @@ async def put_file(request: Request) -> Response:
         or mimetypes.guess_type(filename)[0]
         or "application/octet-stream"
     )
-    uploaded = await spoolup.asgi.receive_file(
-        request.scope,
-        request.receive,
-        filename=filename,
-        content_type=content_type,
-        limits=config.limits,
-        handlers=[store.handler],
-    )
-    assert uploaded is not None  # the storage handler takes every body
-    with uploaded:
-        record = store.record_of(uploaded)
-    return JSONResponse(record.to_json(), status_code=201)
+    with observe_upload(request, "put") as upload:
+        uploaded = await spoolup.asgi.receive_file(
+            request.scope,
+            upload.receive,
+            filename=filename,
+            content_type=content_type,
+            limits=config.limits,
+            handlers=upload.handlers(),
+        )
+        assert uploaded is not None  # the storage handler takes every body
+        with uploaded:
+            record = store.record_of(uploaded)
+        await upload.pre_finish([record])
+    return JSONResponse(record.to_json(), status_code=201, background=upload.post_finish([record]))
 
 
 def _parse_range(header: str, size: int) -> tuple[int, int] | None:
@@ -291,8 +301,13 @@ class _StoredBody(Response):
 async def delete_file(request: Request) -> Response:
     """``DELETE /api/files/{id}``: 204, or 404 when there is no such file."""
     file_id = _file_id(request)
-    if not await _store(request).delete(file_id):
+    store = _store(request)
+    hooks: HookDispatcher = request.app.state.hooks
+    record = await store.get(file_id) if hooks.wants("post-terminate") else None
+    if not await store.delete(file_id):
         raise HTTPException(404, "no such file")
+    if record is not None:
+        await file_terminated(request, record)
     return Response(status_code=204)
 
 
@@ -326,7 +341,8 @@ async def inspect(request: Request) -> Response:
 
 async def _upload_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, UploadError)
-    headers = {"Connection": "close"} if exc.status == 413 else None
+    closing = exc.status == 413 or getattr(exc, "close_connection", False)
+    headers = {"Connection": "close"} if closing else None
     return _error(exc.status, exc.message, headers)
 
 
@@ -383,7 +399,7 @@ class _CatchAll:
 # ---------------------------------------------------------------- factory
 
 
-def _routes(extra: Sequence[BaseRoute]) -> list[BaseRoute]:
+def _routes(extra: Sequence[BaseRoute], config: ServerConfig) -> list[BaseRoute]:
     file_route = "/api/files/{file_id}"
     return [
         Route("/", index, methods=["GET"]),
@@ -394,9 +410,17 @@ def _routes(extra: Sequence[BaseRoute]) -> list[BaseRoute]:
         Route(file_route, get_file, methods=["GET"]),
         Route(file_route, delete_file, methods=["DELETE"]),
         Route("/api/inspect/image", inspect, methods=["POST"]),
+        *_metrics_routes(config),
         Mount("/static", app=StaticFiles(packages=[("spoolup.server", "static")])),
         *extra,
     ]
+
+
+def _metrics_routes(config: ServerConfig) -> list[BaseRoute]:
+    """``GET /metrics`` here, unless the metrics have a port of their own (or are off)."""
+    if not config.metrics or config.metrics_port is not None:
+        return []
+    return [Route("/metrics", metrics_endpoint, methods=["GET"])]
 
 
 def _tus_app(store: RecordStore, config: ServerConfig) -> TusApp | None:
@@ -426,35 +450,47 @@ def create_app(
     *,
     store: RecordStore | None = None,
     extra_routes: Sequence[BaseRoute] = (),
+    hooks: Mapping[str, HookCallable] | None = None,
 ) -> Starlette:
     """Build the upload server's ASGI application.
 
     ``store`` defaults to the storage ``config.storage`` names (a folder, or
     ``s3://bucket/prefix``). The tus app is mounted at ``/tus`` over the same storage;
     a finished tus upload becomes a file record like any other. ``extra_routes`` are
-    added too; every route sits behind the same token check and access log. Raises
-    :class:`~spoolup.server.config.ConfigError` for settings that cannot work.
+    added too; every route sits behind the same token check and access log.
+    ``hooks`` maps hook names (``pre-create``, ``post-finish``...) to Python callables
+    (:mod:`spoolup.server.hooks`); they run before the webhook of ``config.hook_url``.
+    Raises :class:`~spoolup.server.config.ConfigError` for settings that cannot work.
     """
     config.check()
     store = store if store is not None else open_store(config.storage)
+    metrics = Metrics(enabled=config.metrics)
+    metrics.instrument_storage(store.storage)
+    dispatcher = HookDispatcher.from_config(config, hooks, metrics)
     tus = _tus_app(store, config)
-    middleware = [Middleware(AccessLogMiddleware), Middleware(_CatchAll)]
+    middleware = [Middleware(AccessLogMiddleware, metrics=metrics), Middleware(_CatchAll)]
     if config.token:
         middleware.append(Middleware(BearerAuthMiddleware, token=config.token))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await store.start()
+        stop_metrics = None
+        if config.metrics and config.metrics_port is not None:
+            stop_metrics = metrics.serve(config.host, config.metrics_port)
         try:
             yield
         finally:
             if tus is not None:
                 await tus.aclose()
+            await dispatcher.aclose()
+            if stop_metrics is not None:
+                await asyncio.to_thread(stop_metrics)
             await store.stop()
 
     tus_routes = [Mount("/tus", app=cast("ASGIApp", tus))] if tus is not None else []
     app = Starlette(
-        routes=_routes([*tus_routes, *extra_routes]),
+        routes=_routes([*tus_routes, *extra_routes], config),
         middleware=middleware,
         exception_handlers={
             UploadError: _upload_error,
@@ -465,4 +501,6 @@ def create_app(
     )
     app.state.config = config
     app.state.store = store
+    app.state.metrics = metrics
+    app.state.hooks = dispatcher
     return app

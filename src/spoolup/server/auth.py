@@ -1,4 +1,4 @@
-"""Bearer-token authentication for the ``/api`` and ``/tus`` paths of the upload server."""
+"""Bearer-token authentication for the ``/api``, ``/tus`` and ``/metrics`` paths of the server."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 __all__ = ["PROTECTED_PREFIXES", "BearerAuthMiddleware", "token_matches"]
 
-PROTECTED_PREFIXES = ("/api/", "/tus/")
+PROTECTED_PREFIXES = ("/api/", "/tus/", "/metrics/")
 """Paths (and the same without the trailing slash) that need the token when one is set."""
 
 

@@ -87,6 +87,14 @@ class ServerConfig:
             or S3 conditional writes), or a Redis/Valkey URL (``redis://host:6379/0``).
         lease: seconds a tus write lease lasts unless renewed (3): how long a killed
             server keeps its uploads from the others.
+        log_format: ``plain`` or ``json`` (one JSON object per line).
+        metrics: collect Prometheus metrics, served at ``/metrics`` (on).
+        metrics_port: serve ``/metrics`` on this port instead (same host, no token).
+        hook_url: where tusd-style hook requests are POSTed, or ``None``.
+        hook_secret: signs each hook request body (HMAC-SHA256), or ``None``.
+        hook_timeout: seconds one hook delivery may take (5).
+        hook_retries: retries of a non-blocking hook after a failure (3).
+        hook_progress_interval: seconds between post-receive hooks of one file (1).
     """
 
     host: str = "127.0.0.1"
@@ -102,6 +110,14 @@ class ServerConfig:
     access_log: bool = True
     lock: str | None = None
     lease: float = 3.0
+    log_format: str = "plain"
+    metrics: bool = True
+    metrics_port: int | None = None
+    hook_url: str | None = None
+    hook_secret: str | None = None
+    hook_timeout: float = 5.0
+    hook_retries: int = 3
+    hook_progress_interval: float = 1.0
 
     def check(self) -> None:
         """Raise :class:`ConfigError` if the settings are inconsistent or unsafe.
@@ -132,6 +148,7 @@ class ServerConfig:
         if not self.storage:
             msg = "storage must not be empty"
             raise ConfigError(msg)
+        _check_operations(self)
         if not self.token and not self.insecure and not is_loopback(self.host):
             msg = (
                 f"refusing to listen on {self.host} without a token: pass --token "
@@ -141,6 +158,28 @@ class ServerConfig:
 
 
 _LOCK_SCHEMES = ("redis://", "rediss://", "valkey://", "valkeys://", "unix://")
+
+
+def _check_operations(config: ServerConfig) -> None:
+    """The logging, metrics and hook settings."""
+    if config.log_format not in {"plain", "json"}:
+        msg = f"log_format must be plain or json, not {config.log_format!r}"
+        raise ConfigError(msg)
+    if config.metrics_port is not None and not 0 < config.metrics_port <= 65535:
+        msg = f"metrics_port must be between 1 and 65535, not {config.metrics_port}"
+        raise ConfigError(msg)
+    if config.hook_url is not None and not re.match(r"https?://[^/\s]+", config.hook_url):
+        msg = f"hook_url must be an http:// or https:// URL, not {config.hook_url!r}"
+        raise ConfigError(msg)
+    if not 0 < config.hook_timeout <= 300:
+        msg = "hook_timeout must be more than 0 and at most 300 seconds"
+        raise ConfigError(msg)
+    if not 0 <= config.hook_retries <= 10:
+        msg = "hook_retries must be between 0 and 10"
+        raise ConfigError(msg)
+    if not 0 <= config.hook_progress_interval <= 3600:
+        msg = "hook_progress_interval must be between 0 and 3600 seconds"
+        raise ConfigError(msg)
 
 
 def _token_ok(token: str) -> bool:
@@ -231,6 +270,14 @@ _SETTINGS: dict[str, Any] = {
     "access_log": _parse_bool,
     "lock": _parse_str,
     "lease": _parse_float,
+    "log_format": lambda v, n: _parse_str(v, n).lower(),
+    "metrics": _parse_bool,
+    "metrics_port": _parse_int,
+    "hook_url": _parse_str,
+    "hook_secret": _parse_str,
+    "hook_timeout": _parse_float,
+    "hook_retries": _parse_int,
+    "hook_progress_interval": _parse_float,
 }
 
 
@@ -305,8 +352,9 @@ def load_config(
     }
     _apply(settings, limits, from_env, "SPOOLUP_")
     _apply(settings, limits, overrides or {}, "")
-    if settings.get("token") == "":
-        settings["token"] = None
+    for optional in ("token", "hook_url", "hook_secret"):
+        if settings.get(optional) == "":
+            settings[optional] = None
     try:
         settings["limits"] = Limits(**limits)
     except ValueError as exc:

@@ -10,6 +10,7 @@ thread. Keys are made here from server-generated ids, never from the client.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Mapping
 from typing import Any, BinaryIO
 
 from spoolup.files import FileInfo, UploadedFile
@@ -54,6 +55,10 @@ def open_store(spec: str) -> RecordStore:
 def key_of(file_id: str) -> str:
     """The storage key of a file id."""
     return FILES_PREFIX + file_id
+
+
+def _new_key(info: FileInfo | None) -> str:
+    return key_of(new_file_id())
 
 
 class RecordStore:
@@ -124,12 +129,19 @@ class RecordStore:
         await self.storage.adelete(key)
         return True
 
-    def handler(self) -> StorageHandler:
+    def handler(
+        self,
+        *,
+        key_func: Callable[[FileInfo], str] = _new_key,
+        metadata_func: Callable[[FileInfo], Mapping[str, str]] | None = None,
+    ) -> StorageHandler:
         """The handler (for one request) that streams each file part to ``files/<id>``.
 
-        Objects committed by a request that then fails are deleted again.
+        ``key_func`` gives each file's key (a fresh ``files/<id>`` by default),
+        ``metadata_func`` its free-form metadata (the hooks' ids and metadata). Objects
+        committed by a request that then fails are deleted again.
         """
-        return StorageHandler(self.storage, key_func=_new_key)
+        return StorageHandler(self.storage, key_func=key_func, metadata_func=metadata_func)
 
     async def adopt(self, uploaded: UploadedFile, info: object = None) -> dict[str, Any]:
         """Keep a file received another way (a finished tus upload) as a new record.
@@ -167,7 +179,3 @@ class RecordStore:
         """The record of a file stored by :meth:`handler`."""
         assert isinstance(uploaded, StoredFile)
         return self.record(uploaded.object_info)
-
-
-def _new_key(info: FileInfo | None) -> str:
-    return key_of(new_file_id())

@@ -1,0 +1,360 @@
+"""Each framework's own upload handling against spoolup's integration, on the same server.
+
+Per framework (``FRAMEWORKS``), two apps from ``benchmarks/frameworks/<module>.py`` (see
+that package's docstring for the routes), each served alone by the same server on
+127.0.0.1: uvicorn (``--http httptools``, one worker) for ASGI, gunicorn (one sync
+worker) for WSGI. A fresh server per upload, so its peak RSS is that upload's. Three
+cases, all sent by Debian's ``curl -F``:
+
+- backup: a 1 GiB file of random bytes to ``POST /backup``, kept with its sha256 (the
+  answer's sha256 is checked). Throughput (file bytes per second of curl's whole
+  request), server CPU seconds per GiB (user + system of the server's process tree),
+  disk bytes written per byte uploaded (``write_bytes`` of ``/proc/<pid>/io``, summed
+  over the tree: a temp file counts even if deleted before writeback) and peak RSS
+  (``VmHWM`` of the process that ran the app).
+- image: a 1.9 MB PNG to ``POST /image``, checked in memory: disk bytes per byte
+  (spoolup's target: 0).
+- junk: 200 MB to ``POST /limited``, whose limit is 2 MB in the framework's own
+  setting: the status, and how many body bytes the app had read when it answered
+  (``x-bench-read``, counted by :mod:`benchmarks.frameworks.serve`; target < 1 MB).
+
+The native and spoolup apps take turns (one run of each, then again) so that a busy
+spell slows them alike. ``python -m benchmarks frameworks`` (1 GiB, 3 runs) or
+``--quick`` (32 MiB and 16 MiB of junk, 1 run). To add a framework, add its module
+and a :class:`Framework` row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import median
+
+from benchmarks.report import Table
+from benchmarks.serving import (
+    cpu_seconds,
+    empty_folders,
+    free_port,
+    peak_rss,
+    process_tree,
+    stop,
+    uvicorn_command,
+    wait_for_port,
+    write_bytes,
+)
+
+TITLE = "Frameworks: each one's own upload handling against spoolup, 1 GiB with curl -F"
+PACKAGES = (
+    "spoolup",
+    "fastapi",
+    "starlette",
+    "python-multipart",
+    "flask",
+    "werkzeug",
+    "litestar",
+    "multipart",
+    "django",
+    "uvicorn",
+    "httptools",
+    "gunicorn",
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+MiB = 1024 * 1024
+MB = 1000 * 1000
+
+
+@dataclass(frozen=True)
+class Framework:
+    """One framework's row: its app module, its server, the two app factories."""
+
+    name: str
+    module: str
+    server: str  # "uvicorn" (ASGI) or "gunicorn" (WSGI)
+    native: str = "native_app"
+    spoolup: str = "spoolup_app"
+
+
+FRAMEWORKS = [
+    Framework("FastAPI", "fastapi_app", "uvicorn"),
+    Framework("Flask", "flask_app", "gunicorn"),
+    Framework("Litestar", "litestar_app", "uvicorn"),
+]
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much each case sends, and how many runs of the backup case."""
+
+    backup: int
+    junk: int
+    runs: int
+
+
+FULL = Sizes(backup=1024 * MiB, junk=200 * MB, runs=3)
+QUICK = Sizes(backup=32 * MiB, junk=16 * MB, runs=1)
+
+
+@dataclass
+class Run:
+    """What one upload cost the server, and what it answered."""
+
+    status: int
+    answer: str
+    seconds: float
+    written: int
+    cpu: float
+    peak_rss: int
+    app_read: int | None
+    sent: int
+
+
+def server_command(framework: Framework, port: int) -> list[str]:
+    """The command that serves the app of ``$BENCH_APP`` with the framework's server."""
+    if framework.server == "gunicorn":
+        return [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "benchmarks.frameworks.serve:wsgi()",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "1",
+            "--timeout",
+            "600",
+            "--log-level",
+            "warning",
+        ]
+    return uvicorn_command("benchmarks.frameworks.serve:asgi", port)
+
+
+def upload(
+    framework: Framework, factory: str, path: str, field: str, file: Path, work: Path
+) -> Run:
+    """Start a fresh server for one app, send ``file`` once with ``curl -F``, stop it."""
+    dest, tmp = empty_folders(work / "dest", work / "tmp")
+    port = free_port()
+    env = {
+        **os.environ,
+        "BENCH_DEST": str(dest),
+        "TMPDIR": str(tmp),
+        "BENCH_APP": f"benchmarks.frameworks.{framework.module}:{factory}",
+    }
+    process = subprocess.Popen(server_command(framework, port), cwd=ROOT, env=env)
+    try:
+        wait_for_port(port, process)
+        pids = process_tree(process.pid)
+        os.sync()
+        written, cpu = write_bytes(pids), cpu_seconds(pids)
+        headers = work / "headers"
+        answer = work / "answer"
+        started = time.perf_counter()
+        done = subprocess.run(
+            [
+                "curl",
+                "-sS",
+                "-o",
+                str(answer),
+                "-D",
+                str(headers),
+                "-w",
+                "%{http_code} %{size_upload}",
+                "-H",
+                "Expect:",
+                "-F",
+                f"{field}=@{file}",
+                f"http://127.0.0.1:{port}{path}",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        seconds = time.perf_counter() - started
+        written, cpu = write_bytes(pids) - written, cpu_seconds(pids) - cpu
+        rss = max(peak_rss(pid) for pid in pids[-1:])  # the worker, or uvicorn itself
+        code, _, sent = done.stdout.partition(" ")
+        app_read = None
+        for line in headers.read_text(errors="replace").splitlines() if headers.exists() else ():
+            name, _, value = line.partition(":")
+            if name.strip().lower() == "x-bench-read":
+                app_read = int(value.strip())
+        body = answer.read_text(errors="replace") if answer.exists() else done.stderr
+        return Run(int(code or 0), body, seconds, written, cpu, rss, app_read, int(float(sent)))
+    finally:
+        stop(process)
+        for folder in (dest, tmp):
+            shutil.rmtree(folder, ignore_errors=True)
+        for written_file in (work / "headers", work / "answer"):
+            written_file.unlink(missing_ok=True)
+
+
+def make_random_file(path: Path, size: int) -> str:
+    """Write ``size`` random bytes to ``path``; their sha256."""
+    digest = hashlib.sha256()
+    with path.open("wb") as file:
+        left = size
+        while left:
+            chunk = os.urandom(min(left, 16 * MiB))
+            digest.update(chunk)
+            file.write(chunk)
+            left -= len(chunk)
+    return digest.hexdigest()
+
+
+def make_image(path: Path) -> tuple[int, int]:
+    """A PNG of noise, 800 x 800 (about 1.9 MB: noise does not compress); its size."""
+    from PIL import Image
+
+    size = (800, 800)
+    Image.frombytes("RGB", size, os.urandom(size[0] * size[1] * 3)).save(path, "PNG")
+    return size
+
+
+def _check(run: Run, what: str, *expect: int) -> None:
+    if run.status not in expect:
+        raise RuntimeError(f"{what}: status {run.status}, not {expect}: {run.answer[:300]!r}")
+
+
+def measure(framework: Framework, sizes: Sizes, work: Path) -> dict[str, dict[str, list[Run]]]:
+    """Every case for both apps of ``framework``: ``{case: {"native"|"spoolup": runs}}``."""
+    backup = work / "backup.bin"
+    digest = make_random_file(backup, sizes.backup)
+    image = work / "image.png"
+    width, height = make_image(image)
+    junk = work / "junk.bin"
+    make_random_file(junk, sizes.junk)
+    apps = {"native": framework.native, "spoolup": framework.spoolup}
+    results: dict[str, dict[str, list[Run]]] = {"backup": {}, "image": {}, "junk": {}}
+    try:
+        for _ in range(sizes.runs):
+            for kind, factory in apps.items():
+                run = upload(framework, factory, "/backup", "file", backup, work)
+                _check(run, f"{framework.name} {kind} backup", 200, 201)
+                if json.loads(run.answer).get("sha256") != digest:
+                    raise RuntimeError(f"{framework.name} {kind}: wrong sha256 {run.answer!r}")
+                results["backup"].setdefault(kind, []).append(run)
+        for kind, factory in apps.items():
+            run = upload(framework, factory, "/image", "image", image, work)
+            _check(run, f"{framework.name} {kind} image", 200, 201)
+            if json.loads(run.answer) != {"width": width, "height": height}:
+                raise RuntimeError(f"{framework.name} {kind}: wrong image size {run.answer!r}")
+            results["image"][kind] = [run]
+            run = upload(framework, factory, "/limited", "file", junk, work)
+            _check(run, f"{framework.name} {kind} junk", 413)
+            results["junk"][kind] = [run]
+    finally:
+        for path in (backup, image, junk):
+            path.unlink(missing_ok=True)
+    return results
+
+
+def tables(results: dict[str, dict[str, dict[str, list[Run]]]], sizes: Sizes) -> list[Table]:
+    """The backup table (with ratios), and the image and junk table."""
+    big = Table(
+        f"{sizes.backup // MiB} MiB backup, kept with its sha256 (POST /backup)",
+        [
+            "framework",
+            "app",
+            "MB/s (best)",
+            "MB/s (median)",
+            "spoolup / native",
+            "server CPU s/GiB",
+            "disk bytes / byte",
+            "peak RSS MiB",
+            "RSS - native MiB",
+        ],
+    )
+    small = Table(
+        "1.9 MB image checked in memory (POST /image); "
+        f"{sizes.junk / MB:.0f} MB of junk over a 2 MB limit (POST /limited)",
+        [
+            "framework",
+            "app",
+            "image disk bytes / byte",
+            "junk status",
+            "junk bytes read by the app",
+            "junk bytes curl sent",
+            "junk answer s",
+        ],
+    )
+    for name, cases in results.items():
+        rates = {
+            kind: [sizes.backup / r.seconds for r in runs] for kind, runs in cases["backup"].items()
+        }
+        native_rss = max(r.peak_rss for r in cases["backup"]["native"])
+        for kind, runs in cases["backup"].items():
+            ratio = median(rates[kind]) / median(rates["native"])
+            rss = max(r.peak_rss for r in runs)
+            big.add(
+                name,
+                kind,
+                f"{max(rates[kind]) / 1e6:.0f}",
+                f"{median(rates[kind]) / 1e6:.0f}",
+                f"{ratio:.2f}x",
+                f"{median([r.cpu for r in runs]) * 1024 * MiB / sizes.backup:.2f}",
+                f"{max(r.written for r in runs) / sizes.backup:.2f}",
+                f"{rss / MiB:.0f}",
+                f"{(rss - native_rss) / MiB:+.0f}",
+            )
+        for kind in cases["image"]:
+            image, junk = cases["image"][kind][0], cases["junk"][kind][0]
+            read = "-" if junk.app_read is None else f"{junk.app_read:,}"
+            small.add(
+                name,
+                kind,
+                f"{image.written / (image.sent or 1):.2f}",
+                str(junk.status),
+                read,
+                f"{junk.sent:,}",
+                f"{junk.seconds:.2f}",
+            )
+    big.notes += [
+        "MB/s: 10**6 bytes of file per second of curl's whole request; spoolup / native: "
+        "the ratio of the medians.",
+        "server CPU: user + system seconds of the server's processes during the upload "
+        "(median), per GiB; curl's own CPU is not counted.",
+        "disk bytes / byte: write_bytes (/proc/<pid>/io) of the server's processes during "
+        "the upload over the file size; a temp file counts even if deleted before writeback.",
+        "peak RSS: VmHWM of the process running the app (uvicorn, or the gunicorn worker); "
+        "a fresh server per upload.",
+        "spoolup's save() fsyncs the kept file before the answer; the native apps do not.",
+        "Targets (issue 9): spoolup >= 1.5x native, 1.0 disk byte per byte, "
+        "peak RSS within 16 MiB of native.",
+    ]
+    small.notes += [
+        "image disk bytes / byte: write_bytes over the bytes curl sent (target for spoolup: 0).",
+        "junk bytes read by the app: the body bytes the app had received when it answered "
+        "(x-bench-read, counted between the server and the app); target: under 1 MB. curl "
+        "sent: what left curl before it saw the answer (socket buffers hold some).",
+    ]
+    return [big, small]
+
+
+def run(quick: bool) -> list[Table]:
+    """Measure every framework in ``FRAMEWORKS``."""
+    if shutil.which("curl") is None:
+        raise RuntimeError("the framework benchmark needs curl (apt-get install curl)")
+    sizes = QUICK if quick else FULL
+    results = {}
+    loads = [os.getloadavg()[0]]
+    with tempfile.TemporaryDirectory(prefix="bench-frameworks-", dir=ROOT) as folder:
+        for framework in FRAMEWORKS:
+            print(f"-- {framework.name}", flush=True)
+            results[framework.name] = measure(framework, sizes, Path(folder))
+            loads.append(os.getloadavg()[0])
+    out = tables(results, sizes)
+    out[0].notes.append(
+        f"load average (1 min) before and after each framework: "
+        f"{', '.join(f'{x:.2f}' for x in loads)} on {os.cpu_count()} logical cores "
+        "(curl and the server share them)."
+    )
+    return out

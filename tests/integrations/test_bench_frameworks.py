@@ -1,0 +1,37 @@
+"""The framework benchmark keeps working: every app answers every case, as measured."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from benchmarks import bench_frameworks
+from benchmarks.bench_frameworks import MB, MiB, Sizes
+
+pytestmark = pytest.mark.slow
+
+
+def test_every_framework_app_answers_and_is_measured(tmp_path: Path) -> None:
+    sizes = Sizes(backup=4 * MiB, junk=4 * MB, runs=1)
+    results = {
+        framework.name: bench_frameworks.measure(framework, sizes, tmp_path)
+        for framework in bench_frameworks.FRAMEWORKS
+    }
+    for name, cases in results.items():
+        native = cases["backup"]["native"][0]
+        spoolup = cases["backup"]["spoolup"][0]
+        # The native apps spool, then copy; spoolup keeps its temp file by rename.
+        assert native.written / sizes.backup > 1.9, name
+        assert 0.99 <= spoolup.written / sizes.backup < 1.05, name
+        assert 0 < spoolup.peak_rss < 500 * MiB
+        # The image is never written by spoolup (a few KiB of server noise at most).
+        assert cases["image"]["spoolup"][0].written < 64 * 1024, name
+        for kind in ("native", "spoolup"):
+            junk = cases["junk"][kind][0]
+            assert junk.status == 413, (name, kind)
+            assert junk.app_read is not None
+            assert junk.app_read < 1 * MB, (name, kind)
+    tables = bench_frameworks.tables(results, sizes)
+    assert [len(t.rows) for t in tables] == [2 * len(results)] * 2
+    assert not list(tmp_path.iterdir())

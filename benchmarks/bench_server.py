@@ -10,7 +10,12 @@ worker) on 127.0.0.1, and receives the same multipart upload from ``curl -F``:
 - django: Django's ASGI handler, ``request.FILES`` then a copy in chunks (Django spools
   the body, then the file, each to a temp file);
 - spoolup serve: ``POST /api/files`` into local storage (streamed straight to the
-  storage folder with its sha256; flushed and fsynced before the answer).
+  storage folder with its sha256; flushed and fsynced before the answer), with its
+  defaults: Prometheus metrics on, no hooks;
+- spoolup serve, no metrics: the same with ``--no-metrics``, so that the cost of the
+  metrics shows as a ratio taken in the same run (issue 14: under 5 %);
+- spoolup serve, hooks on: the same with ``--hook-url`` to a hook receiver running in
+  the benchmark process (every hook of the upload, post-receive once a second).
 
 For each: throughput (file bytes / curl's total time; best and median of the runs),
 the ratios to the drain app, the CPU time the server process used per GiB (user +
@@ -30,8 +35,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -197,10 +206,40 @@ class Result:
     cpu_seconds: float
 
 
-def _server_command(name: str, port: int, storage: Path) -> tuple[list[str], str]:
+class _HookAnswer(BaseHTTPRequestHandler):
+    """Answers every hook request with an empty 200 (go on)."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def _hook_receiver() -> Iterator[str]:
+    """A hook receiver on 127.0.0.1 for the length of the block; its URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _HookAnswer)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hooks"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def _server_command(
+    name: str, port: int, storage: Path, hook_url: str | None = None
+) -> tuple[list[str], str]:
     """The command that serves app ``name`` and the URL to upload to."""
     url = f"http://127.0.0.1:{port}/"
-    if name == "spoolup serve":
+    if name.startswith("spoolup serve"):
         command = [
             sys.executable,
             "-m",
@@ -214,6 +253,11 @@ def _server_command(name: str, port: int, storage: Path) -> tuple[list[str], str
             "warning",
             "--no-access-log",
         ]
+        if name == "spoolup serve, no metrics":
+            command.append("--no-metrics")
+        if name == "spoolup serve, hooks on":
+            assert hook_url is not None
+            command += ["--hook-url", hook_url]
         return command, url + "api/files"
     factory = {
         "drain": "drain_app",
@@ -232,9 +276,17 @@ def _run_app(name: str, upload: Path, work: Path, runs: int = 1) -> Result:
 
 def _run_once(name: str, upload: Path, work: Path) -> Result:
     """Start the app in a fresh server, upload once, stop it."""
-    dest, tmp = empty_folders(work / "dest", work / "tmp")
+    empty_folders(work / "dest", work / "tmp")
+    if name == "spoolup serve, hooks on":
+        with _hook_receiver() as hook_url:
+            return _measure(name, upload, work, hook_url)
+    return _measure(name, upload, work, None)
+
+
+def _measure(name: str, upload: Path, work: Path, hook_url: str | None) -> Result:
+    dest, tmp = work / "dest", work / "tmp"
     port = free_port()
-    command, url = _server_command(name, port, dest)
+    command, url = _server_command(name, port, dest, hook_url)
     env = {**os.environ, "BENCH_DEST": str(dest), "TMPDIR": str(tmp)}
     process = subprocess.Popen(command, cwd=ROOT, env=env)
     try:
@@ -284,7 +336,15 @@ def _make_upload(path: Path, size: int) -> None:
             left -= n
 
 
-APPS = ("drain", "raw to file", "starlette", "django", "spoolup serve")
+APPS = (
+    "drain",
+    "raw to file",
+    "starlette",
+    "django",
+    "spoolup serve",
+    "spoolup serve, no metrics",
+    "spoolup serve, hooks on",
+)
 
 
 def _median(values: list[float]) -> float:
@@ -353,4 +413,40 @@ def run(quick: bool) -> list[Table]:
         f" on {os.cpu_count()} logical cores; curl and the server share them.",
         "Targets (issue 5): spoolup >= 0.8x drain, 1.0 disk byte per byte, peak RSS < 150 MiB.",
     ]
-    return [table]
+    return [table, _operations_table(results, rates, size, runs)]
+
+
+def _operations_table(
+    results: dict[str, list[Result]], rates: dict[str, list[float]], size: int, runs: int
+) -> Table:
+    """What metrics and hooks cost spoolup serve, as ratios to the run without metrics."""
+    base = "spoolup serve, no metrics"
+    base_rate = _median(rates[base])
+    base_cpu = _median([r.cpu_seconds for r in results[base]])
+    table = Table(
+        f"the cost of metrics and hooks to spoolup serve ({size // MiB} MiB, {runs} runs each)",
+        ["spoolup serve", "MB/s median", "vs no metrics", "server CPU s / GiB", "vs no metrics"],
+    )
+    variants = {
+        base: "no metrics, no hooks",
+        "spoolup serve": "metrics on, no hooks (the default)",
+        "spoolup serve, hooks on": "metrics on, hooks on",
+    }
+    for name, label in variants.items():
+        rate = _median(rates[name])
+        cpu = _median([r.cpu_seconds for r in results[name]])
+        table.add(
+            label,
+            f"{rate / 1e6:.0f}",
+            f"{rate / base_rate:.3f}x",
+            f"{cpu * (1024 * MiB) / size:.2f}",
+            f"{cpu / base_cpu:.3f}x" if base_cpu else "-",
+        )
+    table.notes += [
+        "Target (issue 14): metrics on and hooks off cost less than 5 % of the throughput "
+        "(a ratio of at least 0.95x to the run without metrics).",
+        "The three run in turn with the other apps, on the same file; medians of the runs.",
+        "hooks on: every hook goes to a receiver in the benchmark process on 127.0.0.1 "
+        "(pre-create and pre-finish are waited for; post-receive once a second).",
+    ]
+    return table

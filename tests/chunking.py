@@ -10,8 +10,9 @@ error into a comparable value too.
 
 from __future__ import annotations
 
+import gc
 import random
-import sys
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
 
@@ -22,13 +23,33 @@ from spoolup.urlencoded import Field, URLEncodedParser
 
 BOUNDARY = "----spoolupTestBoundary7MA4YWxk"
 
-# Time budgets are for plain runs; under a tracer (coverage, a debugger) Python code runs
-# several times slower, so budgets are multiplied by this. Ratios (linear time) hold.
-SLOWDOWN = 6.0 if sys.gettrace() is not None else 1.0
+# How much longer twice the input may take (a quadratic path takes four times), plus
+# seconds of timer noise. Only ratios are checked, never a fixed budget: a busy machine
+# slows both runs alike, and CPU time leaves other processes out.
+LINEAR_RATIO = 3.0
+LINEAR_SLACK = 0.05
 
 # Above this size, "split at every position" takes every STRIDE-th position only, so
 # that a test over a large body stays quick.
 EVERY_SPLIT_MAX = 2048
+
+
+def best_time(run: Callable[[], object], repeats: int = 3) -> float:
+    """The least CPU time of a few runs: other processes on the machine do not count."""
+    best = float("inf")
+    for _ in range(repeats):
+        gc.collect()
+        started = time.process_time()
+        run()
+        best = min(best, time.process_time() - started)
+    return best
+
+
+def assert_linear(single: float, double: float, what: str = "") -> None:
+    """Assert that twice the input took about twice the time ``single`` took, not four."""
+    assert double < LINEAR_RATIO * single + LINEAR_SLACK, (
+        f"{what}: {single:.3f}s, then {double:.3f}s for twice the input"
+    )
 
 
 def random_chunks(body: bytes, rng: random.Random, max_size: int = 64) -> list[bytes]:

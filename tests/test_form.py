@@ -525,13 +525,19 @@ def test_small_limits_keep_small_batches() -> None:
     receiver.abort()
 
 
-@pytest.mark.parametrize("charset", ["undefined", '"utf-8\x00"', "utf-8\x00"])
-def test_odd_field_charsets_are_malformed(charset: str) -> None:
-    # "undefined" raises a bare UnicodeError, a NUL in a codec name a ValueError.
-    body = part("a", b"x", extra=f"Content-Type: text/plain; charset={charset}\r\n") + end()
+def test_odd_field_charsets_are_malformed() -> None:
+    # "undefined" is a codec that raises a bare UnicodeError.
+    body = part("a", b"x", extra="Content-Type: text/plain; charset=undefined\r\n") + end()
     with pytest.raises(MalformedRequest) as err:
         spoolup.parse_form(body, CT)
     assert err.value.status == 400
+
+
+@pytest.mark.parametrize("charset", ['"utf-8\x00"', "utf-8\x00", '"a b"'])
+def test_charsets_that_are_not_tokens_are_dropped(charset: str) -> None:
+    body = part("a", "é".encode(), extra=f"Content-Type: text/plain; charset={charset}\r\n")
+    with spoolup.parse_form(body + end(), CT) as form:
+        assert form.fields["a"] == "é"
 
 
 @pytest.mark.parametrize("charset", ['"utf-8\x00"', "\udcff", "undefined"])

@@ -85,6 +85,30 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--lease", type=float, metavar="SECONDS", help="tus write lease, renewed while writing (3)"
     )
+    serve.add_argument(
+        "--header-limit", metavar="SIZE", help="bytes of a request line and headers (64KiB)"
+    )
+    serve.add_argument(
+        "--header-timeout", type=float, metavar="S", help="seconds to send the headers (30)"
+    )
+    serve.add_argument(
+        "--body-timeout", type=float, metavar="S", help="seconds a body may stay silent (60)"
+    )
+    serve.add_argument("--max-connections", type=int, help="open connections at most (4096)")
+    serve.add_argument(
+        "--allowed-host",
+        dest="allowed_hosts",
+        action="append",
+        metavar="NAME",
+        help="a name clients may reach the server by (repeat; default: the --host names)",
+    )
+    serve.add_argument(
+        "--cors-origin",
+        dest="cors_origins",
+        action="append",
+        metavar="ORIGIN",
+        help="an origin whose pages may upload and read (repeat; default: none)",
+    )
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="(info)")
     serve.add_argument("--no-access-log", dest="access_log", action="store_false", default=None)
     _add_operator_flags(serve)
@@ -191,10 +215,13 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from spoolup.server.app import create_app
     from spoolup.server.config import ConfigError, load_config
     from spoolup.server.logs import configure_logging, uvicorn_log_config
+    from spoolup.server.protocol import connection_limits, guarded_protocol, raise_fd_limit
 
     names = ["host", "port", "storage", "token", "insecure", "log_level", "access_log"]
     names += ["lock", "lease"]
     names += [name for name, _ in _LIMIT_FLAGS] + ["inspect_max_size", *_OPERATOR_SETTINGS]
+    names += ["header_limit", "header_timeout", "body_timeout", "max_connections"]
+    names += ["allowed_hosts", "cors_origins"]
     overrides = {name: getattr(args, name) for name in names}
     try:
         config = load_config(file=args.config, environ=environ, overrides=overrides)
@@ -207,7 +234,7 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         app,
         host=config.host,
         port=config.port,
-        http="httptools",
+        http=guarded_protocol(connection_limits(config), fd_limit=raise_fd_limit()),
         log_config=uvicorn_log_config(config.log_level, config.log_format),
         access_log=False,
         server_header=False,

@@ -38,7 +38,7 @@ from spoolup.handlers import (
     UploadHandler,
     resolve_handlers,
 )
-from spoolup.headers import multipart_boundary, parse_options_header, safe_filename
+from spoolup.headers import media_type, multipart_boundary, parse_options_header, safe_filename
 from spoolup.limits import Limits
 from spoolup.multipart import MultipartParser, PartData, PartEnd, PartStart
 
@@ -693,8 +693,7 @@ def _file_receiver(
     charset: str | None = None
     headers: tuple[tuple[str, str], ...] = ()
     if content_type:
-        mime, params = parse_options_header(content_type)
-        charset = params.get("charset")
+        mime, charset = media_type(content_type)
         headers = (("content-type", content_type),)
     start = PartStart(field_name, safe_filename(filename), filename or None, mime, charset, headers)
     return Receiver(
@@ -724,7 +723,9 @@ def receive_file(
     """Read a raw (non-form) body as one file, through the same handlers and limits.
 
     ``filename`` is the name the client gave (made safe for :attr:`UploadedFile.filename`,
-    kept as sent in ``raw_filename``); ``content_type`` the declared type of the bytes.
+    kept as sent in ``raw_filename``); ``content_type`` the declared type of the bytes
+    (one that is not a media type becomes ``application/octet-stream``, see
+    :func:`spoolup.headers.media_type`).
     ``max_file_size`` and ``max_body_size`` apply, before reading when
     ``content_length`` says so. Returns ``None`` only when a handler skipped or stopped
     the file, or the chain has no storing handler.

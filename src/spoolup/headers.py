@@ -9,15 +9,23 @@ Decisions a client can observe:
 
 - Parameter names are lowercased; a parameter given twice (in any spelling of case) is a
   :class:`~spoolup.errors.MalformedRequest`, so that two readers never see two values.
-- Quoted strings take backslash escapes (``\\x`` is ``x``), as RFC 9110 says. Browsers
-  do not escape a backslash in a file name (rare outside Windows paths, which they no
-  longer send), so such a name loses it, and one ending in a backslash is refused.
+- In quoted strings, ``\\"`` is a quote and ``\\\\`` a backslash (RFC 9110 quoted
+  pairs); any other backslash is kept as sent. Browsers do not escape backslashes
+  (WHATWG escapes only ``"``, CR and LF) and old ones send Windows paths
+  (``C:\\Users\\a\\f.txt``): ``raw_filename`` keeps them, ``filename`` is the last
+  path component. A value ending in a lone backslash before its quote is refused.
 - The WHATWG escapes browsers use in names (``%22`` for a quote, ``%0D``, ``%0A``) are
   kept as sent: a client that is not a browser may mean a literal ``%22``.
 - RFC 5987 / RFC 8187 extended values (``filename*=utf-8''na%C3%AFve.txt``) are decoded
   and stored under their own name (``filename*``). The charsets ``utf-8``,
   ``iso-8859-1`` (``latin-1``) and ``us-ascii`` are understood; any other charset, a bad
   percent-escape or bytes invalid in the charset is a ``MalformedRequest``.
+- A declared ``Content-Type`` (of a part, or of a raw body) that is not an RFC 9110
+  media type (``type/subtype``, both tokens, at most 255 characters) falls back to
+  ``application/octet-stream``, and a ``charset`` that is not a short token is
+  dropped (:func:`media_type`): the upload is kept, and the type stored with it is
+  always one a server can send back in a header. Refusing the whole form over an
+  advisory header would punish the user for their browser's guess.
 - Header bytes are decoded by :func:`decode_header_value`: UTF-8 when they are valid
   UTF-8 (browsers send raw UTF-8 file names), else ISO-8859-1, which never fails.
 """
@@ -32,6 +40,8 @@ __all__ = [
     "check_boundary",
     "decode_header_value",
     "form_data_disposition",
+    "is_media_type",
+    "media_type",
     "multipart_boundary",
     "parse_options_header",
     "percent_decode",
@@ -47,6 +57,11 @@ _BOUNDARY_CHARS = frozenset(
     "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ'()+_,-./:=? "
 )
 _MAX_BOUNDARY = 70
+MAX_MEDIA_TYPE = 255
+"""Characters of a media type's ``type/subtype`` (RFC 6838 allows 127 for each half)."""
+FALLBACK_MEDIA_TYPE = "application/octet-stream"
+"""The type of a part or body whose declared ``Content-Type`` is not a media type."""
+_MAX_CHARSET = 64
 _EXT_CHARSETS = {
     "utf-8": "utf-8",
     "utf8": "utf-8",
@@ -66,6 +81,9 @@ _HEX_BYTES = {
 # (the bidirectional overrides U+202A-202E and U+2066-2069, the marks U+200E/U+200F and
 # U+061C, zero-width characters, BOM), lone surrogates and line/paragraph separators.
 _UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+# The two characters a backslash escapes in a quoted string; before any other it is a
+# literal backslash.
+_ESCAPED = ('"', "\\")
 _FALLBACK_NAME = "upload"
 _MAX_NAME_BYTES = 255
 # An extension longer than this is not kept when a long name is truncated.
@@ -116,8 +134,10 @@ def _skip_spaces(value: str, pos: int, end: int) -> int:
 def _read_quoted(value: str, pos: int) -> tuple[str, int]:
     """Read the quoted string opening at ``value[pos]``; return it and the index after it.
 
-    Each search starts where the previous one stopped, so a string full of backslashes
-    is still read in linear time.
+    Only ``\\"`` and ``\\\\`` are escapes: browsers do not escape a backslash (WHATWG
+    escapes only ``"``, CR and LF), so any other backslash is kept as sent, and a
+    Windows path keeps its separators. Each search starts where the previous one
+    stopped, so a string full of backslashes is still read in linear time.
     """
     start = pos + 1
     close = value.find('"', start)
@@ -129,9 +149,14 @@ def _read_quoted(value: str, pos: int) -> tuple[str, int]:
         if escape < 0:
             pieces.append(value[start:close])
             return "".join(pieces), close + 1
-        pieces.append(value[start:escape])
-        pieces.append(value[escape + 1 : escape + 2])
-        start = escape + 2
+        after = value[escape + 1 : escape + 2]
+        if after in _ESCAPED:
+            pieces.append(value[start:escape])
+            pieces.append(after)
+            start = escape + 2
+        else:  # a literal backslash
+            pieces.append(value[start : escape + 1])
+            start = escape + 1
         if start > close:  # the escaped character was the quote we took for the end
             close = value.find('"', start)
 
@@ -198,6 +223,40 @@ def parse_options_header(value: str) -> tuple[str, dict[str, str]]:
             raise MalformedRequest(f"header parameter {name} given twice")
         params[name] = param
     return main, params
+
+
+def is_media_type(value: str) -> bool:
+    """True if ``value`` is an RFC 9110 ``type/subtype`` (two tokens), at most 255 characters."""
+    kind, slash, subtype = value.partition("/")
+    return (
+        0 < len(value) <= MAX_MEDIA_TYPE
+        and bool(slash)
+        and bool(kind)
+        and bool(subtype)
+        and _TOKEN_CHARS.issuperset(kind)
+        and _TOKEN_CHARS.issuperset(subtype)
+    )
+
+
+def media_type(value: str) -> tuple[str, str | None]:
+    """The checked ``(type, charset)`` of a declared ``Content-Type``; never raises.
+
+    The type is lowercased. A value that does not parse, or whose type is not an RFC
+    9110 media type (:func:`is_media_type`), gives ``("application/octet-stream",
+    None)``; a ``charset`` that is not a token of at most 64 characters is dropped.
+    """
+    try:
+        kind, params = parse_options_header(value)
+    except MalformedRequest:
+        return FALLBACK_MEDIA_TYPE, None
+    if not is_media_type(kind):
+        return FALLBACK_MEDIA_TYPE, None
+    charset = params.get("charset")
+    if charset is not None and not (
+        0 < len(charset) <= _MAX_CHARSET and _TOKEN_CHARS.issuperset(charset)
+    ):
+        charset = None
+    return kind, charset
 
 
 def _one_of(params: dict[str, str], name: str) -> str | None:
@@ -274,11 +333,12 @@ def _truncate_utf8(text: str, limit: int) -> str:
 def safe_filename(raw: str) -> str:
     """The safe base name kept in ``UploadedFile.filename``.
 
-    Keeps the part after the last ``/`` or ``\\``; removes control characters (NUL, CR,
-    LF...), format characters (bidirectional overrides and marks, zero-width
-    characters), lone surrogates and line separators; strips surrounding white space;
-    truncates to 255 bytes of UTF-8, keeping the extension and never splitting a
-    character. Never returns ``""``, ``"."`` or ``".."``: those become ``"upload"``.
+    Keeps the part after the last ``/`` or ``\\`` and drops a Windows drive (``C:``);
+    removes control characters (NUL, CR, LF...), format characters (bidirectional
+    overrides and marks, zero-width characters), lone surrogates and line separators;
+    strips surrounding white space; truncates to 255 bytes of UTF-8, keeping the
+    extension and never splitting a character. Never returns ``""``, ``"."`` or
+    ``".."``: those become ``"upload"``.
     """
     if (
         raw.isascii()
@@ -287,10 +347,13 @@ def safe_filename(raw: str) -> str:
         and "\\" not in raw
         and 0 < len(raw) <= _MAX_NAME_BYTES
         and raw[0] != " " != raw[-1]
+        and raw[1:2] != ":"
         and raw not in (".", "..")
     ):
         return raw  # the usual case, already safe
     name = raw[max(raw.rfind("/"), raw.rfind("\\")) + 1 :]
+    if name[1:2] == ":" and name[:1].isascii() and name[:1].isalpha():
+        name = name[2:]  # a Windows drive, as in "C:evil.exe"
     if not name.isprintable():
         category = unicodedata.category
         name = "".join(ch for ch in name if category(ch) not in _UNSAFE_CATEGORIES)

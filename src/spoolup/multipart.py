@@ -29,12 +29,19 @@ Choices a client can observe:
   :func:`spoolup.headers.form_data_disposition` for the rules on ``name*`` and
   ``filename*``. Header names are lowercased; values are decoded as UTF-8, or
   ISO-8859-1 when not valid UTF-8. Folded header lines, a bare CR or LF, or a second
-  ``Content-Disposition`` or ``Content-Type`` in one part are refused.
+  ``Content-Disposition`` or ``Content-Type`` in one part are refused. A
+  ``Content-Type`` that is not a media type is ``application/octet-stream``
+  (:func:`spoolup.headers.media_type`).
 - A part with a ``filename`` parameter is a file, even when the name is empty (a browser
   sends ``filename=""`` for a file input left empty); its ``filename`` is then
   ``"upload"`` and its ``raw_filename`` ``""``.
 - Every limit of :class:`~spoolup.limits.Limits` but ``memory_threshold`` is enforced
-  here, and raises the moment it is crossed. After an error the parser must not be fed.
+  here, and raises the moment it is crossed.
+- After an error the parser refuses more input, as h11 does: every later ``feed`` or
+  ``close`` raises the same error, never a quiet success.
+- A part whose headers end right at the next delimiter (``...name="a"\r\n`` then
+  ``\r\n--boundary``, the delimiter's CRLF doubling as the blank line, as Werkzeug
+  sends empty values) is an empty part (RFC 2046 ``MIME-part-headers [CRLF *OCTET]``).
 """
 
 from __future__ import annotations
@@ -47,7 +54,7 @@ from spoolup.errors import FileTooLarge, MalformedRequest, RequestTooLarge, TooM
 from spoolup.headers import (
     check_boundary,
     form_data_disposition,
-    parse_options_header,
+    media_type,
     safe_filename,
 )
 from spoolup.limits import Limits
@@ -122,7 +129,7 @@ _set_data = vars(PartData)["data"].__set__
 _PART_END = PartEnd()
 _NO_PART = PartStart("", None, None, None, None, ())
 
-_PREAMBLE, _AFTER_BOUNDARY, _PADDING, _HEADERS, _DATA, _END = range(6)
+_PREAMBLE, _AFTER_BOUNDARY, _PADDING, _HEADERS, _BODY_START, _DATA, _END = range(7)
 _CRLF = b"\r\n"
 _HEADER_END = b"\r\n\r\n"
 _SPACE_OR_TAB = frozenset(b" \t")
@@ -164,6 +171,7 @@ class MultipartParser:
     __slots__ = (
         "_carry",
         "_delim",
+        "_error",
         "_fed",
         "_fields",
         "_files",
@@ -184,6 +192,7 @@ class MultipartParser:
         # A CRLF in front lets the delimiter search find a boundary that opens the body.
         self._carry = _CRLF
         self._hbuf = bytearray()
+        self._error: Exception | None = None
         self._fed = 0
         self._files = 0
         self._fields = 0
@@ -199,8 +208,18 @@ class MultipartParser:
 
         Raises :class:`~spoolup.errors.MalformedRequest` for a body that breaks the
         format and a :class:`~spoolup.errors.RequestTooLarge` subclass the moment a
-        limit is crossed. Data after the closing boundary is ignored.
+        limit is crossed. Data after the closing boundary is ignored. Once it has
+        raised, every later call raises the same error (the parser's state is lost).
         """
+        if self._error is not None:
+            raise self._error
+        try:
+            return self._feed(data)
+        except Exception as exc:
+            self._error = exc
+            raise
+
+    def _feed(self, data: bytes) -> list[Event]:
         if type(data) is not bytes:
             data = bytes(data)
         self._fed += len(data)
@@ -252,13 +271,19 @@ class MultipartParser:
         return events
 
     def close(self) -> None:
-        """Check that the body is complete; raise ``MalformedRequest`` if it is not."""
+        """Check that the body is complete; raise ``MalformedRequest`` if it is not.
+
+        After an error (from :meth:`feed` or an earlier ``close``) raises that error.
+        """
+        if self._error is not None:
+            raise self._error
         if self._state != _END:
             if self._state == _PREAMBLE:
                 msg = "the body holds no multipart boundary"
             else:
                 msg = "the multipart body ended before its closing boundary"
-            raise MalformedRequest(msg)
+            self._error = MalformedRequest(msg)
+            raise self._error
 
     def _emit(self, data: bytes, events: list[Event]) -> None:
         size = self._part_size + len(data)
@@ -288,6 +313,7 @@ class MultipartParser:
         find = buf.find
         append = events.append
         max_header_size = self._limits.max_header_size
+        dash = delim[2:]
         state = self._state
         while True:
             if state == _DATA:
@@ -323,8 +349,25 @@ class MultipartParser:
                 if 0 <= end - i - 2 <= max_header_size:
                     self._start_part(buf[i + 2 : end], events)
                     i = end + 4
+                    if n - i < dlen or buf.startswith(dash, i):
+                        state = _BODY_START
                     continue
                 state = _HEADERS  # the header search starts at this CRLF
+            elif state == _BODY_START:
+                # RFC 2046: body-part := MIME-part-headers [CRLF *OCTET]. Headers may end
+                # at the delimiter, whose CRLF then doubles as the blank line: the part
+                # is empty, and what follows is the boundary, not data.
+                if buf.startswith(dash, i):
+                    append(_PART_END)
+                    self._part_size = 0
+                    i += dlen - 2
+                    state = _AFTER_BOUNDARY
+                elif n - i < dlen - 2 and dash.startswith(buf[i:]):
+                    self._carry = buf[i:]  # too short to tell yet
+                    break
+                else:
+                    state = _DATA
+                continue
             elif state == _AFTER_BOUNDARY:
                 two = buf[i : i + 2]
                 if two == _CRLF:
@@ -370,12 +413,12 @@ class MultipartParser:
                     if 0 <= end - i - 2 <= max_header_size:
                         self._start_part(buf[i + 2 : end], events)
                         i = end + 4
-                        state = _DATA
+                        state = _BODY_START
                         continue
                 i = self._headers(buf, i, events)
                 if i < 0:
                     break
-                state = _DATA
+                state = _BODY_START
             else:  # _END: the epilogue is ignored
                 break
         self._state = state
@@ -478,8 +521,7 @@ class MultipartParser:
             # A form's files mostly share a few types: parse each one once.
             known = self._types.get(content_type)
             if known is None:
-                main, params = parse_options_header(content_type)
-                known = main, params.get("charset")
+                known = media_type(content_type)
                 if len(self._types) < _MAX_KNOWN_TYPES:
                     self._types[content_type] = known
             content_type, charset = known

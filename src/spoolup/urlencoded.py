@@ -56,7 +56,7 @@ class URLEncodedParser:
     at most the current incomplete field, bounded by ``Limits.max_field_size``.
     """
 
-    __slots__ = ("_charset", "_count", "_fed", "_limits", "_pending")
+    __slots__ = ("_charset", "_count", "_error", "_fed", "_limits", "_pending")
 
     def __init__(self, *, limits: Limits = _DEFAULT_LIMITS, charset: str = "utf-8") -> None:
         try:
@@ -66,6 +66,7 @@ class URLEncodedParser:
         self._charset = charset
         self._limits = limits
         self._pending = bytearray()
+        self._error: Exception | None = None
         self._fed = 0
         self._count = 0
 
@@ -73,8 +74,18 @@ class URLEncodedParser:
         """Parse the next chunk and return the fields it completes.
 
         Raises ``MalformedRequest`` for bytes invalid in the charset and a
-        ``RequestTooLarge`` subclass the moment a limit is crossed.
+        ``RequestTooLarge`` subclass the moment a limit is crossed. Once it has raised,
+        every later call raises the same error.
         """
+        if self._error is not None:
+            raise self._error
+        try:
+            return self._feed(data)
+        except Exception as exc:
+            self._error = exc
+            raise
+
+    def _feed(self, data: bytes) -> list[Field]:
         limits = self._limits
         self._fed += len(data)
         if self._fed > limits.max_body_size:
@@ -108,10 +119,19 @@ class URLEncodedParser:
             start = amp + 1
 
     def close(self) -> list[Field]:
-        """Return the last field, if the body did not end with ``&``."""
+        """Return the last field, if the body did not end with ``&``.
+
+        After an error (from :meth:`feed` or an earlier ``close``) raises that error.
+        """
+        if self._error is not None:
+            raise self._error
         fields: list[Field] = []
         if self._pending:
-            self._add(bytes(self._pending), fields)
+            try:
+                self._add(bytes(self._pending), fields)
+            except Exception as exc:
+                self._error = exc
+                raise
             self._pending.clear()
         return fields
 

@@ -18,6 +18,7 @@ import pytest
 import uvicorn
 
 from spoolup.server.config import ServerConfig
+from spoolup.server.protocol import connection_limits, guarded_protocol
 
 
 def free_port() -> int:
@@ -62,7 +63,7 @@ def start_server(config: ServerConfig, tmpdir: Path, **app_options: Any) -> Runn
         app,
         host="127.0.0.1",
         port=port,
-        http="httptools",
+        http=guarded_protocol(connection_limits(config)),
         log_config=None,
         access_log=False,
         lifespan="on",

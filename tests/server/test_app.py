@@ -397,6 +397,36 @@ def test_unicode_filename_download(client: httpx.Client) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    "declared",
+    [
+        pytest.param("t\u00ebxt/plain".encode(), id="non-latin-1"),
+        pytest.param(b"text/plain\x01", id="control"),
+        pytest.param(b"text/" + b"x" * 300, id="too-long"),
+        pytest.param(b"text", id="no-subtype"),
+    ],
+)
+def test_part_type_that_is_not_a_media_type_is_octet_stream(
+    client: httpx.Client, declared: bytes
+) -> None:
+    # Stored as sent, such a type made the file impossible to download (500 or a closed
+    # connection); it is kept as application/octet-stream instead (a documented choice).
+    body = (
+        b'--B\r\nContent-Disposition: form-data; name="f"; filename="x.txt"\r\n'
+        b"Content-Type: " + declared + b"\r\n\r\nhello\r\n--B--\r\n"
+    )
+    response = client.post(
+        "/api/files", content=body, headers={"Content-Type": "multipart/form-data; boundary=B"}
+    )
+    assert response.status_code == 201, response.text
+    record = response.json()[0]
+    assert record["content_type"] == "application/octet-stream"
+    got = client.get(f"/api/files/{record['id']}")
+    assert got.status_code == 200
+    assert got.content == b"hello"
+    assert got.headers["content-type"] == "application/octet-stream"
+
+
 def test_download_is_never_rendered_as_a_page(client: httpx.Client) -> None:
     record = client.put(
         "/api/files/x.html",
@@ -555,7 +585,7 @@ def test_inspect_errors(small: RunningServer) -> None:
 
 @pytest.fixture(scope="module")
 def guarded(make_server: Callable[..., RunningServer]) -> RunningServer:
-    return make_server(token="s3cret-token")
+    return make_server(token="s3cret-token", cors_origins=("https://app.example",))
 
 
 @pytest.mark.parametrize(

@@ -168,6 +168,32 @@ def test_bad_metadata_names(storage: Storage, metadata: dict[str, str]) -> None:
     assert not storage.exists("m")
 
 
+@pytest.mark.parametrize(
+    ("content_type", "metadata"),
+    [
+        pytest.param("text/plain\r\nX-Evil: 1", None, id="type-crlf"),
+        pytest.param("t\u00ebxt/plain", None, id="type-non-ascii"),
+        pytest.param("text\x01/plain", None, id="type-control"),
+        pytest.param("plain", None, id="type-no-subtype"),
+        pytest.param(None, {"note": "a\r\nb"}, id="value-crlf"),
+        pytest.param(None, {"note": "a\x00b"}, id="value-nul"),
+    ],
+)
+def test_unservable_type_or_metadata_is_a_400(
+    storage: Storage, content_type: str | None, metadata: dict[str, str] | None
+) -> None:
+    # Stored, such a value would make the object impossible to serve back in a header.
+    with pytest.raises(InvalidMetadata) as caught:
+        storage.write("m", b"x", content_type=content_type, metadata=metadata)
+    assert caught.value.status == 400
+    assert not storage.exists("m")
+
+
+def test_media_type_with_parameters_is_stored(storage: Storage) -> None:
+    info = storage.write("m", b"x", content_type="text/plain; charset=utf-8")
+    assert storage.stat("m").content_type == info.content_type == "text/plain; charset=utf-8"
+
+
 def test_metadata_too_large_is_a_400(storage: Storage) -> None:
     with pytest.raises(InvalidMetadata, match="exceeds"):
         storage.write("m", b"x", filename="日" * 300)

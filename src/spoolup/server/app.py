@@ -44,6 +44,7 @@ from spoolup.server.inspect import inspect_image
 from spoolup.server.logs import AccessLogMiddleware
 from spoolup.server.metrics import Metrics, metrics_endpoint
 from spoolup.server.observe import file_terminated, observe_upload
+from spoolup.server.origins import OriginGuardMiddleware, default_allowed_hosts
 from spoolup.server.records import is_file_id
 from spoolup.server.store import RecordStore, open_store
 from spoolup.storage.base import StorageError
@@ -442,6 +443,7 @@ def _tus_app(store: RecordStore, config: ServerConfig) -> TusApp | None:
         on_complete=store.adopt,
         lease=config.lease,
         lock=lock,
+        allow_origins=config.cors_origins,
     )
 
 
@@ -468,7 +470,15 @@ def create_app(
     metrics.instrument_storage(store.storage)
     dispatcher = HookDispatcher.from_config(config, hooks, metrics)
     tus = _tus_app(store, config)
-    middleware = [Middleware(AccessLogMiddleware, metrics=metrics), Middleware(_CatchAll)]
+    middleware = [
+        Middleware(AccessLogMiddleware, metrics=metrics),
+        Middleware(_CatchAll),
+        Middleware(
+            OriginGuardMiddleware,
+            allowed_hosts=config.allowed_hosts or default_allowed_hosts(config.host),
+            cors_origins=config.cors_origins,
+        ),
+    ]
     if config.token:
         middleware.append(Middleware(BearerAuthMiddleware, token=config.token))
 

@@ -50,6 +50,7 @@ _UNITS = {
     "gib": 1024**3,
     "tib": 1024**4,
 }
+_ORIGIN = re.compile(r"https?://[^/\s]+")
 _SIZE = re.compile(r"\s*(\d+)\s*([a-zA-Z]*)\s*")
 _LIMIT_NAMES = tuple(f.name for f in dataclasses.fields(Limits))
 _SIZE_LIMITS = frozenset(
@@ -87,6 +88,15 @@ class ServerConfig:
             or S3 conditional writes), or a Redis/Valkey URL (``redis://host:6379/0``).
         lease: seconds a tus write lease lasts unless renewed (3): how long a killed
             server keeps its uploads from the others.
+        header_limit: bytes of one request line and its headers together (64 KiB; 431).
+        header_timeout: seconds a request's line and headers may take (30; 408).
+        body_timeout: seconds a request body may stay silent while it is read (60).
+        max_connections: open connections at most (4096, and below the open-file
+            limit); the ones beyond are answered 503.
+        allowed_hosts: the names a request's ``Host`` may carry (``*`` any, ``*.example.org``
+            a domain and its subdomains); empty: the names ``host`` listens on.
+        cors_origins: origins (``https://app.example.org``) whose pages may use the API;
+            empty: none but the server's own.
         log_format: ``plain`` or ``json`` (one JSON object per line).
         metrics: collect Prometheus metrics, served at ``/metrics`` (on).
         metrics_port: serve ``/metrics`` on this port instead (same host, no token).
@@ -110,6 +120,12 @@ class ServerConfig:
     access_log: bool = True
     lock: str | None = None
     lease: float = 3.0
+    header_limit: int = 64 * 1024
+    header_timeout: float = 30.0
+    body_timeout: float = 60.0
+    max_connections: int = 4096
+    allowed_hosts: tuple[str, ...] = ()
+    cors_origins: tuple[str, ...] = ()
     log_format: str = "plain"
     metrics: bool = True
     metrics_port: int | None = None
@@ -148,6 +164,16 @@ class ServerConfig:
         if not self.storage:
             msg = "storage must not be empty"
             raise ConfigError(msg)
+        if self.header_limit < 1024 or self.max_connections < 1:
+            msg = "header_limit must be at least 1024 bytes and max_connections at least 1"
+            raise ConfigError(msg)
+        if self.header_timeout <= 0 or self.body_timeout <= 0:
+            msg = "header_timeout and body_timeout must be positive"
+            raise ConfigError(msg)
+        for origin in self.cors_origins:
+            if origin != "*" and not _ORIGIN.fullmatch(origin):
+                msg = f"cors_origins: {origin!r} is not an origin such as https://example.org"
+                raise ConfigError(msg)
         _check_operations(self)
         if not self.token and not self.insecure and not is_loopback(self.host):
             msg = (
@@ -250,6 +276,15 @@ def _parse_float(value: object, name: str) -> float:
     raise ConfigError(msg)
 
 
+def _parse_names(value: object, name: str) -> tuple[str, ...]:
+    """A list of names: a TOML array, a flag given several times, or ``"a, b"``."""
+    items = value.split(",") if isinstance(value, str) else value
+    if isinstance(items, list | tuple) and all(isinstance(i, str) for i in items):
+        return tuple(i.strip() for i in items if i.strip())
+    msg = f"{name} must be a list of names, not {value!r}"
+    raise ConfigError(msg)
+
+
 def _parse_str(value: object, name: str) -> str:
     if isinstance(value, str):
         return value
@@ -270,6 +305,12 @@ _SETTINGS: dict[str, Any] = {
     "access_log": _parse_bool,
     "lock": _parse_str,
     "lease": _parse_float,
+    "header_limit": parse_size,
+    "header_timeout": _parse_float,
+    "body_timeout": _parse_float,
+    "max_connections": _parse_int,
+    "allowed_hosts": _parse_names,
+    "cors_origins": _parse_names,
     "log_format": lambda v, n: _parse_str(v, n).lower(),
     "metrics": _parse_bool,
     "metrics_port": _parse_int,

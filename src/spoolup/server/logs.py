@@ -182,9 +182,16 @@ def _escape(char: str) -> str:
 
 def _formatter(log_format: str) -> logging.Formatter:
     if log_format == "json":
+        from pythonjsonlogger.core import RESERVED_ATTRS
         from pythonjsonlogger.json import JsonFormatter
 
-        return JsonFormatter(_JSON_FIELDS, rename_fields=_JSON_RENAMES, timestamp=True)
+        return JsonFormatter(
+            _JSON_FIELDS,
+            rename_fields=_JSON_RENAMES,
+            timestamp=True,
+            # uvicorn repeats each message with terminal colours: not for a log file
+            reserved_attrs=[*RESERVED_ATTRS, "color_message", "taskName"],
+        )
     return logging.Formatter(_FORMAT)
 
 

@@ -41,6 +41,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    disable_created_metrics,
     generate_latest,
 )
 from starlette.requests import Request
@@ -134,6 +135,9 @@ class Metrics:
     """
 
     def __init__(self, *, enabled: bool = True) -> None:
+        # No ``*_created`` series beside each counter: they double the output and no
+        # dashboard reads them (a process-wide setting of prometheus-client).
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.enabled = enabled
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry

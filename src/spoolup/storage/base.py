@@ -50,6 +50,7 @@ from types import TracebackType
 from typing import IO, BinaryIO, Self, TypeAlias
 
 from spoolup.errors import MalformedRequest
+from spoolup.headers import is_media_type
 
 __all__ = [
     "MAX_KEY_LENGTH",
@@ -86,6 +87,7 @@ WriteSource: TypeAlias = bytes | Iterable[bytes] | IO[bytes]
 """What :meth:`Storage.write` takes: bytes, an iterable of chunks or a binary file."""
 
 _READ_SIZE = 1024 * 1024
+_MAX_CONTENT_TYPE = 1024
 
 
 # -- errors ----------------------------------------------------------------------------
@@ -174,10 +176,11 @@ def validate_metadata(
 
     Names of free-form ``metadata`` are 1 to 64 characters of ``a-z``, ``0-9`` and
     ``-`` (what every S3 endpoint keeps), not ``filename`` or ``sha256`` (reserved);
-    values are any strings; empty values are dropped (S3 does not keep them). Names
-    and percent-encoded values together, with the filename and content type, stay
-    within :data:`MAX_METADATA_SIZE` bytes. Raises :class:`InvalidMetadata` (400)
-    otherwise.
+    values are strings without control characters; empty values are dropped (S3
+    does not keep them). Names and percent-encoded values together, with the filename
+    and content type, stay within :data:`MAX_METADATA_SIZE` bytes. ``content_type`` is
+    printable ASCII whose ``type/subtype`` is an RFC 9110 media type. Raises
+    :class:`InvalidMetadata` (400) otherwise.
     """
     extra = dict(metadata or {})
     total = 0
@@ -190,7 +193,13 @@ def validate_metadata(
         if not isinstance(value, str):
             raise InvalidMetadata(f"metadata value of {name!r} must be a str")
         total += len(name) + len(encode_metadata_value(value))
+        if any(unicodedata.category(c) == "Cc" for c in value):
+            # CR or LF in a value could split a response header when it is served.
+            raise InvalidMetadata(f"metadata value of {name!r} holds a control character")
     extra = {name: value for name, value in extra.items() if value}
+    if content_type is not None and not _storable_type(content_type):
+        msg = f"content type {content_type[:64]!r} is not a printable ASCII media type"
+        raise InvalidMetadata(msg)
     for label, given in (("filename", filename), ("content-type", content_type)):
         if given is not None:
             total += len(label) + len(encode_metadata_value(given))
@@ -198,6 +207,14 @@ def validate_metadata(
         msg = f"metadata of {total} bytes exceeds {MAX_METADATA_SIZE} bytes (file name too long?)"
         raise InvalidMetadata(msg)
     return extra
+
+
+def _storable_type(value: str) -> bool:
+    """A ``Content-Type`` a backend can keep and a server send back: printable ASCII,
+    bounded, whose ``type/subtype`` is an RFC 9110 media type (parameters allowed)."""
+    if not (value.isascii() and value.isprintable() and len(value) <= _MAX_CONTENT_TYPE):
+        return False
+    return is_media_type(value.partition(";")[0].strip().lower())
 
 
 def encode_metadata_value(value: str) -> str:

@@ -1,0 +1,174 @@
+"""Connection bounds of `spoolup serve`: header size (431), deadlines (408), the cap (503)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from spoolup.server.protocol import ConnectionLimits, connection_cap
+from tests.serve_process import serve
+from tests.server.conftest import RunningServer
+
+MiB = 1024 * 1024
+
+
+def _connect(server: RunningServer) -> socket.socket:
+    host, port = server.url.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=30)
+
+
+def _read_all(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes (a reset counts as closed)."""
+    got = b""
+    try:
+        while chunk := sock.recv(65536):
+            got += chunk
+    except ConnectionResetError:
+        pass
+    return got
+
+
+def _status(response: bytes) -> int:
+    return int(response.split(b" ", 2)[1]) if response.startswith(b"HTTP/1.1 ") else 0
+
+
+@pytest.fixture(scope="module")
+def strict(make_server: Callable[..., RunningServer]) -> RunningServer:
+    return make_server(header_timeout=1.0, body_timeout=1.0, max_connections=8)
+
+
+def test_request_head_over_the_limit_is_431_before_the_app(server: RunningServer) -> None:
+    with _connect(server) as sock:
+        sock.sendall(b"GET /api/files HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 100_000)
+        response = _read_all(sock)
+    assert _status(response) == 431
+    assert b"request headers too large" in response
+
+
+def test_many_headers_adding_up_over_the_limit_are_431(server: RunningServer) -> None:
+    head = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"X-A: bbbbbbbbbbbbbbbb\r\n" * 4000
+    with _connect(server) as sock:
+        sock.sendall(head + b"\r\n")
+        assert _status(_read_all(sock)) == 431
+
+
+def test_a_head_under_the_limit_is_served(server: RunningServer) -> None:
+    with _connect(server) as sock:
+        sock.sendall(
+            b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Ok: "
+            + b"a" * 40_000
+            + b"\r\nConnection: close\r\n\r\n"
+        )
+        assert _status(_read_all(sock)) == 200
+
+
+def test_a_head_sent_one_byte_at_a_time_times_out(strict: RunningServer) -> None:
+    with _connect(strict) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\n")
+        deadline = time.monotonic() + 20
+        closed = False
+        while time.monotonic() < deadline and not closed:
+            try:
+                sock.sendall(b"X")
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+            time.sleep(0.1)
+            sock.setblocking(False)
+            try:
+                data = sock.recv(65536)
+                assert _status(data) in {0, 408}
+                closed = closed or data == b"" or _status(data) == 408
+            except BlockingIOError:
+                pass
+            except ConnectionResetError:
+                closed = True
+            sock.setblocking(True)
+        assert closed, "a head trickling in was never timed out"
+
+
+def test_a_silent_connection_is_closed(strict: RunningServer) -> None:
+    with _connect(strict) as sock:
+        started = time.monotonic()
+        response = _read_all(sock)
+    assert _status(response) == 408
+    assert time.monotonic() - started < 20
+
+
+def test_a_stalled_body_is_dropped_and_leaves_nothing(strict: RunningServer) -> None:
+    with _connect(strict) as sock:
+        sock.sendall(
+            b"PUT /api/files/stall.bin HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Length: 100000\r\n\r\n" + b"x" * 5000
+        )
+        response = _read_all(sock)
+    assert _status(response) == 408
+    with strict.client() as client:
+        assert client.get("/api/files").json() == []
+    assert not [p for p in strict.storage.rglob("*") if p.is_file()]
+
+
+def test_connections_beyond_the_cap_are_503(strict: RunningServer) -> None:
+    held = [_connect(strict) for _ in range(8)]
+    try:
+        time.sleep(0.2)  # let the server see them all
+        with _connect(strict) as extra:
+            response = _read_all(extra)
+        assert _status(response) == 503
+        assert b"too many connections" in response
+    finally:
+        for sock in held:
+            sock.close()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:  # the room comes back once they are gone
+        with strict.client() as client:
+            if client.get("/healthz").status_code == 200:
+                break
+        time.sleep(0.1)
+    else:
+        pytest.fail("the server did not take connections again")
+
+
+def test_the_cap_stays_below_the_file_descriptor_limit() -> None:
+    assert connection_cap(ConnectionLimits(max_connections=4096), 1024) < 512
+    assert connection_cap(ConnectionLimits(max_connections=100), 1_000_000) == 100
+
+
+@pytest.mark.slow
+def test_eight_64_mib_header_lines_keep_server_memory_bounded(tmp_path: Path) -> None:
+    """The issue's reproduction: 8 parallel 64 MiB header lines once added 560 MiB."""
+    with serve(tmp_path) as running:
+        host, port = running.url.removeprefix("http://").split(":")
+        baseline = running.rss
+        peak = baseline
+        sent: list[int] = []
+        done = threading.Event()
+
+        def flood() -> None:
+            total = 0
+            line = b"a" * MiB
+            try:
+                with socket.create_connection((host, int(port)), timeout=30) as sock:
+                    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Flood: ")
+                    for _ in range(64):
+                        sock.sendall(line)
+                        total += len(line)
+            except OSError:
+                pass
+            sent.append(total)
+
+        threads = [threading.Thread(target=flood) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        while any(t.is_alive() for t in threads):
+            peak = max(peak, running.rss)
+            time.sleep(0.02)
+        done.set()
+        growth = peak - baseline
+    assert growth < 48 * MiB, f"server grew by {growth / MiB:.0f} MiB"
+    # The server stopped reading each flood long before its 64 MiB were sent.
+    assert max(sent) < 32 * MiB, sent

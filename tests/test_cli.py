@@ -18,11 +18,12 @@ import httpx
 import pytest
 
 from spoolup import cli
+from spoolup._units import format_size
+from spoolup.commands import upload as upload_cmd
 from spoolup.server.config import ServerConfig
 from spoolup.server.store import RecordStore
-from spoolup.storage.base import PartInfo
-from spoolup.storage.local import LocalStorage
 from tests.server.conftest import RunningServer, free_port, start_server
+from tests.tus.conftest import CountingStorage
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,7 @@ def test_upload_prints_checked_records(
     one = tmp_path / "one.txt"
     one.write_bytes(b"first file\n")
     two = tmp_path / "two words.bin"
-    two.write_bytes(os.urandom(3 * cli.CHUNK_SIZE + 5))
+    two.write_bytes(os.urandom(3 * upload_cmd.CHUNK_SIZE + 5))
     code = cli.main(["upload", str(one), str(two), "--url", server.url, "--token", "cli-token"])
     assert code == 0
     lines = capsys.readouterr().out.splitlines()
@@ -72,12 +73,16 @@ def test_upload_failures_exit_non_zero(
 ) -> None:
     path = tmp_path / "a.txt"
     path.write_bytes(b"data")
-    assert cli.main(["upload", str(path), "--url", server.url, "--token", "wrong"]) == 1
+    # A refused token is exit status 3, found before any file is sent.
+    assert cli.main(["upload", str(path), "--url", server.url, "--token", "wrong"]) == 3
     err = capsys.readouterr().err
-    assert "401" in err
+    assert "invalid bearer token" in err
     assert "SPOOLUP_TOKEN" in err
-    assert cli.main(["upload", str(tmp_path / "missing"), "--url", server.url]) == 1
-    assert "cannot read" in capsys.readouterr().err
+    argv = ["upload", str(tmp_path / "missing"), str(path), "--url", server.url]
+    assert cli.main([*argv, "--token", "cli-token"]) == 1
+    err = capsys.readouterr().err
+    assert "missing: no such file or folder" in err
+    assert "1 uploaded (4 B), 1 failed of 2 files" in err
 
 
 def test_upload_retries_connection_errors(tmp_path: Path) -> None:
@@ -98,7 +103,7 @@ def test_upload_retries_connection_errors(tmp_path: Path) -> None:
     pauses: list[float] = []
     seen: list[tuple[int | None, int]] = []
     with httpx.Client(base_url="http://test", transport=httpx.MockTransport(handler)) as client:
-        record = cli.upload_one(
+        record = upload_cmd.upload_one(
             client, path, retries=5, progress=lambda d, t: seen.append((d, t)), sleep=pauses.append
         )
     assert record["sha256"] == digest
@@ -116,9 +121,11 @@ def test_upload_gives_up_after_bounded_retries(tmp_path: Path) -> None:
     pauses: list[float] = []
     with (
         httpx.Client(base_url="http://test", transport=httpx.MockTransport(handler)) as client,
-        pytest.raises(cli.UploadFailed, match="gave up after 7 attempts"),
+        pytest.raises(upload_cmd.UploadFailed, match="gave up after 7 attempts"),
     ):
-        cli.upload_one(client, path, retries=6, progress=lambda d, t: None, sleep=pauses.append)
+        upload_cmd.upload_one(
+            client, path, retries=6, progress=lambda d, t: None, sleep=pauses.append
+        )
     assert pauses == [0.5, 1.0, 2.0, 4.0, 8.0, 10.0]
 
 
@@ -140,9 +147,9 @@ def test_upload_refused_or_mismatched(tmp_path: Path, response: httpx.Response, 
     transport = httpx.MockTransport(lambda request: response)
     with (
         httpx.Client(base_url="http://test", transport=transport) as client,
-        pytest.raises(cli.UploadFailed, match=match),
+        pytest.raises(upload_cmd.UploadFailed, match=match),
     ):
-        cli.upload_one(client, path, retries=0, progress=lambda d, t: None)
+        upload_cmd.upload_one(client, path, retries=0, progress=lambda d, t: None)
 
 
 def test_upload_mismatch_exit_status(
@@ -153,9 +160,12 @@ def test_upload_mismatch_exit_status(
     real_client = httpx.Client
 
     def fake_client(**kwargs: object) -> httpx.Client:
-        kwargs["transport"] = httpx.MockTransport(
-            lambda r: httpx.Response(201, json={"sha256": "bad"})
-        )
+        def answer(request: httpx.Request) -> httpx.Response:
+            if request.method == "GET":  # no limits to check, no such file yet
+                return httpx.Response(404 if request.url.path == "/api/limits" else 200, json=[])
+            return httpx.Response(201, json={"sha256": "bad"})
+
+        kwargs["transport"] = httpx.MockTransport(answer)
         return real_client(**kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(httpx, "Client", fake_client)
@@ -264,7 +274,7 @@ def test_large_files_go_by_tus(
     small = tmp_path / "small.txt"
     small.write_bytes(b"under the threshold")
     big = tmp_path / "big.bin"
-    big.write_bytes(os.urandom(3 * cli.CHUNK_SIZE + 7))
+    big.write_bytes(os.urandom(3 * upload_cmd.CHUNK_SIZE + 7))
     before = tus_uploads(server.storage)
     argv = ["upload", str(small), str(big), "--url", server.url, "--token", "cli-token"]
     assert cli.main([*argv, "--tus-threshold", "1MiB", "--chunk-size", "1MiB"]) == 0
@@ -280,20 +290,24 @@ def test_large_files_go_by_tus(
     assert json.loads((tmp_path / "cache" / "spoolup" / "tus-uploads.json").read_text()) == {}
 
 
-def test_tus_refusal_exits_non_zero(
-    server: RunningServer,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+def test_tus_refusal_says_why(
+    server: RunningServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     path = tmp_path / "a.bin"
     path.write_bytes(b"data")
-    argv = ["upload", str(path), "--url", server.url, "--token", "wrong", "--tus-threshold", "0"]
-    assert cli.main(argv) == 1
-    err = capsys.readouterr().err
-    assert "401" in err
-    assert "SPOOLUP_TOKEN" in err
+    with (
+        server.client("wrong") as client,
+        pytest.raises(upload_cmd.UploadFailed, match=r"401.*SPOOLUP_TOKEN"),
+    ):
+        upload_cmd.upload_tus(
+            client,
+            path,
+            endpoint=f"{server.url}/tus/",
+            chunk_size=1024,
+            retries=0,
+            progress=lambda d, t: None,
+        )
 
 
 def test_bad_chunk_size_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -332,9 +346,9 @@ def test_tus_record_is_checked(
     path.write_bytes(b"abc")
     with (
         httpx.Client(transport=fake_tus(record)) as client,
-        pytest.raises(cli.UploadFailed, match=match),
+        pytest.raises(upload_cmd.UploadFailed, match=match),
     ):
-        cli.upload_tus(
+        upload_cmd.upload_tus(
             client,
             path,
             endpoint="http://test/tus/",
@@ -342,8 +356,8 @@ def test_tus_record_is_checked(
             retries=0,
             progress=lambda d, t: None,
         )
-    with httpx.Client(transport=fake_tus(record)) as client, pytest.raises(cli.UploadFailed):
-        cli.upload_tus(
+    with httpx.Client(transport=fake_tus(record)) as client, pytest.raises(upload_cmd.UploadFailed):
+        upload_cmd.upload_tus(
             client,
             tmp_path / "missing",
             endpoint="http://test/tus/",
@@ -353,25 +367,11 @@ def test_tus_record_is_checked(
         )
 
 
-class SlowStorage(LocalStorage):
-    """A LocalStorage whose tus parts take a while, counted: time to interrupt an upload."""
-
-    def __init__(self, root: Path) -> None:
-        super().__init__(root)
-        self.part_bytes = 0
-
-    def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> PartInfo:
-        """Count, pause, store."""
-        self.part_bytes += len(data)
-        time.sleep(0.05)
-        return super().upload_part(key, upload_id, number, data)
-
-
 def test_killed_upload_resumes_when_run_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (tmp_path / "tmp").mkdir()
-    storage = SlowStorage(tmp_path / "storage")
+    storage = CountingStorage(tmp_path / "storage", delay=0.05)
     config = ServerConfig(storage=str(tmp_path / "storage"))
     running = start_server(config, tmp_path / "tmp", store=RecordStore(storage))
     cache = tmp_path / "cache"
@@ -407,7 +407,7 @@ def test_killed_upload_resumes_when_run_again(
         assert cli.main(argv) == 0
         out, err = capsys.readouterr()
         record = json.loads(out)
-        assert f"resuming at {offset} of {len(data)} bytes" in err
+        assert f"resuming at {format_size(offset)} of {format_size(len(data))}" in err
         assert storage.part_bytes - offset == len(data) - offset  # the rest, only the rest
         assert record["sha256"] == hashlib.sha256(data).hexdigest()
         assert tus_uploads(storage.root) == [upload_id]

@@ -182,6 +182,21 @@ def test_temporary_file_handler_always_on_disk(tmp: Path) -> None:
     assert list(tmp.iterdir()) == []
 
 
+def test_temp_dir_is_where_temp_files_go(tmp: Path, tmp_path: Path) -> None:
+    chosen = tmp_path / "chosen"
+    chosen.mkdir()
+    data = body(("a", "small.txt", b"tiny", None), ("b", "big.bin", b"x" * 100, None))
+    handlers = [functools.partial(SpooledFileHandler, 10, temp_dir=chosen)]
+    with spoolup.parse_form(data, CT, handlers=handlers) as form:
+        assert form.files["a"].in_memory
+        assert form.files["b"].path is not None
+        assert form.files["b"].path.parent == chosen
+    with spoolup.parse_form(data, CT, handlers=[TemporaryFileHandler(temp_dir=chosen)]) as form:
+        assert len(list(chosen.iterdir())) == 2
+    assert list(chosen.iterdir()) == []
+    assert list(tmp.iterdir()) == []
+
+
 @pytest.mark.parametrize("chunk", [1, 7, 100, 65536])
 def test_spooled_threshold_is_decided_on_bytes_received(tmp: Path, chunk: int) -> None:
     limits = Limits(memory_threshold=100)

@@ -313,6 +313,11 @@ class Receiver:
         for handler in handlers:
             handler.upload_started(context)
 
+    @property
+    def files(self) -> MultiDict[UploadedFile]:
+        """The files received so far, in arrival order (the form's files once finished)."""
+        return self._files
+
     # -- feeding ---------------------------------------------------------------
 
     def feed(self, data: bytes) -> bool:

@@ -287,7 +287,8 @@ class _BackgroundWriter:
 class _StoringHandler(UploadHandler):
     """Shared state of the built-in handlers that keep the bytes of a file."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, temp_dir: str | os.PathLike[str] | None = None) -> None:
+        self.temp_dir = temp_dir
         self._info: FileInfo | None = None
         self._chunks: list[bytes] = []
         self._spool: SpoolFile | None = None
@@ -308,7 +309,7 @@ class _StoringHandler(UploadHandler):
         raise StopFutureHandlers
 
     def _start_spool(self) -> _BackgroundWriter:
-        self._spool = spool = SpoolFile()
+        self._spool = spool = SpoolFile(dir=self.temp_dir)
         self._writer = writer = _BackgroundWriter(spool.file)
         return writer
 
@@ -354,7 +355,9 @@ class MemoryFileHandler(_StoringHandler):
 
 
 class TemporaryFileHandler(_StoringHandler):
-    """Writes every file to a temp file in ``tempfile.gettempdir()``, removed on close.
+    """Writes every file to a temp file in ``temp_dir`` (default ``tempfile.gettempdir()``).
+
+    The temp file is removed on close, unless it was moved away by ``save``.
 
     Writes happen in a pool thread, overlapping with parsing (see the module notes).
     Takes the file (later handlers do not see it).
@@ -383,11 +386,17 @@ class SpooledFileHandler(_StoringHandler):
     file of at most ``memory_threshold`` bytes (``Limits.memory_threshold`` unless
     given) stays in memory; at the first byte past it, what was held goes to a temp
     file and the rest follows there, written by a pool thread while parsing goes on.
-    Takes the file (later handlers do not see it).
+    Temp files go to ``temp_dir`` (default ``tempfile.gettempdir()``). Takes the file
+    (later handlers do not see it).
     """
 
-    def __init__(self, memory_threshold: int | None = None) -> None:
-        super().__init__()
+    def __init__(
+        self,
+        memory_threshold: int | None = None,
+        *,
+        temp_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        super().__init__(temp_dir=temp_dir)
         self._fixed_threshold = memory_threshold
         self._threshold = (
             Limits().memory_threshold if memory_threshold is None else memory_threshold

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,10 +18,10 @@ import pytest
 
 from spoolup.server.config import ServerConfig
 from spoolup.server.store import RecordStore
-from spoolup.storage.base import ObjectInfo, PartInfo, StorageError
-from spoolup.storage.local import LocalStorage
+from spoolup.storage.base import ObjectInfo, StorageError
 from tests.e2e.test_page import CHROMIUM, LAUNCH_ARGS
 from tests.server.conftest import RunningServer, start_server
+from tests.tus.conftest import CountingStorage
 
 pytestmark = pytest.mark.browser
 
@@ -30,21 +29,6 @@ sync_api = pytest.importorskip("playwright.sync_api")
 
 MiB = 1024 * 1024
 SIZE = 20 * MiB + 12345
-
-
-class CountingStorage(LocalStorage):
-    """LocalStorage that counts the bytes of tus data written (one part per flush)."""
-
-    def __init__(self, root: Path) -> None:
-        super().__init__(root)
-        self.part_bytes = 0
-        self.lock = threading.Lock()
-
-    def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> PartInfo:
-        """Count, then store the part."""
-        with self.lock:
-            self.part_bytes += len(data)
-        return super().upload_part(key, upload_id, number, data)
 
 
 @dataclass

@@ -21,6 +21,7 @@ from spoolup.storage import (
     ObjectNotFound,
     StorageError,
 )
+from spoolup.storage.base import PartInfo
 from spoolup.storage.local import META_SUFFIX, TEMP_SUFFIX
 
 MiB = 1024 * 1024
@@ -323,7 +324,7 @@ def test_local_complete_checks_parts(tmp_path: Path) -> None:
     storage = LocalStorage(tmp_path)
     upload_id = storage.begin_multipart("u")
     part = storage.upload_part("u", upload_id, 1, b"abc")
-    with pytest.raises(StorageError, match="do not match"):
+    with pytest.raises(StorageError, match="fewer bytes than its parts say"):
         storage.complete_multipart("u", upload_id, [part, part])
     with pytest.raises(ObjectNotFound):
         storage.upload_part("other", upload_id, 1, b"x")
@@ -351,3 +352,24 @@ def test_move_is_a_rename(tmp_path: Path) -> None:
     assert info.sha256 == "0" * 64
     # The emptied folders of the source go with it; nothing else is left.
     assert files_under(storage.root) == ["files/.f" + META_SUFFIX, "files/f"]
+
+
+def test_local_append_streams_in_place(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path)
+    assert storage.appendable
+    upload_id = storage.begin_multipart("a", filename="a.bin")
+    out = storage.open_append("a", upload_id, 0)
+    out.write(b"hello ")
+    out.write(b"wor")
+    out.sync()
+    out.close()
+    # A request that died after its offset was saved at 6: the 3 bytes past it go.
+    out = storage.open_append("a", upload_id, 6)
+    assert out.size == 6
+    out.write(b"world")
+    out.close()
+    with pytest.raises(StorageError, match="fewer than its offset"):
+        storage.open_append("a", upload_id, 100)
+    info = storage.complete_multipart("a", upload_id, [PartInfo(1, 11, "append")])
+    assert (info.size, info.filename) == (11, "a.bin")
+    assert storage.read_bytes("a") == b"hello world"

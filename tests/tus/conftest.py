@@ -16,12 +16,49 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount
 
 from spoolup.files import UploadedFile
+from spoolup.storage.base import PartAppender
 from spoolup.storage.local import LocalStorage
 from spoolup.tus import TusApp, UploadInfo, create_tus_app
-from spoolup.tus.store import LocalTusStore, StorageTusStore, TusStore
+from spoolup.tus.store import TusStore
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp
+
+
+class CountingStorage(LocalStorage):
+    """A LocalStorage counting the tus bytes appended (``part_bytes``), each write
+    delayed by ``delay`` seconds: time to interrupt an upload."""
+
+    def __init__(self, root: Path, delay: float = 0.0) -> None:
+        super().__init__(root)
+        self.part_bytes = 0
+        self.delay = delay
+        self.lock = threading.Lock()
+
+    def open_append(self, key: str, upload_id: str, offset: int) -> PartAppender:
+        """The real appender, counted (and slowed down)."""
+        return _CountingAppender(super().open_append(key, upload_id, offset), self)
+
+
+class _CountingAppender(PartAppender):
+    def __init__(self, inner: PartAppender, storage: CountingStorage) -> None:
+        self.inner = inner
+        self.storage = storage
+        self.size = inner.size
+
+    def write(self, data: bytes) -> None:
+        if self.storage.delay:
+            time.sleep(self.storage.delay)
+        self.inner.write(data)
+        self.size = self.inner.size
+        with self.storage.lock:
+            self.storage.part_bytes += len(data)
+
+    def sync(self) -> None:
+        self.inner.sync()
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 class Clock:
@@ -81,21 +118,12 @@ class Server:
 
 
 class Env:
-    """A store, a clock, a completion recorder and servers started on demand.
+    """A store over a LocalStorage, a clock, a completion recorder, servers on demand."""
 
-    ``kind`` is ``"folder"`` (:class:`LocalTusStore`) or ``"storage"``
-    (:class:`StorageTusStore` over a :class:`LocalStorage`).
-    """
-
-    def __init__(self, root: Path, kind: str = "folder") -> None:
+    def __init__(self, root: Path) -> None:
         self.root = root
-        self.kind = kind
-        self.store: TusStore
-        if kind == "folder":
-            self.store = LocalTusStore(root)
-        else:
-            self.storage = LocalStorage(root)
-            self.store = StorageTusStore(self.storage)
+        self.storage = LocalStorage(root)
+        self.store = TusStore(self.storage)
         self.clock = Clock()
         self.completed = Completed()
         self.servers: list[Server] = []
@@ -106,24 +134,19 @@ class Env:
         options.setdefault("on_complete", self.completed)
         options.setdefault("clock", self.clock)
         options.setdefault("sweep_interval", None)
-        target: object = self.root if self.kind == "folder" else self.storage
-        server = Server(create_tus_app(target, **options), routes)
+        server = Server(create_tus_app(self.store, **options), routes)
         self.servers.append(server)
         return server
 
     def has_data(self, upload_id: str) -> bool:
-        if isinstance(self.store, LocalTusStore):
-            return self.store.data_path(upload_id).exists()
-        assert isinstance(self.store, StorageTusStore)
         return self.storage.exists(self.store.key(upload_id, "data"))
 
     def lease_owner(self, upload_id: str) -> str | None:
-        folder = self.root if self.kind == "folder" else self.root / ".tus-leases"
         try:
-            record = json.loads((folder / f"{upload_id}.lock").read_bytes())
+            record = (self.root / ".tus-leases" / f"{upload_id}.lock").read_bytes()
         except FileNotFoundError:
             return None
-        return str(record["owner"])
+        return str(json.loads(record)["owner"])
 
     def close(self) -> None:
         for server in self.servers:
@@ -131,9 +154,9 @@ class Env:
                 server.stop()
 
 
-@pytest.fixture(params=["folder", "storage"])
-def env(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Env]:
-    e = Env(tmp_path / "store", request.param)
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[Env]:
+    e = Env(tmp_path / "store")
     yield e
     e.close()
 

@@ -17,10 +17,8 @@ import pytest
 from spoolup.errors import UnsupportedMediaType
 from spoolup.handlers import HashingHandler, SizeLimitHandler
 from spoolup.storage.local import LocalStorage
-from spoolup.tus import LocalTusStore
 from spoolup.tus.app import tus_store_for
 from spoolup.tus.lock import lock_for
-from spoolup.tus.store import StorageTusStore
 from tests.tus.conftest import Env, Server
 
 OCT = {"Content-Type": "application/offset+octet-stream"}
@@ -85,7 +83,7 @@ def test_full_upload_in_chunks(env: Env, server: Server, client: httpx.Client) -
     assert call["filename"] == "r\u00e9sum\u00e9.bin"
     assert call["content_type"] == "application/x-test"
     assert call["size"] == len(data)
-    assert isinstance(call["path"], Path) == (env.kind == "folder")
+    assert call["path"] is None  # the stored object, handed on where it lies
     info = env.store.load(url.rsplit("/", 1)[1])
     assert info is not None
     assert info.record is not None
@@ -340,10 +338,10 @@ async def test_async_on_complete_and_no_callback(env: Env, client: httpx.Client)
 
 def test_store_for(tmp_path: Path) -> None:
     store = tus_store_for(tmp_path / "a")
-    assert isinstance(store, LocalTusStore)
+    assert isinstance(store.storage, LocalStorage)
     assert tus_store_for(store) is store
-    backed = tus_store_for(LocalStorage(tmp_path / "b"))
-    assert isinstance(backed, StorageTusStore)
+    storage = LocalStorage(tmp_path / "b")
+    assert tus_store_for(storage).storage is storage
     with pytest.raises(TypeError):
         tus_store_for(object())
 

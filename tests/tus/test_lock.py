@@ -25,7 +25,7 @@ from spoolup.tus.lock import (
     _S3Cells,
     lock_for,
 )
-from spoolup.tus.store import LocalTusStore, StorageTusStore
+from spoolup.tus.store import TusStore
 from tests.redis_server import redis_server
 from tests.seaweed import Seaweed
 from tests.tus.conftest import Clock
@@ -38,21 +38,18 @@ UPLOAD = "AbCdEfGhIjKlMnOpQrStUv"
 def make_lock(kind: str, request: pytest.FixtureRequest, tmp_path: Path, **options: Any) -> Any:
     clock = options.pop("clock", Clock())
     ttl = options.pop("ttl", 3.0)
-    if kind == "folder":
-        return lock_for(LocalTusStore(tmp_path / "f"), ttl=ttl, clock=clock)
     if kind == "local":
-        storage = LocalStorage(tmp_path / "s")
-        return lock_for(StorageTusStore(storage), ttl=ttl, clock=clock)
+        return lock_for(TusStore(LocalStorage(tmp_path / "s")), ttl=ttl, clock=clock)
     if kind == "s3":
         seaweed: Seaweed = request.getfixturevalue("seaweed")
         prefix = f"lock-{uuid.uuid4().hex[:10]}"
         storage3 = S3Storage(seaweed.bucket, prefix, client=seaweed.client())
-        return lock_for(StorageTusStore(storage3), ttl=ttl, clock=clock)
+        return lock_for(TusStore(storage3), ttl=ttl, clock=clock)
     server = request.getfixturevalue("redis_server")
     return lock_for(None, server.url, ttl=ttl, clock=clock)
 
 
-KINDS = ["folder", "local", pytest.param("s3", marks=pytest.mark.s3), "redis"]
+KINDS = ["local", pytest.param("s3", marks=pytest.mark.s3), "redis"]
 
 
 @pytest.fixture(params=KINDS)
@@ -205,7 +202,7 @@ def test_keeper_fences_after_a_stall(
 def test_keeper_renews_a_lapsed_lease_nobody_took(tmp_path: Path) -> None:
     clock = Clock()
     ticks = [0.0]
-    lock = lock_for(LocalTusStore(tmp_path), ttl=3.0, clock=clock)
+    lock = lock_for(TusStore(LocalStorage(tmp_path)), ttl=3.0, clock=clock)
     lease = lock.acquire(UPLOAD, "server-a")
     assert lease is not None
     keeper = LeaseKeeper(lock, lease, monotonic=lambda: ticks[0])
@@ -270,4 +267,4 @@ def test_lock_urls(tmp_path: Path) -> None:
     with pytest.raises(TypeError):
         lock_for(object())
     with pytest.raises(ValueError, match="between"):
-        lock_for(LocalTusStore(tmp_path), ttl=0)
+        lock_for(TusStore(LocalStorage(tmp_path)), ttl=0)

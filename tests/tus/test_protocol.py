@@ -215,8 +215,24 @@ def test_concatenation_headers() -> None:
         length=5, concat="partial"
     )
     other = "B" * 22
-    req = read("POST", upload_concat=f"final;/tus/{UID} http://h:1/tus/{other}/?x#y")
-    assert req == Create(length=None, concat="final", parts=(UID, other))
+    urls = (f"/tus/{UID}", f"http://h:1/tus/{other}/?x#y")
+    req = read("POST", upload_concat="final;" + " ".join(urls))
+    assert req == Create(length=None, concat="final", parts=urls)
+    assert isinstance(req, Create)
+    assert TusProtocol().concat_ids(req.parts, "/tus", "H:1") == (UID, other)
+    # Only this server's own upload paths: not another host, not any path ending in an id.
+    for url in (
+        f"http://evil:1/tus/{UID}",
+        f"/elsewhere/{UID}",
+        f"/tus/x/{UID}",
+        f"ftp://h:1/tus/{UID}",
+        f"//h:1/tus/{UID}",
+        f"http://h:1/tus/{UID}/more",
+    ):
+        with pytest.raises(TusError, match="not an upload of this server"):
+            TusProtocol().concat_ids([url], "/tus", "h:1")
+    # A partial upload may appear once.
+    assert status_of("POST", upload_concat=f"final;/tus/{UID} http://h:1/tus/{UID}") == 400
     assert status_of("POST", upload_concat="final;") == 400
     assert status_of("POST", upload_concat="final; /tus/../etc") == 400
     assert status_of("POST", upload_concat="bogus") == 400
@@ -233,7 +249,7 @@ def test_concatenation_headers() -> None:
     )
     p = TusProtocol(limits=TusLimits(max_concat_parts=2))
     with pytest.raises(RequestTooLarge, match="max_concat_parts"):
-        p.read_request("POST", None, {**V, "upload-concat": f"final;{UID} {UID} {UID}"})
+        p.read_request("POST", None, {**V, "upload-concat": f"final;{UID} {other} {UID}"})
 
 
 def test_patch_reading() -> None:

@@ -20,10 +20,11 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from http import HTTPStatus
 from importlib import resources
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote
 
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -35,17 +36,22 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import spoolup.asgi
 from spoolup.errors import MalformedRequest, UploadError
+from spoolup.files import UploadedFile
 from spoolup.handlers import MemoryFileHandler
 from spoolup.headers import safe_filename
+from spoolup.limits import Limits
+from spoolup.server.about import limits_json
 from spoolup.server.auth import BearerAuthMiddleware
 from spoolup.server.config import ConfigError, ServerConfig
 from spoolup.server.hooks import HookCallable, HookDispatcher
 from spoolup.server.inspect import inspect_image
+from spoolup.server.listing import FileIndex, list_files
 from spoolup.server.logs import AccessLogMiddleware
 from spoolup.server.metrics import Metrics, metrics_endpoint
 from spoolup.server.observe import file_terminated, observe_upload
 from spoolup.server.origins import OriginGuardMiddleware, default_allowed_hosts
-from spoolup.server.records import is_file_id
+from spoolup.server.records import FileRecord, is_file_id
+from spoolup.server.share import LinkSigner, link_routes
 from spoolup.server.store import RecordStore, open_store
 from spoolup.storage.base import StorageError
 
@@ -120,29 +126,37 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-async def list_files(request: Request) -> Response:
-    """``GET /api/files``: every record, newest first."""
-    records = await _store(request).list()
-    return JSONResponse([r.to_json() for r in records])
+async def limits(request: Request) -> Response:
+    """``GET /api/limits``: what this server takes, for clients to check before sending."""
+    return JSONResponse(limits_json(_config(request), links=request.app.state.link_signer))
 
 
-async def post_files(request: Request) -> Response:
-    """``POST /api/files``: store every file part of a multipart body; 201 with the records."""
-    config = _config(request)
+async def _receive_files(
+    request: Request, limits: Limits
+) -> tuple[list[FileRecord], BackgroundTask | None]:
+    """Store every file part of the multipart body (400 when there is none).
+
+    Returns the records and the post-finish task to run once the client has its answer.
+    """
     store = _store(request)
     with observe_upload(request, "multipart") as upload:
         form = await spoolup.asgi.parse_form(
-            request.scope, upload.receive, limits=config.limits, handlers=upload.handlers()
+            request.scope, upload.receive, limits=limits, handlers=upload.handlers()
         )
         with form:
             records = [store.record_of(f) for _, f in form.files.multi_items()]
+        request.app.state.file_index.invalidate()
         if not records:
             msg = "the form has no file part"
             raise MalformedRequest(msg)
         await upload.pre_finish(records)
-    return JSONResponse(
-        [r.to_json() for r in records], status_code=201, background=upload.post_finish(records)
-    )
+    return records, upload.post_finish(records)
+
+
+async def post_files(request: Request) -> Response:
+    """``POST /api/files``: store every file part of a multipart body; 201 with the records."""
+    records, finish = await _receive_files(request, _config(request).limits)
+    return JSONResponse([r.to_json() for r in records], status_code=201, background=finish)
 
 
 async def put_file(request: Request) -> Response:
@@ -168,6 +182,7 @@ async def put_file(request: Request) -> Response:
         with uploaded:
             record = store.record_of(uploaded)
         await upload.pre_finish([record])
+    request.app.state.file_index.invalidate()
     return JSONResponse(record.to_json(), status_code=201, background=upload.post_finish([record]))
 
 
@@ -219,7 +234,11 @@ def _content_disposition(filename: str) -> str:
 
 async def get_file(request: Request) -> Response:
     """``GET /api/files/{id}``: the bytes, with ETag and single-range support (206/416)."""
-    file_id = _file_id(request)
+    return await _send_file(request, _file_id(request))
+
+
+async def _send_file(request: Request, file_id: str) -> Response:
+    """The bytes of ``file_id`` for ``request`` (its Range, If-Range, If-None-Match)."""
     store = _store(request)
     record = await store.get(file_id)
     if record is None:
@@ -307,6 +326,7 @@ async def delete_file(request: Request) -> Response:
     record = await store.get(file_id) if hooks.wants("post-terminate") else None
     if not await store.delete(file_id):
         raise HTTPException(404, "no such file")
+    request.app.state.file_index.invalidate()
     if record is not None:
         await file_terminated(request, record)
     return Response(status_code=204)
@@ -405,12 +425,14 @@ def _routes(extra: Sequence[BaseRoute], config: ServerConfig) -> list[BaseRoute]
     return [
         Route("/", index, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/api/limits", limits, methods=["GET"]),
         Route("/api/files", list_files, methods=["GET"]),
         Route("/api/files", post_files, methods=["POST"]),
         Route("/api/files/{name}", put_file, methods=["PUT"]),
         Route(file_route, get_file, methods=["GET"]),
         Route(file_route, delete_file, methods=["DELETE"]),
         Route("/api/inspect/image", inspect, methods=["POST"]),
+        *link_routes(send_file=_send_file, receive_files=_receive_files, page=index),
         *_metrics_routes(config),
         Mount("/static", app=StaticFiles(packages=[("spoolup.server", "static")])),
         *extra,
@@ -424,7 +446,7 @@ def _metrics_routes(config: ServerConfig) -> list[BaseRoute]:
     return [Route("/metrics", metrics_endpoint, methods=["GET"])]
 
 
-def _tus_app(store: RecordStore, config: ServerConfig) -> TusApp | None:
+def _tus_app(store: RecordStore, config: ServerConfig, index: FileIndex) -> TusApp | None:
     """The tus 1.0.0 app for ``/tus``: finished uploads become file records."""
     try:
         from spoolup.tus.app import create_tus_app
@@ -437,10 +459,16 @@ def _tus_app(store: RecordStore, config: ServerConfig) -> TusApp | None:
     except ImportError as exc:
         msg = "--lock needs the redis package: pip install 'spoolup[redis]'"
         raise ConfigError(msg) from exc
+
+    async def adopt(uploaded: UploadedFile, info: object = None) -> dict[str, Any]:
+        record = await store.adopt(uploaded, info)
+        index.invalidate()
+        return record
+
     return create_tus_app(
         store.storage,
         max_size=config.limits.max_file_size,
-        on_complete=store.adopt,
+        on_complete=adopt,
         lease=config.lease,
         lock=lock,
         allow_origins=config.cors_origins,
@@ -469,7 +497,8 @@ def create_app(
     metrics = Metrics(enabled=config.metrics)
     metrics.instrument_storage(store.storage)
     dispatcher = HookDispatcher.from_config(config, hooks, metrics)
-    tus = _tus_app(store, config)
+    index = FileIndex(store)
+    tus = _tus_app(store, config, index)
     middleware = [
         Middleware(AccessLogMiddleware, metrics=metrics),
         Middleware(_CatchAll),
@@ -513,4 +542,6 @@ def create_app(
     app.state.store = store
     app.state.metrics = metrics
     app.state.hooks = dispatcher
+    app.state.file_index = index
+    app.state.link_signer = LinkSigner.from_config(config)
     return app

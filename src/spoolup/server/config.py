@@ -21,10 +21,13 @@ from spoolup.limits import Limits
 __all__ = [
     "DEFAULT_INSPECT_MAX_PIXELS",
     "DEFAULT_INSPECT_MAX_SIZE",
+    "DEFAULT_SHARE_TTL",
+    "MAX_SHARE_TTL",
     "ConfigError",
     "ServerConfig",
     "is_loopback",
     "load_config",
+    "parse_duration",
     "parse_size",
 ]
 
@@ -33,6 +36,15 @@ DEFAULT_INSPECT_MAX_SIZE = 2 * 1024 * 1024
 
 DEFAULT_INSPECT_MAX_PIXELS = 40_000_000
 """Pixels of one image the inspector decodes (a small PNG can claim a huge canvas)."""
+
+DEFAULT_SHARE_TTL = 7 * 24 * 3600.0
+"""Seconds a share or upload link lasts by default (7 days)."""
+
+MAX_SHARE_TTL = 366 * 24 * 3600.0
+"""The longest a link may last (a year and a day)."""
+
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*")
 
 _UNITS = {
     "": 1,
@@ -88,6 +100,9 @@ class ServerConfig:
             or S3 conditional writes), or a Redis/Valkey URL (``redis://host:6379/0``).
         lease: seconds a tus write lease lasts unless renewed (3): how long a killed
             server keeps its uploads from the others.
+        share_secret: the key that signs share and upload links (derived from ``token``
+            when unset; give several servers the same one; change it to revoke every link).
+        share_ttl: seconds a share or upload link lasts unless it asks for less (7 days).
         header_limit: bytes of one request line and its headers together (64 KiB; 431).
         header_timeout: seconds a request's line and headers may take (30; 408).
         body_timeout: seconds a request body may stay silent while it is read (60).
@@ -120,6 +135,8 @@ class ServerConfig:
     access_log: bool = True
     lock: str | None = None
     lease: float = 3.0
+    share_secret: str | None = None
+    share_ttl: float = DEFAULT_SHARE_TTL
     header_limit: int = 64 * 1024
     header_timeout: float = 30.0
     body_timeout: float = 60.0
@@ -160,6 +177,12 @@ class ServerConfig:
             raise ConfigError(msg)
         if self.lock is not None and not self.lock.lower().startswith(_LOCK_SCHEMES):
             msg = f"lock must be a redis://, rediss:// or valkey:// URL, not {self.lock!r}"
+            raise ConfigError(msg)
+        if not 0 < self.share_ttl <= MAX_SHARE_TTL:
+            msg = f"share_ttl must be more than 0 and at most {MAX_SHARE_TTL:.0f} seconds"
+            raise ConfigError(msg)
+        if self.share_secret is not None and len(self.share_secret) < 16:
+            msg = "share_secret must be at least 16 characters"
             raise ConfigError(msg)
         if not self.storage:
             msg = "storage must not be empty"
@@ -244,6 +267,21 @@ def parse_size(value: object, name: str = "size") -> int:
     raise ConfigError(msg)
 
 
+def parse_duration(value: object, name: str = "duration") -> float:
+    """Seconds from a number or a string with a unit: ``"90"``, ``"15m"``, ``"12h"``, ``"7d"``.
+
+    Raises :class:`ConfigError` for anything else or a negative number.
+    """
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    if isinstance(value, str):
+        match = _DURATION.fullmatch(value.lower())
+        if match and match.group(2) in _DURATION_UNITS:
+            return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    msg = f"{name} must be a duration such as 3600, '15m', '12h' or '7d', not {value!r}"
+    raise ConfigError(msg)
+
+
 def _parse_int(value: object, name: str) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
@@ -305,6 +343,8 @@ _SETTINGS: dict[str, Any] = {
     "access_log": _parse_bool,
     "lock": _parse_str,
     "lease": _parse_float,
+    "share_secret": _parse_str,
+    "share_ttl": parse_duration,
     "header_limit": parse_size,
     "header_timeout": _parse_float,
     "body_timeout": _parse_float,
@@ -393,7 +433,7 @@ def load_config(
     }
     _apply(settings, limits, from_env, "SPOOLUP_")
     _apply(settings, limits, overrides or {}, "")
-    for optional in ("token", "hook_url", "hook_secret"):
+    for optional in ("token", "hook_url", "hook_secret", "share_secret"):
         if settings.get(optional) == "":
             settings[optional] = None
     try:

@@ -62,6 +62,7 @@ __all__ = [
     "ObjectInfo",
     "ObjectNotFound",
     "ObjectWriter",
+    "PartAppender",
     "PartInfo",
     "Storage",
     "StorageError",
@@ -291,6 +292,28 @@ class PartInfo:
 # -- writers -----------------------------------------------------------------------------
 
 
+class PartAppender(abc.ABC):
+    """Streams bytes onto the end of a resumable upload (see :meth:`Storage.open_append`).
+
+    ``size`` is the upload's size so far. :meth:`sync` makes every byte written so
+    far durable; :meth:`close` releases the writer without syncing.
+    """
+
+    size: int
+
+    @abc.abstractmethod
+    def write(self, data: bytes) -> None:
+        """Append ``data``."""
+
+    @abc.abstractmethod
+    def sync(self) -> None:
+        """Flush every byte written so far to stable storage."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the writer (what was written stays; nothing is synced)."""
+
+
 class _StreamHash:
     """The sha256 of a stream, computed beside the writing once it passes 1 MiB.
 
@@ -375,6 +398,9 @@ class ObjectWriter(abc.ABC):
         self.size = 0
         self._hash = _StreamHash()
         self.done = False
+        # False: the commit may skip flushing to stable storage (state that is
+        # rewritten often and checkpointed durably elsewhere); backends may ignore it.
+        self.durable = True
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """Append ``data`` (any length, may be empty) to the object being written.
@@ -610,6 +636,20 @@ class Storage(abc.ABC):
         """Discard the upload and every part; unknown ids are not an error."""
         raise NotImplementedError
 
+    appendable: bool = False
+    """Whether :meth:`open_append` streams a resumable upload's bytes in place."""
+
+    def open_append(self, key: str, upload_id: str, offset: int) -> PartAppender:
+        """Append to the resumable upload from byte ``offset`` (backends whose uploads are
+        one growing file; see :attr:`appendable`).
+
+        Bytes past ``offset`` (written by a request that died before its offset was
+        saved) are cut off first. Complete such an upload with one
+        :class:`PartInfo` of the whole size. Raises :class:`StorageError` if the
+        upload holds fewer than ``offset`` bytes.
+        """
+        raise NotImplementedError
+
     # -- moving ------------------------------------------------------------------------
 
     def move(
@@ -680,15 +720,20 @@ class Storage(abc.ABC):
         filename: str | None = None,
         content_type: str | None = None,
         metadata: Mapping[str, str] | None = None,
+        durable: bool = True,
     ) -> ObjectInfo:
         """Write a whole object from bytes, an iterable of chunks or a binary file.
 
         Atomic: on any failure (including the source raising midway) nothing is
-        left under ``key`` and the error propagates.
+        left under ``key`` and the error propagates. ``durable=False`` lets a backend
+        skip flushing to stable storage (the local one skips its fsyncs): the object
+        is visible to every reader at once, but a power loss may bring back the
+        previous one. For small state rewritten often and checkpointed elsewhere.
         """
         with self.open_writer(
             key, filename=filename, content_type=content_type, metadata=metadata
         ) as writer:
+            writer.durable = durable
             for chunk in _chunks_of(data):
                 writer.write(chunk)
             return writer.commit()

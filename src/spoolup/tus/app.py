@@ -20,18 +20,21 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
 import inspect
 import json
 import secrets
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from spoolup.errors import RequestTooLarge, UploadAborted, UploadError
 from spoolup.files import FileInfo, UploadedFile
-from spoolup.handlers import HandlerSpec, HashingHandler, UploadContext, resolve_handlers
+from spoolup.form import receive_file
+from spoolup.handlers import HandlerSpec, HashingHandler, UploadHandler, resolve_handlers
 from spoolup.headers import safe_filename
 from spoolup.limits import Limits
 from spoolup.storage.base import ObjectNotFound, Storage
@@ -52,10 +55,7 @@ from spoolup.tus.protocol import (
     headers_from_asgi,
 )
 from spoolup.tus.state import UploadInfo
-from spoolup.tus.store import ChunkWriter, LocalTusStore, StorageTusStore, TusStore
-
-if TYPE_CHECKING:
-    import hashlib
+from spoolup.tus.store import DataWriter, TusStore
 
 __all__ = ["CompletionCallback", "TusApp", "create_tus_app"]
 
@@ -76,9 +76,10 @@ request answers with that status.
 
 # Body bytes gathered before one hop to a worker thread (cf. the form drivers).
 _BATCH = 1024 * 1024
-# Offset saved to the store at least this often (seconds) during a long PATCH.
-_SAVE_EVERY = 2.0
 _READ_CHUNK = 1024 * 1024
+# Uploads whose hash state this process keeps between requests (about 0.2 KiB each).
+_LIVE_MAX = 4096
+MiB = 1024 * 1024
 _T = TypeVar("_T")
 
 
@@ -96,9 +97,17 @@ class TusApp:
         lock: UploadLock | None = None,
         sweep_interval: float | None = 300.0,
         clock: Callable[[], float] = time.time,
+        checkpoint_bytes: int = 64 * MiB,
+        checkpoint_seconds: float = 2.0,
+        max_open_uploads: int = 10_000,
     ) -> None:
         """Serve ``store``; see :func:`create_tus_app` for the options."""
         self.store = store
+        self.checkpoint_bytes = checkpoint_bytes
+        self.checkpoint_seconds = checkpoint_seconds
+        self.max_open_uploads = max_open_uploads
+        self._open: int | None = None
+        self._live: dict[str, _Live] = {}
         self.protocol = protocol
         self.on_complete = on_complete
         self.handlers = handlers
@@ -185,8 +194,10 @@ class TusApp:
 
     def _sweep_sync(self, now: float) -> list[str]:
         removed = []
+        unfinished = 0
         for upload_id in list(self.store.ids()):
             if upload_id in self._busy:
+                unfinished += 1
                 continue
             try:
                 info = self.store.load(upload_id)
@@ -196,7 +207,11 @@ class TusApp:
             if gone and self.lock.acquire(upload_id, self.owner) is not None:
                 self.store.delete(upload_id)
                 self.lock.discard(upload_id)
+                self._live.pop(upload_id, None)
                 removed.append(upload_id)
+            elif info is not None and not info.is_complete:
+                unfinished += 1
+        self._open = unfinished  # the count of open uploads, taken afresh
         return removed
 
     # -- requests -----------------------------------------------------------------
@@ -216,6 +231,7 @@ class TusApp:
     async def _create(
         self, request: Create, root: str, headers: Mapping[str, str], receive: Receive
     ) -> Response:
+        await self._admit()
         now = self.clock()
         upload_id = secrets.token_urlsafe(16)
         info = UploadInfo(
@@ -228,20 +244,20 @@ class TusApp:
         )
         location = f"{root}/{upload_id}"
         if request.concat == "final":
-            parts = [await self._load(p) for p in request.parts]
+            ids = self.protocol.concat_ids(request.parts, root, headers.get("host"))
+            parts = [await self._load(p) for p in ids]
             info.length = self.protocol.check_final_parts(parts, now)
-            info.parts = request.parts
-            raw = headers.get("upload-concat", "")
-            info.part_urls = tuple(raw.split(";", 1)[1].split())
-            await asyncio.to_thread(self.store.create, info)
+            info.parts = ids
+            info.part_urls = request.parts
+            await self._created(info)
             await self._locked(info.id, self._or_remove(info, self._concat(info, parts)))
             return _with_record(
                 self.protocol.created_response(info, location, with_body=False), info
             )
-        await asyncio.to_thread(self.store.create, info)
+        await self._created(info)
         if request.body_length is None:
             if info.is_complete:  # an empty file is whole at once
-                await self._locked(upload_id, self._or_remove(info, self._after_write(info)))
+                await self._locked(upload_id, self._or_remove(info, self._after_write(info, None)))
             return self.protocol.created_response(info, location, with_body=False)
         body_length = None if request.body_length == -1 else request.body_length
         first = Patch(
@@ -249,6 +265,37 @@ class TusApp:
         )
         await self._locked(upload_id, self._or_remove(info, self._write(info, first, receive)))
         return _with_record(self.protocol.created_response(info, location, with_body=True), info)
+
+    async def _admit(self) -> None:
+        """Refuse a creation past ``max_open_uploads`` unfinished uploads (429).
+
+        The count is taken from one listing on the first creation and at every sweep,
+        and kept up to date in between, never by a listing per creation.
+        """
+        if self._open is None:
+            self._open = await asyncio.to_thread(self._count_open)
+        if self._open >= self.max_open_uploads:
+            msg = (
+                f"too many unfinished uploads ({self.max_open_uploads}): finish or delete "
+                "some, or wait until they expire"
+            )
+            raise TusError(msg, status=429)
+
+    def _count_open(self) -> int:
+        count = 0
+        for upload_id in self.store.ids():
+            with contextlib.suppress(UploadError):
+                info = self.store.load(upload_id)
+                count += info is not None and not info.is_complete
+        return count
+
+    async def _created(self, info: UploadInfo) -> None:
+        await asyncio.to_thread(self.store.create, info)
+        self._open = (self._open or 0) + 1
+
+    def _closed_one(self) -> None:
+        if self._open:
+            self._open -= 1
 
     async def _or_remove(self, info: UploadInfo, work: Awaitable[None]) -> None:
         """Run the work of a creation; if it fails, remove the upload it created.
@@ -260,8 +307,15 @@ class TusApp:
         try:
             await work
         except BaseException:
-            await asyncio.shield(asyncio.to_thread(self.store.delete, info.id))
+            await asyncio.shield(self._remove(info.id))
             raise
+
+    async def _remove(self, upload_id: str, *, unfinished: bool = True) -> None:
+        self._live.pop(upload_id, None)
+        await asyncio.to_thread(self.store.delete, upload_id)
+        await asyncio.to_thread(self.lock.discard, upload_id)
+        if unfinished:
+            self._closed_one()
 
     async def _patch(self, request: Patch, receive: Receive) -> Response:
         async def run() -> Response:
@@ -271,7 +325,7 @@ class TusApp:
                 info.length = new_length
             elif info.is_complete:  # nothing left to write: say what it became
                 if self._completion_pending(info):
-                    await self._after_write(info)
+                    await self._after_write(info, None)
                 return _with_record(self.protocol.patched_response(info), info)
             await self._write(info, request, receive)
             return _with_record(self.protocol.patched_response(info), info)
@@ -285,22 +339,23 @@ class TusApp:
         crash): a PATCH at the final offset runs the completion again.
         """
         return (
-            self.on_complete is not None
-            and info.concat != "partial"
+            info.concat != "partial"
             and info.record is None
             and not info.backend.get("discarded")
+            and not (self.on_complete is None and info.backend.get("done"))
         )
 
     async def _delete(self, request: Delete) -> Response:
         async def run() -> Response:
-            await self._load(request.upload_id)
-            await asyncio.to_thread(self.store.delete, request.upload_id)
-            await asyncio.to_thread(self.lock.discard, request.upload_id)
+            info = await self._load(request.upload_id)
+            await self._remove(request.upload_id, unfinished=not info.is_complete)
             return self.protocol.deleted_response()
 
         return await self._locked(request.upload_id, run(), release=False)
 
     async def _locked(self, upload_id: str, work: Awaitable[_T], *, release: bool = True) -> _T:
+        # The one place an upload is locked: in this process by a set, across servers
+        # by a lease, kept while the work runs and checked before each of its writes.
         if upload_id in self._busy:
             _close_awaitable(work)
             msg = "another request is writing this upload"
@@ -327,108 +382,153 @@ class TusApp:
         if keeper is not None:
             keeper.check()
 
+    def _fenced(self, upload_id: str, func: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        self._fence(upload_id)
+        return func(*args, **kwargs)
+
     # -- writing ------------------------------------------------------------------
+
+    def _live_hasher(self, info: UploadInfo) -> hashlib._Hash | None:
+        """The sha256 of the bytes before ``info.offset``, if this process saw them all.
+
+        Valid only when nobody else saved the upload since this process did (same
+        ``rev``): then the hash state kept here goes on from where it stopped.
+        """
+        live = self._live.pop(info.id, None)
+        if info.offset == 0:
+            return hashlib.sha256()
+        if live is not None and live.rev == info.rev and live.offset == info.offset:
+            return live.hasher
+        return None
+
+    def _keep_live(self, info: UploadInfo, hasher: hashlib._Hash | None) -> None:
+        if hasher is None or info.is_complete:
+            return
+        self._live[info.id] = _Live(info.rev, info.offset, hasher)
+        while len(self._live) > _LIVE_MAX:
+            self._live.pop(next(iter(self._live)))
 
     async def _write(self, info: UploadInfo, request: Patch, receive: Receive) -> None:
         """Append the request body to the upload, then finish it if it is complete."""
-        room = self.protocol.room(info)
-        body = _read_body(receive, room, request.body_length)
+        body = _read_body(receive, self.protocol.room(info), request.body_length)
         if request.checksum is not None:
-            await self._write_checked(info, body, request.checksum.hasher(), request)
-        else:
-            await self._write_plain(info, body)
-        await self._after_write(info)
+            body = _verified(body, request)
+        hasher = self._live_hasher(info)
+        hasher = await self._stream(info, body, hasher)
+        await self._after_write(info, hasher)
 
-    async def _after_write(self, info: UploadInfo) -> None:
-        # A partial upload is no file of its own: its final concatenation will be.
-        if info.is_complete and info.concat == "partial":
-            await asyncio.to_thread(self._finish, info)
-        elif info.is_complete:
-            await self._complete(info)
+    async def _stream(
+        self, info: UploadInfo, body: AsyncIterator[bytes], hasher: hashlib._Hash | None
+    ) -> hashlib._Hash | None:
+        """Stream ``body`` onto the upload; return the hash state, ``None`` if unusable.
 
-    async def _write_plain(self, info: UploadInfo, body: AsyncIterator[bytes]) -> None:
+        One batch is written (and hashed) in a worker thread while the next is read;
+        a checkpoint runs beside both. Whatever arrived is kept, even when the client
+        leaves mid-request: it resumes from the saved offset.
+        """
         writer = await asyncio.to_thread(self.store.writer, info)
-        last_save = self.clock()
+        if writer.offset != info.offset:  # fell back to the last checkpoint
+            await asyncio.to_thread(self.store.save, info)
+            writer.close()
+            msg = f"the upload lost its bytes after its last checkpoint: now at {info.offset}"
+            raise TusError(msg, status=409)
+        pending: asyncio.Future[None] | None = None
+        checkpoint: asyncio.Future[None] | None = None
+        marked = (info.offset, self.clock())
+        failed = False
         try:
             async for batch in body:
-                await asyncio.to_thread(self._fenced_write, writer, batch)
-                if self.clock() - last_save >= _SAVE_EVERY:
-                    last_save = self.clock()
-                    await asyncio.to_thread(self._checkpoint, writer)
-        finally:
-            # Whatever arrived is kept, even when the client left mid-chunk: it resumes
-            # from the saved offset.
-            await asyncio.to_thread(self._finish_writer, writer)
-
-    def _fenced_write(self, writer: ChunkWriter, data: bytes) -> None:
-        self._fence(writer.info.id)
-        writer.write(data)
-
-    def _checkpoint(self, writer: ChunkWriter) -> None:
-        self._fence(writer.info.id)
-        writer.flush()
-        writer.info.expires = self.protocol.expires_at(self.clock())
-        self._fence(writer.info.id)
-        self.store.save(writer.info)
-
-    def _finish_writer(self, writer: ChunkWriter) -> None:
-        keeper = self._keepers.get(writer.info.id)
-        if keeper is not None and keeper.lost:
-            # Another server may be writing now: what this request still holds is
-            # dropped, never saved over its work.
-            writer.abandon()
-            return
-        try:
-            self._fence(writer.info.id)
+                if pending is not None:
+                    await pending
+                if self._due(writer.offset, marked) and (checkpoint is None or checkpoint.done()):
+                    if checkpoint is not None:
+                        checkpoint.result()
+                    marked = (writer.offset, self.clock())
+                    snapshot = writer.snapshot()
+                    if snapshot is not None:
+                        checkpoint = _in_thread(self._checkpoint, writer, snapshot)
+                pending = _in_thread(self._fenced, info.id, _write_hashed, writer, hasher, batch)
+            if pending is not None:
+                await pending
         except BaseException:
-            writer.abandon()
+            failed = pending is not None and pending.done() and pending.exception() is not None
             raise
-        writer.close()
-        writer.info.expires = self.protocol.expires_at(self.clock())
-        self._fence(writer.info.id)
-        self.store.save(writer.info)
-
-    async def _write_checked(
-        self,
-        info: UploadInfo,
-        body: AsyncIterator[bytes],
-        hasher: hashlib._Hash,
-        request: Patch,
-    ) -> None:
-        # The chunk is held aside until its digest is known: a failing chunk must leave
-        # no trace (460), and a chunk cut short cannot be verified, so it is dropped too.
-        assert request.checksum is not None
-        with tempfile.SpooledTemporaryFile(max_size=_BATCH) as spool:
-            async for batch in body:
-                hasher.update(batch)
-                await asyncio.to_thread(spool.write, batch)
-            request.checksum.verify(hasher)
-            spool.seek(0)
-            await asyncio.to_thread(self._copy_in, info, spool)
-
-    def _copy_in(self, info: UploadInfo, src: IO[bytes]) -> None:
-        writer = self.store.writer(info)
-        try:
-            while chunk := src.read(_READ_CHUNK):
-                self._fenced_write(writer, chunk)
         finally:
-            self._finish_writer(writer)
+            await asyncio.shield(self._end_stream(writer, pending, checkpoint, marked, failed))
+        return None if failed else hasher
+
+    async def _end_stream(
+        self,
+        writer: DataWriter,
+        pending: asyncio.Future[None] | None,
+        checkpoint: asyncio.Future[None] | None,
+        marked: tuple[int, float],
+        failed: bool,
+    ) -> None:
+        try:
+            if pending is not None:
+                with contextlib.suppress(BaseException):
+                    await pending
+                failed = failed or pending.cancelled() or pending.exception() is not None
+            if checkpoint is not None:
+                await checkpoint
+            if not failed:
+                info = writer.info
+                sync = self._due(writer.offset, marked) and writer.offset != info.length
+                await asyncio.to_thread(self._save_written, writer, sync)
+        finally:
+            await asyncio.to_thread(writer.close)
+
+    def _due(self, offset: int, marked: tuple[int, float]) -> bool:
+        return (
+            offset - marked[0] >= self.checkpoint_bytes
+            or self.clock() - marked[1] >= self.checkpoint_seconds
+        )
+
+    def _checkpoint(self, writer: DataWriter, snapshot: UploadInfo) -> None:
+        writer.sync_snapshot()
+        snapshot.expires = self.protocol.expires_at(self.clock())
+        self._fenced(snapshot.id, self.store.save, snapshot)
+
+    def _save_written(self, writer: DataWriter, sync: bool) -> None:
+        # Once the lease is lost, what this request still holds is dropped, never
+        # written over the work of the server that took the upload over.
+        self._fenced(writer.info.id, writer.flush, final=True, sync=sync)
+        writer.info.expires = self.protocol.expires_at(self.clock())
+        self._fenced(writer.info.id, self.store.save, writer.info, durable=sync)
+
+    async def _after_write(self, info: UploadInfo, hasher: hashlib._Hash | None) -> None:
+        if not info.is_complete:
+            self._keep_live(info, hasher)
+            return
+        self._live.pop(info.id, None)
+        if info.concat == "partial":
+            # A partial upload is no file of its own: its final concatenation will be.
+            await asyncio.to_thread(self._fenced, info.id, self.store.finish, info)
+            self._closed_one()
+            return
+        digest = None if hasher is None else hasher.hexdigest()
+        await self._complete(info, digest)
 
     async def _concat(self, info: UploadInfo, parts: list[UploadInfo]) -> None:
         try:
-            await asyncio.to_thread(self.store.concat, info, parts)
+            digest = await asyncio.to_thread(self._fenced, info.id, self.store.concat, info, parts)
         except (FileNotFoundError, ObjectNotFound):
             # The parts are not locked while they are copied: one was terminated or
             # expired meanwhile.
             msg = "a partial upload was removed during the concatenation"
             raise UploadGone(msg) from None
-        await asyncio.to_thread(self.store.save, info)
-        await self._complete(info)
+        await self._complete(info, digest)
 
-    async def _complete(self, info: UploadInfo) -> None:
-        """Run the finished upload through the handlers and the completion callback."""
+    async def _complete(self, info: UploadInfo, digest: str | None) -> None:
+        """Hand the finished upload to the handlers, then to the completion callback."""
         try:
-            upload = await asyncio.to_thread(self._run_handlers, info)
+            await asyncio.to_thread(self._fenced, info.id, self.store.finish, info, sha256=digest)
+            upload = await asyncio.to_thread(self._receive_finished, info, digest)
+            if upload is None:  # a handler skipped the file: nothing is kept
+                await asyncio.to_thread(self.store.discard_data, info)
+                self._closed_one()
+                return
             try:
                 record = self.on_complete(upload, info) if self.on_complete else None
                 if inspect.isawaitable(record):
@@ -436,63 +536,103 @@ class TusApp:
             finally:
                 await asyncio.to_thread(upload.close)
         except UploadError:
-            await asyncio.to_thread(self.store.delete, info.id)
+            await self._remove(info.id)
             raise
+        self._closed_one()
         info.record = dict(record) if isinstance(record, Mapping) else None
         if self.on_complete is not None:
             # The callback took the file; without one the data stays in the store.
-            await asyncio.to_thread(self._fence, info.id)
-            await asyncio.to_thread(self.store.discard_data, info)
+            await asyncio.to_thread(self._fenced, info.id, self.store.discard_data, info)
 
-    def _finish(self, info: UploadInfo) -> None:
-        self._fence(info.id)
-        self.store.finish(info)
-        self._fence(info.id)
-        self.store.save(info)
+    def _receive_finished(self, info: UploadInfo, digest: str | None) -> UploadedFile | None:
+        """The finished upload through :func:`~spoolup.receive_file` and the handlers.
 
-    def _run_handlers(self, info: UploadInfo) -> UploadedFile:
-        self._finish(info)
+        The bytes are read back only when a handler needs them (custom handlers, or a
+        sha256 this process could not compute while receiving: another server or a
+        restart saw some of them). A storing handler's file is returned; else the
+        stored object itself, where it lies (the callback may move it, not copy it);
+        ``None`` when a handler skipped the file.
+        """
+        size = info.offset
         raw_name = info.filename
         file_info = FileInfo(
             field_name="",
             filename=safe_filename(raw_name or info.id),
             raw_filename=raw_name,
             content_type=(info.content_type or "").lower() or None,
-            content_length=info.length,
+            content_length=size,
         )
-        specs = self.handlers if self.handlers is not None else [HashingHandler("sha256")]
-        chain = resolve_handlers(specs)
-        size = info.offset
+        stored = self.store.uploaded_file(info, file_info)
+        chain = resolve_handlers(self.handlers or ())
+        if digest is None:
+            chain.insert(0, HashingHandler("sha256"))
         limits = Limits(max_body_size=max(size, 1), max_file_size=max(size, 1))
-        context = UploadContext(limits, size, file_info.content_type)
-        # The one pass over the bytes after the upload: hashing and checks. The file is
-        # then handed on where it lies (the callback may move it, not copy it).
-        source = self.store.uploaded_file(info, file_info)
         try:
-            for handler in chain:
-                handler.upload_started(context)
-            for handler in chain:
-                handler.new_file(file_info)
-            offsets = [0] * len(chain)
-            while chunk := source.read(_READ_CHUNK):
-                data: bytes | None = chunk
-                for i, handler in enumerate(chain):
-                    if data is None:
-                        break
-                    offset = offsets[i]
-                    offsets[i] += len(data)
-                    data = handler.receive_data_chunk(data, offset)
-            for i, handler in enumerate(chain):
-                handler.file_complete(offsets[i])
-            for handler in chain:
-                handler.upload_complete()
+            file = receive_file(
+                stored.chunks(_READ_CHUNK) if chain else b"",
+                filename=raw_name or info.id,
+                content_type=info.content_type,
+                limits=limits,
+                handlers=[*chain, _KeepStored(stored)],
+                content_length=size if chain else None,
+            )
         except BaseException:
-            source.close()
-            for handler in chain:
-                handler.upload_interrupted()
+            stored.close()
             raise
-        source.seek(0)
-        return source
+        if file is not stored:
+            stored.close()
+        if file is not None:
+            if digest is not None:
+                file.hashes.setdefault("sha256", digest)
+            file.seek(0)
+        return file
+
+
+class _KeepStored(UploadHandler):
+    """Last in a finished upload's chain: keeps the stored object as the file."""
+
+    def __init__(self, stored: UploadedFile) -> None:
+        self.stored = stored
+
+    def file_complete(self, size: int) -> UploadedFile | None:
+        return self.stored
+
+
+@dataclass(slots=True)
+class _Live:
+    """What this process keeps of an upload it is receiving, between its requests."""
+
+    rev: str
+    offset: int
+    hasher: hashlib._Hash
+
+
+def _write_hashed(writer: DataWriter, hasher: hashlib._Hash | None, data: bytes) -> None:
+    if hasher is not None:
+        hasher.update(data)
+    writer.write(data)
+
+
+def _in_thread(func: Callable[..., None], *args: Any) -> asyncio.Future[None]:
+    return asyncio.ensure_future(asyncio.to_thread(func, *args))
+
+
+async def _verified(body: AsyncIterator[bytes], request: Patch) -> AsyncIterator[bytes]:
+    """The body, held aside until its ``Upload-Checksum`` is verified.
+
+    A failing chunk must leave no trace (460), and a chunk cut short cannot be
+    verified, so it is dropped too. Held in a temp file past 1 MiB.
+    """
+    assert request.checksum is not None
+    hasher = request.checksum.hasher()
+    with tempfile.SpooledTemporaryFile(max_size=_BATCH) as spool:
+        async for batch in body:
+            hasher.update(batch)
+            await asyncio.to_thread(spool.write, batch)
+        request.checksum.verify(hasher)
+        spool.seek(0)
+        while chunk := await asyncio.to_thread(spool.read, _BATCH):
+            yield chunk
 
 
 async def _read_body(receive: Receive, room: int, declared: int | None) -> AsyncIterator[bytes]:
@@ -577,19 +717,30 @@ def create_tus_app(
     lock: UploadLock | None = None,
     sweep_interval: float | None = 300.0,
     clock: Callable[[], float] = time.time,
+    checkpoint_bytes: int = 64 * MiB,
+    checkpoint_seconds: float = 2.0,
+    max_open_uploads: int = 10_000,
 ) -> TusApp:
     """The tus ASGI app over ``storage``, to mount at the collection's path (``/tus``).
 
-    ``storage`` is a :class:`~spoolup.tus.store.TusStore`, a folder (``str`` or
-    ``Path``, for :class:`~spoolup.tus.store.LocalTusStore`), or a spoolup storage
-    backend (local or S3: state and data under its ``tus/`` prefix, the bytes in
-    its resumable uploads). ``max_size`` is ``Tus-Max-Size``; ``expiry`` the seconds an
-    unfinished upload lives after its last write (``None``: forever), removed by a
-    sweep every ``sweep_interval`` seconds. ``handlers`` is the chain a finished upload
-    is run through (default: sha256 hashing); ``on_complete`` then receives it (see
+    ``storage`` is a spoolup storage backend (local or S3: state and data under its
+    ``tus/`` prefix, the bytes in its resumable uploads), a folder (``str`` or
+    ``Path``, a :class:`~spoolup.storage.LocalStorage` over it) or a
+    :class:`~spoolup.tus.store.TusStore`. ``max_size`` is ``Tus-Max-Size``;
+    ``expiry`` the seconds an unfinished upload lives after its last write (``None``:
+    forever), removed by a sweep every ``sweep_interval`` seconds.
+
+    ``handlers`` is the chain a finished upload is run through (none by default: its
+    sha256 is computed while it is received); ``on_complete`` then receives it (see
     :data:`CompletionCallback`). ``lease`` (seconds) bounds how long a crashed server's
-    write lease blocks an upload; ``lock`` is where leases are kept (by default in the
-    store itself, see :func:`~spoolup.tus.lock.lock_for`).
+    write lease blocks an upload; ``lock`` is where leases are kept (by default beside
+    the uploads, see :func:`~spoolup.tus.lock.lock_for`).
+
+    Durability: the bytes and the offset are made durable at checkpoints, every
+    ``checkpoint_bytes`` or ``checkpoint_seconds`` of a request, whichever comes first,
+    and at the end of a request past either; a crash loses at most what came after the
+    last checkpoint (the client resumes from there). ``max_open_uploads`` caps the
+    unfinished uploads (a creation beyond answers 429).
     """
     tus_limits = limits if limits is not None else TusLimits(max_size=max_size)
     if limits is not None and limits.max_size != max_size:
@@ -610,6 +761,9 @@ def create_tus_app(
         lock=lock,
         sweep_interval=sweep_interval,
         clock=clock,
+        checkpoint_bytes=checkpoint_bytes,
+        checkpoint_seconds=checkpoint_seconds,
+        max_open_uploads=max_open_uploads,
     )
 
 
@@ -617,9 +771,7 @@ def tus_store_for(storage: object) -> TusStore:
     """The :class:`TusStore` for a storage backend, a folder, or a store given as is."""
     if isinstance(storage, TusStore):
         return storage
-    if isinstance(storage, str | Path):
-        return LocalTusStore(storage)
-    if isinstance(storage, Storage):
-        return StorageTusStore(storage)
+    if isinstance(storage, str | Path | Storage):
+        return TusStore(storage)
     msg = f"no tus store for {type(storage).__name__}"
     raise TypeError(msg)

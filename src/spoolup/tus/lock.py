@@ -17,9 +17,9 @@ The lease lives where the uploads do, written with the store's compare-and-swap:
   fails as soon as anyone else has taken the lease over. SeaweedFS (4.x), AWS S3,
   MinIO and R2 honour these headers; the first acquire checks that the store does
   (:class:`ConditionalWritesUnsupported` if it quietly ignores them).
-- :class:`ObjectLock` over a local folder: the same records in small files, the
-  compare-and-swap made atomic with ``flock`` (servers on one machine, or one NFSv4
-  mount).
+- :class:`ObjectLock` over local storage (``<root>/.tus-leases/<id>.lock``): the same
+  records in small files, the compare-and-swap made atomic with ``flock`` (servers on
+  one machine, or one NFSv4 mount).
 - :class:`RedisLock` (``--lock redis://host:6379/0``): for stores without conditional
   writes, or to keep lease traffic off the object store at scale; leases are keys
   with a time to live, renewed and released only by the token that took them.
@@ -512,7 +512,7 @@ def lock_for(
     Without it, leases are kept beside the uploads: files for a folder, conditional
     writes for S3.
     """
-    from spoolup.tus.store import LocalTusStore, StorageTusStore
+    from spoolup.tus.store import TusStore
 
     if url is not None:
         scheme = url.partition("://")[0].lower()
@@ -522,9 +522,7 @@ def lock_for(
         if scheme.startswith("valkey"):
             url = "redis" + url[len("valkey") :]
         return RedisLock(url, ttl, clock=clock)
-    if isinstance(store, LocalTusStore):
-        return ObjectLock(_FileCells(store.root, ".lock"), ttl, clock=clock)
-    if isinstance(store, StorageTusStore):
+    if isinstance(store, TusStore):
         from spoolup.storage.local import LocalStorage
         from spoolup.storage.s3 import S3Storage
 

@@ -205,7 +205,8 @@ class Create(TusRequest):
     the sum of its parts). ``metadata`` holds the ``Upload-Metadata`` pairs with their
     values still base64-encoded, as they are echoed back on ``HEAD``. ``body_length`` is
     the declared length of a creation-with-upload body, ``-1`` when it is sent chunked,
-    ``None`` when there is no body.
+    ``None`` when there is no body. ``parts`` holds a final concatenation's URLs as
+    sent (:meth:`TusProtocol.concat_ids` checks them and gives their ids).
     """
 
     length: int | None
@@ -338,6 +339,22 @@ def _upload_id_from_url(url: str) -> str:
     return upload_id
 
 
+def _own_upload_path(url: str, collection: str, host: str | None) -> bool:
+    """Whether ``url`` is ``<collection>/<id>``, as a path or on this ``host``."""
+    path = url
+    scheme, sep, rest = url.partition("://")
+    if sep:
+        if scheme.lower() not in ("http", "https") or host is None:
+            return False
+        authority, slash, tail = rest.partition("/")
+        if authority.lower() != host.strip().lower() or not slash:
+            return False
+        path = "/" + tail
+    path = path.split("?", 1)[0].split("#", 1)[0].rstrip("/")
+    head, _, upload_id = path.rpartition("/")
+    return head == collection.rstrip("/") and is_upload_id(upload_id)
+
+
 def http_date(timestamp: float) -> str:
     """``timestamp`` (seconds since the epoch) as an HTTP date, as ``Upload-Expires`` needs."""
     return formatdate(timestamp, usegmt=True)
@@ -440,7 +457,11 @@ class TusProtocol:
                     raise RequestTooLarge.for_limit(
                         "max_concat_parts", self.limits.max_concat_parts, "Upload-Concat"
                     )
-                parts = tuple(_upload_id_from_url(u) for u in urls)
+                parts = tuple(urls)
+                ids = [_upload_id_from_url(u) for u in urls]
+                if len(set(ids)) != len(ids):
+                    msg = "Upload-Concat names a partial upload more than once"
+                    raise TusError(msg)
             else:
                 msg = "Upload-Concat must be 'partial' or 'final;<urls>'"
                 raise TusError(msg)
@@ -555,6 +576,21 @@ class TusProtocol:
             name = "max_size" if length is None else "Upload-Length"
             raise RequestTooLarge.for_limit(name, limit, "Upload-Offset + Content-Length")
         return new_length
+
+    def concat_ids(self, urls: Iterable[str], collection: str, host: str | None) -> tuple[str, ...]:
+        """The upload ids of a final ``Upload-Concat``'s URLs, each checked.
+
+        A URL must name an upload of this collection: the path ``<collection>/<id>``,
+        or that path on this server's ``host`` (the request's ``Host``); anything else
+        (another host, another path ending in an id) is refused (400).
+        """
+        ids = []
+        for url in urls:
+            if not _own_upload_path(url, collection, host):
+                msg = f"Upload-Concat names {url[:80]!r}, which is not an upload of this server"
+                raise TusError(msg)
+            ids.append(_upload_id_from_url(url))
+        return tuple(ids)
 
     def room(self, info: UploadInfo) -> int:
         """Bytes the upload can still take: to its length, or to ``max_size`` if deferred."""

@@ -46,6 +46,10 @@ class UploadInfo:
         part_urls: the same as the client named them, echoed in ``Upload-Concat``.
         backend: the storage backend's state (JSON-able), opaque to the protocol.
         record: what the completion callback returned, once the upload is done.
+        synced: bytes known durable (the last checkpoint); ``offset`` may be ahead of
+            it between checkpoints, and falls back to it if those bytes were lost.
+        rev: a token changed by every save, so a server can tell whether anyone else
+            wrote the upload since it did.
     """
 
     id: str
@@ -59,6 +63,8 @@ class UploadInfo:
     part_urls: tuple[str, ...] = ()
     backend: dict[str, Any] = field(default_factory=dict)
     record: dict[str, Any] | None = None
+    synced: int = 0
+    rev: str = ""
 
     @property
     def is_complete(self) -> bool:
@@ -100,6 +106,8 @@ class UploadInfo:
             "part_urls": list(self.part_urls),
             "backend": self.backend,
             "record": self.record,
+            "synced": self.synced,
+            "rev": self.rev,
         }
         return json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
 
@@ -128,11 +136,15 @@ class UploadInfo:
                 part_urls=tuple(str(p) for p in raw["part_urls"]),
                 backend=dict(raw["backend"]),
                 record=None if raw["record"] is None else dict(raw["record"]),
+                synced=int(raw.get("synced", 0)),
+                rev=str(raw.get("rev", "")),
             )
         except (ValueError, TypeError, KeyError) as exc:
             msg = f"damaged upload state: {exc}"
             raise StateError(msg) from None
-        if info.offset < 0 or (info.length is not None and not 0 <= info.offset <= info.length):
+        if not 0 <= info.synced <= info.offset or (
+            info.length is not None and info.offset > info.length
+        ):
             msg = "damaged upload state: offset out of range"
             raise StateError(msg)
         return info

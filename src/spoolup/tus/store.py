@@ -1,24 +1,31 @@
-"""Where tus uploads live between requests: state and data (leases: :mod:`spoolup.tus.lock`).
+"""Where tus uploads live between requests: one store over any spoolup storage backend.
 
-:class:`TusStore` is the small blocking interface the tus app needs (the app runs it
-in worker threads). :class:`LocalTusStore` keeps everything in one folder: the state as
-``<id>.info`` JSON, the bytes received so far in an append-only ``<id>.part`` file
-(and its lease in ``<id>.lock``). Because nothing is kept in memory, an upload survives a
-restart, and two servers sharing the folder can take turns on one upload.
+:class:`TusStore` keeps, under ``prefix`` + ``<id>/`` of a
+:class:`~spoolup.storage.base.Storage` (local or S3): ``info`` (the state, JSON),
+``lock`` (the write lease on S3, see :mod:`spoolup.tus.lock`) and, on backends with a
+minimum part size, ``tail`` (the bytes short of a part between requests). The bytes
+go into the backend's resumable (multipart) upload for ``<id>/data``, whose id is kept
+in the state, so any server sharing the storage continues the upload and nothing is
+only in memory.
+
+A request's bytes are streamed by a :class:`DataWriter`: on a backend whose uploads
+are one growing file (local), straight onto its end; on S3, gathered into parts of
+``part_size`` (8 MiB), so at most one part per upload is ever held in memory.
+Durability comes at checkpoints, not per write (see :meth:`DataWriter.snapshot`).
+All methods block; the tus app calls them in worker threads.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
-import threading
-from abc import ABC, abstractmethod
+import hashlib
+import secrets
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from spoolup.files import FileInfo, UploadedFile
-from spoolup.storage.base import ObjectNotFound, PartInfo, Storage
+from spoolup.storage.base import ObjectNotFound, PartAppender, PartInfo, Storage, StorageError
 from spoolup.storage.handler import StoredFile
 from spoolup.tus.protocol import is_upload_id
 from spoolup.tus.state import StateError, UploadInfo
@@ -26,239 +33,30 @@ from spoolup.tus.state import StateError, UploadInfo
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-__all__ = ["ChunkWriter", "LocalTusStore", "StorageTusStore", "TusStore"]
+__all__ = ["DataWriter", "TusStore"]
 
 _COPY_CHUNK = 1024 * 1024
+_S3_PART = 8 * 1024 * 1024
 
 
-class ChunkWriter(ABC):
-    """Appends one request's bytes to an upload, from ``info.offset`` on.
+class TusStore:
+    """tus uploads kept in a spoolup :class:`~spoolup.storage.base.Storage`.
 
-    ``write`` may be called many times; ``close`` makes what was written durable and
-    moves ``info.offset`` (and ``info.backend``) forward; nothing else changes ``info``.
+    ``storage`` is a backend or a folder (a :class:`~spoolup.storage.LocalStorage`
+    is made over it). ``part_size`` is the size of the parts sent to a backend with a
+    minimum part size (S3; 8 MiB by default, so 10 GiB fit in 1,280 parts).
     """
 
-    def __init__(self, info: UploadInfo) -> None:
-        self.info = info
-        self.written = 0
+    def __init__(
+        self, storage: Storage | str | Path, *, prefix: str = "tus/", part_size: int = 0
+    ) -> None:
+        if not isinstance(storage, Storage):
+            from spoolup.storage.local import LocalStorage
 
-    @abstractmethod
-    def write(self, data: bytes) -> None:
-        """Append ``data``."""
-
-    @abstractmethod
-    def flush(self) -> None:
-        """Make the bytes written so far durable and count them in ``info.offset``."""
-
-    def close(self) -> None:
-        """Flush and release the writer."""
-        self.flush()
-
-    def abandon(self) -> None:  # noqa: B027  (most writers hold nothing to release)
-        """Release the writer without counting what was not flushed (the lease was lost)."""
-
-
-class TusStore(ABC):
-    """Blocking storage for tus uploads: state and data."""
-
-    @abstractmethod
-    def load(self, upload_id: str) -> UploadInfo | None:
-        """The upload's state, or ``None`` if there is none; :class:`StateError` if damaged."""
-
-    @abstractmethod
-    def save(self, info: UploadInfo) -> None:
-        """Store the upload's state atomically (a reader sees the old or the new one)."""
-
-    @abstractmethod
-    def ids(self) -> Iterator[str]:
-        """Every upload id with state in the store."""
-
-    @abstractmethod
-    def create(self, info: UploadInfo) -> None:
-        """Prepare storage for a new upload and save its state."""
-
-    @abstractmethod
-    def writer(self, info: UploadInfo) -> ChunkWriter:
-        """A writer appending at ``info.offset``."""
-
-    @abstractmethod
-    def open(self, info: UploadInfo) -> BinaryIO:
-        """The bytes received so far, for reading from the start."""
-
-    @abstractmethod
-    def delete(self, upload_id: str) -> None:
-        """Remove the upload: data, state and lease. Missing pieces are no error."""
-
-    @abstractmethod
-    def finish(self, info: UploadInfo) -> None:
-        """Make a finished upload's bytes readable with :meth:`open`."""
-
-    def discard_data(self, info: UploadInfo) -> None:
-        """Remove the upload's data but keep its state (after the data was handed on)."""
-        info.backend["discarded"] = True
-        self.save(info)
-
-    def uploaded_file(self, info: UploadInfo, file_info: FileInfo) -> UploadedFile:
-        """A finished upload's bytes as an :class:`~spoolup.files.UploadedFile`, unread.
-
-        Closing it never removes the data. Stores override this to say where the bytes
-        are, so that the completion callback can move them instead of copying.
-        """
-        return UploadedFile.from_info(file_info, self.open(info), size=info.offset, in_memory=False)
-
-    def concat(self, final: UploadInfo, parts: list[UploadInfo]) -> None:
-        """Fill ``final`` with the bytes of ``parts`` in order (a blocking copy)."""
-        out = self.writer(final)
-        try:
-            for part in parts:
-                with self.open(part) as src:
-                    while chunk := src.read(_COPY_CHUNK):
-                        out.write(chunk)
-        finally:
-            out.close()
-
-
-class LocalTusStore(TusStore):
-    """Uploads in one local folder, created if missing.
-
-    ``<id>.info`` is replaced atomically (write beside, fsync, rename); ``<id>.part``
-    grows by appends and is cut back to the saved offset before each request, so bytes
-    written by a request that died before saving its offset are never counted twice.
-    """
-
-    def __init__(self, root: Path | str) -> None:
-        self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
-
-    def _path(self, upload_id: str, suffix: str) -> Path:
-        if not is_upload_id(upload_id):
-            msg = f"not an upload id: {upload_id!r}"
-            raise ValueError(msg)
-        return self.root / f"{upload_id}{suffix}"
-
-    def data_path(self, upload_id: str) -> Path:
-        """Where the bytes of an upload are kept."""
-        return self._path(upload_id, ".part")
-
-    def load(self, upload_id: str) -> UploadInfo | None:
-        """Read ``<id>.info``."""
-        try:
-            data = self._path(upload_id, ".info").read_bytes()
-        except FileNotFoundError:
-            return None
-        info = UploadInfo.from_json(data)
-        if info.id != upload_id:
-            msg = "damaged upload state: wrong id"
-            raise StateError(msg)
-        return info
-
-    def save(self, info: UploadInfo) -> None:
-        """Write ``<id>.info`` beside, fsync, rename."""
-        _atomic_write(self._path(info.id, ".info"), info.to_json())
-
-    def ids(self) -> Iterator[str]:
-        """Ids of every ``*.info`` file."""
-        for path in self.root.glob("*.info"):
-            if is_upload_id(path.stem):
-                yield path.stem
-
-    def create(self, info: UploadInfo) -> None:
-        """An empty ``<id>.part`` and the state."""
-        self.data_path(info.id).touch()
-        self.save(info)
-
-    def writer(self, info: UploadInfo) -> ChunkWriter:
-        """Append to ``<id>.part`` from ``info.offset``."""
-        return _LocalWriter(info, self.data_path(info.id))
-
-    def open(self, info: UploadInfo) -> BinaryIO:
-        """Open ``<id>.part``."""
-        return self.data_path(info.id).open("rb")
-
-    def delete(self, upload_id: str) -> None:
-        """Unlink the three files."""
-        for suffix in (".part", ".info", ".lock"):
-            with contextlib.suppress(FileNotFoundError):
-                self._path(upload_id, suffix).unlink()
-
-    def discard_data(self, info: UploadInfo) -> None:
-        """Unlink ``<id>.part`` (if the completion handler has not moved it away)."""
-        with contextlib.suppress(FileNotFoundError):
-            self.data_path(info.id).unlink()
-        super().discard_data(info)
-
-    def finish(self, info: UploadInfo) -> None:
-        """Nothing to do: ``<id>.part`` is readable as it is."""
-
-    def uploaded_file(self, info: UploadInfo, file_info: FileInfo) -> UploadedFile:
-        """The file over ``<id>.part``, with ``path`` set (``save`` then renames it)."""
-        source = self.open(info)
-        return UploadedFile.from_info(
-            file_info, source, size=info.offset, path=self.data_path(info.id), in_memory=False
-        )
-
-    def move_data(self, info: UploadInfo, dest: Path) -> Path:
-        """Move a finished upload's bytes to ``dest`` (a rename when on the same disk)."""
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        return Path(shutil.move(self.data_path(info.id), dest))
-
-
-class _LocalWriter(ChunkWriter):
-    def __init__(self, info: UploadInfo, path: Path) -> None:
-        super().__init__(info)
-        self._start = info.offset
-        self._file = path.open("r+b")
-        self._file.truncate(info.offset)
-        self._file.seek(info.offset)
-        self._flushed = 0
-
-    def write(self, data: bytes) -> None:
-        self._file.write(data)
-        self.written += len(data)
-
-    def flush(self) -> None:
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self.info.offset = self._start + self.written
-        self._flushed = self.written
-
-    def close(self) -> None:
-        try:
-            self.flush()
-        finally:
-            self._file.close()
-
-    def abandon(self) -> None:
-        self._file.close()
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with tmp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
-
-
-class StorageTusStore(TusStore):
-    """Uploads kept in a spoolup :class:`~spoolup.storage.base.Storage` (local or S3).
-
-    Under ``prefix`` + ``<id>/``: ``info`` (the state), ``lock`` (its lease) and, while
-    bytes wait for a part of ``min_part_size``, ``tail``. The bytes themselves go into
-    the backend's resumable (multipart) upload to ``<id>/data``, whose id is kept in
-    the state, so any server sharing the storage continues the upload. At most one
-    part is held in memory; the tail object keeps the bytes short of a part between
-    requests. A finished upload is completed into the object ``<id>/data``.
-    """
-
-    def __init__(self, storage: Storage, *, prefix: str = "tus/", part_size: int = 0) -> None:
+            storage = LocalStorage(storage)
         self.storage = storage
         self.prefix = prefix
-        floor = storage.min_part_size
-        # Backends with no minimum (local) take each request's bytes as one part; S3's
-        # 5 MiB minimum is raised a little so 10 GiB fit in far fewer than 10,000 parts.
-        self.part_size = part_size or (0 if floor <= 1 else max(floor, 8 * 1024 * 1024))
+        self.part_size = max(part_size or _S3_PART, storage.min_part_size)
 
     def key(self, upload_id: str, name: str) -> str:
         """The storage key of one of the upload's objects."""
@@ -267,8 +65,10 @@ class StorageTusStore(TusStore):
             raise ValueError(msg)
         return f"{self.prefix}{upload_id}/{name}"
 
+    # -- state ------------------------------------------------------------------------
+
     def load(self, upload_id: str) -> UploadInfo | None:
-        """Read ``<id>/info``."""
+        """The upload's state, or ``None``; :class:`StateError` if it is damaged."""
         try:
             data = self.storage.read_bytes(self.key(upload_id, "info"))
         except ObjectNotFound:
@@ -279,9 +79,14 @@ class StorageTusStore(TusStore):
             raise StateError(msg)
         return info
 
-    def save(self, info: UploadInfo) -> None:
-        """Write ``<id>/info`` (the backend's writes are atomic)."""
-        self.storage.write(self.key(info.id, "info"), info.to_json())
+    def save(self, info: UploadInfo, *, durable: bool = True) -> None:
+        """Write ``<id>/info`` atomically with a new ``rev``.
+
+        ``durable=False`` publishes it to other servers without waiting for stable
+        storage (local fsyncs skipped); see :meth:`Storage.write`.
+        """
+        info.rev = secrets.token_hex(8)
+        self.storage.write(self.key(info.id, "info"), info.to_json(), durable=durable)
 
     def ids(self) -> Iterator[str]:
         """Ids with an ``info`` object, page by page."""
@@ -300,39 +105,21 @@ class StorageTusStore(TusStore):
         with contextlib.suppress(ObjectNotFound):
             self.storage.delete(key)
 
+    # -- data -------------------------------------------------------------------------
+
     def create(self, info: UploadInfo) -> None:
         """Begin the backend's resumable upload and save the state with its id."""
         mpu = self.storage.begin_multipart(
-            self.key(info.id, "data"),
-            filename=info.filename,
-            content_type=info.content_type,
+            self.key(info.id, "data"), filename=info.filename, content_type=info.content_type
         )
         info.backend = {"mpu": mpu, "parts": [], "tail": 0}
         self.save(info)
 
-    def writer(self, info: UploadInfo) -> ChunkWriter:
-        """Append through parts (and the tail object)."""
+    def writer(self, info: UploadInfo) -> DataWriter:
+        """A writer appending the next bytes of the upload at ``info.offset``."""
+        if self.storage.appendable:
+            return _AppendWriter(self, info)
         return _PartWriter(self, info)
-
-    def finish(self, info: UploadInfo) -> None:
-        """Send the tail as the last part and complete the object ``<id>/data``."""
-        backend = info.backend
-        if backend.get("done"):
-            return
-        key = self.key(info.id, "data")
-        tail = self._read_tail(info)
-        parts = [PartInfo(int(n), int(s), str(e)) for n, s, e in backend["parts"]]
-        if tail:
-            parts.append(self.storage.upload_part(key, backend["mpu"], len(parts) + 1, tail))
-        if parts:
-            self.storage.complete_multipart(key, backend["mpu"], parts)
-        else:
-            # An empty upload: S3 cannot complete a multipart upload without parts.
-            self.storage.abort_multipart(key, backend["mpu"])
-            self.storage.write(key, b"", filename=info.filename, content_type=info.content_type)
-        backend.update(done=True, tail=0, parts=[[p.number, p.size, p.etag] for p in parts])
-        self.save(info)
-        self._delete_key(self.key(info.id, "tail"))
 
     def _read_tail(self, info: UploadInfo) -> bytes:
         size = int(info.backend.get("tail", 0))
@@ -340,6 +127,34 @@ class StorageTusStore(TusStore):
             return b""
         # A tail written by a request that died before saving its state may be longer.
         return self.storage.read_bytes(self.key(info.id, "tail"))[:size]
+
+    def finish(self, info: UploadInfo, *, sha256: str | None = None) -> None:
+        """Complete the object ``<id>/data`` from what was written (and save the state).
+
+        ``sha256`` is recorded as the object's digest when the caller hashed the bytes.
+        """
+        backend = info.backend
+        if backend.get("done"):
+            return
+        key = self.key(info.id, "data")
+        if self.storage.appendable:
+            parts = [PartInfo(1, info.offset, "append")]
+        else:
+            tail = self._read_tail(info)
+            parts = [PartInfo(int(n), int(s), str(e)) for n, s, e in backend["parts"]]
+            if tail:
+                parts.append(self.storage.upload_part(key, backend["mpu"], len(parts) + 1, tail))
+        if info.offset and parts:
+            self.storage.complete_multipart(key, backend["mpu"], parts, sha256=sha256)
+        else:
+            # An empty upload: S3 cannot complete a multipart upload without parts.
+            self.storage.abort_multipart(key, backend["mpu"])
+            self.storage.write(key, b"", filename=info.filename, content_type=info.content_type)
+        backend.update(done=True, tail=0, parts=[])
+        info.synced = info.offset
+        self.save(info)
+        if not self.storage.appendable:
+            self._delete_key(self.key(info.id, "tail"))
 
     def open(self, info: UploadInfo) -> BinaryIO:
         """Read the completed ``<id>/data``."""
@@ -367,46 +182,154 @@ class StorageTusStore(TusStore):
             self._delete_key(self.key(upload_id, name))
 
     def discard_data(self, info: UploadInfo) -> None:
-        """Delete ``<id>/data`` once the completion callback has taken its bytes."""
+        """Delete ``<id>/data`` (its bytes were handed on) but keep the state."""
         self._delete_key(self.key(info.id, "data"))
-        super().discard_data(info)
+        info.backend["discarded"] = True
+        self.save(info)
 
-    def concat(self, final: UploadInfo, parts: list[UploadInfo]) -> None:
-        """Copy the completed partial uploads into ``final`` and finish it."""
-        super().concat(final, parts)
-        self.finish(final)
+    def concat(self, final: UploadInfo, parts: list[UploadInfo]) -> str:
+        """Fill ``final`` with the bytes of ``parts`` in order, finish it; return its sha256.
+
+        A blocking copy through this process, one chunk at a time, hashed on the way.
+        """
+        out = self.writer(final)
+        hasher = hashlib.sha256()
+        try:
+            for part in parts:
+                with self.open(part) as src:
+                    while chunk := src.read(_COPY_CHUNK):
+                        hasher.update(chunk)
+                        out.write(chunk)
+            out.flush(final=True)
+        finally:
+            out.close()
+        digest = hasher.hexdigest()
+        self.finish(final, sha256=digest)
+        return digest
 
 
-class _PartWriter(ChunkWriter):
-    def __init__(self, store: StorageTusStore, info: UploadInfo) -> None:
-        super().__init__(info)
+class DataWriter:
+    """Streams one request's bytes onto an upload, from ``info.offset`` on.
+
+    :meth:`write` appends; :attr:`offset` counts what was accepted. Nothing in
+    ``info`` changes until :meth:`flush`, which makes every accepted byte reachable by
+    another server and moves ``info.offset`` (the caller then saves the state).
+    :meth:`snapshot` is the checkpoint: a copy of the state covering only bytes
+    already made durable, to save while writing goes on.
+    """
+
+    def __init__(self, store: TusStore, info: UploadInfo) -> None:
         self.store = store
-        self._start = info.offset
-        self._key = store.key(info.id, "data")
+        self.info = info
+        self.offset = info.offset
+        self.key = store.key(info.id, "data")
+
+    def write(self, data: bytes) -> None:
+        """Append ``data``."""
+        raise NotImplementedError
+
+    def snapshot(self) -> UploadInfo | None:
+        """A copy of the state for a checkpoint, or ``None`` if it would not move on.
+
+        Call between writes; :meth:`sync_snapshot` then makes it durable (it may run
+        in another thread while writing goes on).
+        """
+        raise NotImplementedError
+
+    def sync_snapshot(self) -> None:
+        """Flush what a snapshot covers to stable storage (before saving it)."""
+
+    def flush(self, *, final: bool = False, sync: bool = False) -> None:
+        """Make every accepted byte reachable by other servers; update ``info``.
+
+        ``sync`` also makes them durable (a checkpoint); ``final`` is the end of the
+        request.
+        """
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the writer (after :meth:`flush`)."""
+
+
+class _AppendWriter(DataWriter):
+    """Local uploads: the bytes go onto the end of one file, synced at checkpoints."""
+
+    def __init__(self, store: TusStore, info: UploadInfo) -> None:
+        super().__init__(store, info)
+        mpu = str(info.backend["mpu"])
+        try:
+            self._out: PartAppender = store.storage.open_append(self.key, mpu, info.offset)
+        except StorageError:
+            # Bytes counted in a state saved between checkpoints are gone (a power
+            # loss): fall back to the last checkpoint; the client resumes from there.
+            if info.synced >= info.offset:
+                raise
+            info.offset = info.synced
+            self.offset = info.synced
+            self._out = store.storage.open_append(self.key, mpu, info.offset)
+
+    def write(self, data: bytes) -> None:
+        self._out.write(data)
+        self.offset += len(data)
+
+    def snapshot(self) -> UploadInfo | None:
+        if self.offset <= self.info.synced:
+            return None
+        return replace(self.info, offset=self.offset, synced=self.offset)
+
+    def sync_snapshot(self) -> None:
+        self._out.sync()
+
+    def flush(self, *, final: bool = False, sync: bool = False) -> None:
+        if sync:
+            self._out.sync()
+            self.info.synced = self.offset
+        self.info.offset = self.offset
+
+    def close(self) -> None:
+        self._out.close()
+
+
+class _PartWriter(DataWriter):
+    """S3 uploads: parts of ``part_size``; bytes short of a part wait in ``<id>/tail``."""
+
+    def __init__(self, store: TusStore, info: UploadInfo) -> None:
+        super().__init__(store, info)
         self._buffer = bytearray(store._read_tail(info))
-        self._sent = 0  # bytes of this request already sent in parts
+        self._parts: list[list[object]] = [list(p) for p in info.backend["parts"]]
+        self._in_parts = info.offset - len(self._buffer)
 
     def _send(self, data: bytes) -> None:
-        backend = self.info.backend
-        number = len(backend["parts"]) + 1
-        part = self.store.storage.upload_part(self._key, backend["mpu"], number, data)
-        backend["parts"].append([part.number, part.size, part.etag])
+        number = len(self._parts) + 1
+        part = self.store.storage.upload_part(self.key, self.info.backend["mpu"], number, data)
+        self._parts.append([part.number, part.size, part.etag])
+        self._in_parts += part.size
 
     def write(self, data: bytes) -> None:
         self._buffer += data
-        self.written += len(data)
+        self.offset += len(data)
         size = self.store.part_size
-        while size and len(self._buffer) >= size:
-            self._send(bytes(self._buffer[:size]))
+        while len(self._buffer) >= size:
+            with memoryview(self._buffer) as view:
+                chunk = bytes(view[:size])
             del self._buffer[:size]
+            self._send(chunk)
 
-    def flush(self) -> None:
-        backend = self.info.backend
-        if not self.store.part_size:
-            if self._buffer:
-                self._send(bytes(self._buffer))
-                self._buffer.clear()
+    def snapshot(self) -> UploadInfo | None:
+        # Parts are durable once sent; the bytes still in the buffer are not counted.
+        if self._in_parts <= self.info.offset:
+            return None
+        backend = {**self.info.backend, "parts": [list(p) for p in self._parts], "tail": 0}
+        return replace(self.info, offset=self._in_parts, synced=self._in_parts, backend=backend)
+
+    def flush(self, *, final: bool = False, sync: bool = False) -> None:
+        if len(self._buffer) >= self.store.storage.min_part_size:
+            self._send(bytes(self._buffer))
+            self._buffer.clear()
         elif self._buffer:
             self.store.storage.write(self.store.key(self.info.id, "tail"), bytes(self._buffer))
+        backend = self.info.backend
+        backend["parts"] = [list(p) for p in self._parts]
         backend["tail"] = len(self._buffer)
-        self.info.offset = self._start + self.written
+        self.info.offset = self.offset
+        self.info.synced = self.offset

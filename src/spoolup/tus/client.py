@@ -162,8 +162,10 @@ def tus_upload(
     Resumes an earlier interrupted upload of the same file to the same endpoint.
     ``progress(sent, total)`` is called with the server's offset when the upload
     starts or resumes, as each chunk goes out (every 256 KiB) and after every chunk.
-    A dropped connection or a 5xx/423 answer is retried ``retries`` times,
-    ``retry_delay`` seconds apart (after asking the server for its offset again).
+    A chunk the server did not take (a dropped connection, a 5xx/423 answer, an
+    offset mismatch) is sent again from the offset the server gives; after
+    ``retries`` tries in a row that make no progress, ``retry_delay`` seconds apart,
+    the upload fails.
     Raises :class:`TusClientError` when the server refuses the upload or cannot be
     reached. Holds at most one chunk in memory.
     """
@@ -204,6 +206,7 @@ def tus_upload(
         report(offset, size)
         with file_path.open("rb") as f:
             hasher = _Hasher(f)
+            stalled = 0
             while True:
                 f.seek(offset)
                 chunk = f.read(chunk_size) if offset < size else b""
@@ -213,13 +216,29 @@ def tus_upload(
                 def sending(sent: int, start: int = start) -> None:
                     report(start + sent, size)
 
-                offset, file_id, record, answered = session.patch(url, offset, chunk, sending)
+                answer = session.patch(url, offset, chunk, sending)
+                if answer is not None:
+                    offset, file_id, record = answer
+                    report(offset, size)
+                    # Done once a PATCH reaching the end is answered; learning the
+                    # offset from HEAD is not enough: an empty PATCH then gets the
+                    # record (and has a spoolup server finish a completion that failed
+                    # midway).
+                    if offset >= size:
+                        break
+                    stalled = 0
+                    continue
+                # Not taken (offset mismatch, damaged chunk, dropped connection, server
+                # error): ask where the server is and go on from there.
+                server_offset = session.offset_now(url)
+                stalled = stalled + 1 if server_offset == offset else 0
+                if stalled > retries:
+                    msg = f"PATCH {url} kept failing"
+                    raise TusClientError(msg)
+                if stalled:
+                    time.sleep(retry_delay)
+                offset = server_offset
                 report(offset, size)
-                # Done once a PATCH reaching the end is answered; learning the offset
-                # from HEAD is not enough: an empty PATCH then gets the record (and
-                # has a spoolup server finish a completion that failed midway).
-                if offset >= size and answered:
-                    break
             digest = hasher.hexdigest(size)
         state.put(key, None)
         return TusUploadResult(url, size, resumed_from, file_id, record, digest)
@@ -243,10 +262,8 @@ class _Session:
         for attempt in range(self.retries + 1):
             if attempt:
                 time.sleep(self.delay)
-            make = kw.get("content")
-            args = {**kw, "content": make()} if callable(make) else kw
             try:
-                response = self.http.request(method, url, headers={**self.headers, **extra}, **args)
+                response = self.http.request(method, url, headers={**self.headers, **extra}, **kw)
             except httpx.TransportError as exc:
                 last = exc
                 continue
@@ -276,11 +293,25 @@ class _Session:
             raise _refused("creating the upload", response)
         return urljoin(endpoint, response.headers["location"])
 
+    def offset_now(self, url: str) -> int:
+        """The server's offset for ``url``; :class:`TusClientError` if it cannot say."""
+        response = self._request("HEAD", url)
+        if response.status_code != 200:
+            raise _refused("resuming", response)
+        try:
+            return int(response.headers["upload-offset"])
+        except (KeyError, ValueError):
+            raise _refused("resuming", response) from None
+
     def patch(
         self, url: str, offset: int, chunk: bytes, sending: Callable[[int], object]
-    ) -> tuple[int, str | None, dict[str, Any] | None, bool]:
-        """Send ``chunk`` at ``offset``: the new offset, file id, record, and whether
-        the PATCH was answered (else the offset comes from HEAD)."""
+    ) -> tuple[int, str | None, dict[str, Any] | None] | None:
+        """Send ``chunk`` at ``offset`` once: the new offset, file id and record.
+
+        ``None`` when the server did not take it for a reason worth retrying (an
+        offset mismatch, a damaged chunk, a dropped connection, 423 or 5xx); the
+        caller asks for the offset and retries. Any other refusal raises.
+        """
         digest = base64.b64encode(hashlib.sha256(chunk).digest()).decode()
 
         def body() -> Iterator[bytes]:
@@ -289,40 +320,27 @@ class _Session:
                 yield bytes(view[start : start + _PROGRESS_STEP])
                 sending(min(len(chunk), start + _PROGRESS_STEP))
 
-        for _ in range(self.retries + 1):
-            try:
-                response = self._request(
-                    "PATCH",
-                    url,
-                    content=body,
-                    headers={
-                        "Content-Type": "application/offset+octet-stream",
-                        "Content-Length": str(len(chunk)),
-                        "Upload-Offset": str(offset),
-                        "Upload-Checksum": f"sha256 {digest}",
-                    },
-                )
-            except TusClientError:
-                response = None
-            if response is not None and response.status_code == 204:
-                return (
-                    int(response.headers["upload-offset"]),
-                    response.headers.get("spoolup-file-id"),
-                    _record(response.headers.get("spoolup-file-record")),
-                    True,
-                )
-            if response is not None and response.status_code not in (409, 460):
-                raise _refused("sending a chunk", response)
-            # Offset mismatch, damaged chunk or a dropped connection: ask where the
-            # server is and let the caller send from there.
-            current = self._request("HEAD", url)
-            if current.status_code != 200:
-                raise _refused("resuming", current)
-            server_offset = int(current.headers["upload-offset"])
-            if server_offset != offset:
-                return server_offset, None, None, False
-        msg = f"PATCH {url} kept failing"
-        raise TusClientError(msg)
+        headers = {
+            **self.headers,
+            "Content-Type": "application/offset+octet-stream",
+            "Content-Length": str(len(chunk)),
+            "Upload-Offset": str(offset),
+            "Upload-Checksum": f"sha256 {digest}",
+        }
+        try:
+            response = self.http.request("PATCH", url, headers=headers, content=body())
+        except httpx.TransportError:
+            return None
+        status = response.status_code
+        if status == 204:
+            return (
+                int(response.headers["upload-offset"]),
+                response.headers.get("spoolup-file-id"),
+                _record(response.headers.get("spoolup-file-record")),
+            )
+        if status in (409, 423, 460) or status >= 500:
+            return None
+        raise _refused("sending a chunk", response)
 
 
 def _record(header: str | None) -> dict[str, Any] | None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from spoolup.tus_client import TusClientError, default_state_file, tus_upload
+from spoolup.tus.client import TusClientError, default_state_file, tus_upload
 from tests.tus.conftest import Env, Server
 
 DATA = bytes(range(256)) * 3000
@@ -23,7 +23,7 @@ class Stop(Exception):
 
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[Env]:
-    e = Env(tmp_path / "store", "storage")
+    e = Env(tmp_path / "store")
     yield e
     e.close()
 
@@ -181,7 +181,7 @@ def test_damaged_chunk_is_sent_again(env: Env, src: Path, tmp_path: Path) -> Non
 
 
 def test_record_header_is_read_with_care() -> None:
-    from spoolup.tus_client import _record
+    from spoolup.tus.client import _record
 
     good = base64.b64encode(json.dumps({"id": "x"}).encode()).decode()
     assert _record(good) == {"id": "x"}
@@ -192,7 +192,7 @@ def test_record_header_is_read_with_care() -> None:
 
 
 def test_hasher_reads_the_bytes_never_sent(tmp_path: Path) -> None:
-    from spoolup.tus_client import _Hasher
+    from spoolup.tus.client import _Hasher
 
     path = tmp_path / "f"
     path.write_bytes(DATA)

@@ -1,0 +1,76 @@
+"""Starting ``spoolup serve``: the storage checked before listening, a banner once ready."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+
+import uvicorn
+
+from spoolup.server.about import banner
+from spoolup.server.config import ServerConfig
+from spoolup.server.store import RecordStore, open_store
+
+__all__ = ["BannerServer", "StorageUnusable", "open_checked_store"]
+
+_PROBE = "probe/"
+_FOLDER_HINT = "check that the folder can be created and written by this user"
+
+
+class StorageUnusable(Exception):
+    """The storage cannot be reached, read or written; the message says what to check."""
+
+
+def open_checked_store(spec: str) -> RecordStore:
+    """Open the storage ``spec`` names; write, read back and delete one small object.
+
+    Raises :class:`StorageUnusable` if any of it fails (and
+    :class:`~spoolup.server.config.ConfigError` for a spec that names no backend). Run
+    before listening, so that a server with no way to store files says so at once
+    instead of answering 500 to every upload.
+    """
+    key = f"{_PROBE}{socket.gethostname()[:60]}-{os.getpid()}"
+    try:
+        store = open_store(spec)
+    except OSError as exc:
+        msg = f"cannot use the storage {spec}: {exc.strerror}\n  {_FOLDER_HINT}"
+        raise StorageUnusable(msg) from exc
+    try:
+        store.storage.write(key, b"spoolup start-up check")
+        store.storage.read_bytes(key)
+        store.storage.delete(key)
+    except Exception as exc:
+        reason = getattr(exc, "message", None) or str(exc) or exc.__class__.__name__
+        if spec.startswith("s3://"):
+            hint = (
+                "check that the bucket exists and that AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, "
+                "AWS_SECRET_ACCESS_KEY and AWS_REGION let this server write to it"
+            )
+        else:
+            hint = _FOLDER_HINT
+        msg = f"cannot use the storage {spec}: {reason}\n  {hint}"
+        raise StorageUnusable(msg) from exc
+    return store
+
+
+class BannerServer(uvicorn.Server):
+    """uvicorn's server, printing :func:`~spoolup.server.about.banner` once it listens."""
+
+    def __init__(self, config: uvicorn.Config, settings: ServerConfig) -> None:
+        super().__init__(config)
+        self.settings = settings
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """Start as uvicorn does; then say where to go (with the port really bound)."""
+        await super().startup(sockets)
+        if not self.started:
+            return
+        port = self.settings.port
+        for server in getattr(self, "servers", []):
+            for sock in server.sockets:
+                port = sock.getsockname()[1]
+        host = self.settings.host
+        shown = f"[{host}]" if ":" in host else host
+        sys.stderr.write(banner(self.settings, f"http://{shown}:{port}/"))
+        sys.stderr.flush()

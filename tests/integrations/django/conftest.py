@@ -1,0 +1,146 @@
+"""The Django test project, set up once per session; its servers, started by the tests.
+
+Django's settings are process-wide: this configures them from
+``tests/integrations/django/project/settings.py`` as soon as the folder is collected,
+with every file the project writes under one temp folder (removed at the end).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+_BASE = Path(tempfile.mkdtemp(prefix="spoolup-django-"))
+os.environ["SPOOLUP_DJANGO_DIR"] = str(_BASE)
+os.environ["DJANGO_SETTINGS_MODULE"] = "tests.integrations.django.project.settings"
+
+import django  # noqa: E402 - after the settings module is named
+
+django.setup()
+
+ROOT = Path(__file__).resolve().parents[3]
+MEDIA = _BASE / "media"
+TEMP = _BASE / "tmp"
+
+
+def files_under(folder: Path) -> list[Path]:
+    """Every file below ``folder`` (dot-named temp files included)."""
+    return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def project() -> Iterator[Path]:
+    """The project's database, made once; the whole folder removed at the end."""
+    from django.core.management import call_command
+
+    call_command("migrate", run_syncdb=True, verbosity=0)
+    try:
+        yield _BASE
+    finally:
+        shutil.rmtree(_BASE, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def empty_folders() -> None:
+    """MEDIA_ROOT and FILE_UPLOAD_TEMP_DIR start empty for each test."""
+    for folder in (MEDIA, TEMP):
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Server:
+    """A server running the project on 127.0.0.1."""
+
+    url: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def worker_pid(self) -> int:
+        """The process that runs the views (gunicorn's worker, uvicorn itself)."""
+        import psutil
+
+        children = psutil.Process(self.process.pid).children()
+        return children[0].pid if children else self.process.pid
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=20)
+
+
+def start_server(kind: str, env: dict[str, str] | None = None) -> Server:
+    """``gunicorn`` (WSGI, the project's wsgi.py) or ``uvicorn`` (spoolup's ASGI handler)."""
+    port = free_port()
+    bin_dir = Path(sys.executable).parent
+    if kind == "gunicorn":
+        command = [
+            str(bin_dir / "gunicorn"),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "1",
+            "--timeout",
+            "300",
+            "tests.integrations.django.project.wsgi:application",
+        ]
+    else:
+        module = "native_asgi" if kind == "uvicorn-native" else "asgi"
+        command = [
+            str(bin_dir / "uvicorn"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-access-log",
+            f"tests.integrations.django.project.{module}:application",
+        ]
+    log = _BASE / f"{kind}-{port}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+        )
+    server = Server(f"http://127.0.0.1:{port}", port, process, log)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{kind} exited with {process.returncode}:\n{server.output()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        server.stop()
+        raise RuntimeError(f"{kind} did not listen within 60 s:\n{server.output()}")
+    return server

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class UploadsConfig(AppConfig):  # type: ignore[misc]
+    name = "tests.integrations.django.project.uploads"
+    label = "uploads"

@@ -1,0 +1,124 @@
+"""GET /api/files: search, sort, cursor paging, totals; storage is not relisted per page."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from spoolup.server.listing import FileIndex
+from spoolup.server.store import RecordStore
+from spoolup.storage.local import LocalStorage
+from tests.server.conftest import RunningServer
+
+
+@pytest.fixture(scope="module")
+def filled(make_server: Callable[..., RunningServer]) -> RunningServer:
+    running = make_server()
+    with running.client() as client:
+        for i, (name, size) in enumerate(
+            [("b-report.pdf", 30), ("A-photo.png", 10), ("c-Report-old.pdf", 20), ("d.txt", 5)]
+        ):
+            assert client.put(f"/api/files/{name}", content=bytes([i]) * size).status_code == 201
+    return running
+
+
+def names(response: Any) -> list[str]:
+    return [r["filename"] for r in response.json()]
+
+
+def test_sorts_by_name_size_and_date(filled: RunningServer) -> None:
+    with filled.client() as client:
+        assert names(client.get("/api/files")) == [
+            "d.txt",
+            "c-Report-old.pdf",
+            "A-photo.png",
+            "b-report.pdf",
+        ]
+        assert names(client.get("/api/files?sort=name&order=asc"))[:2] == [
+            "A-photo.png",
+            "b-report.pdf",
+        ]
+        assert names(client.get("/api/files?sort=size"))[0] == "b-report.pdf"
+        assert names(client.get("/api/files?sort=size&order=asc"))[0] == "d.txt"
+
+
+def test_search_is_case_blind_and_totals_are_given(filled: RunningServer) -> None:
+    with filled.client() as client:
+        response = client.get("/api/files", params={"q": "REPORT"})
+    assert sorted(names(response)) == ["b-report.pdf", "c-Report-old.pdf"]
+    assert response.headers["spoolup-match-count"] == "2"
+    assert response.headers["spoolup-match-size"] == "50"
+    assert response.headers["spoolup-total-count"] == "4"
+    assert response.headers["spoolup-total-size"] == "65"
+
+
+def test_cursor_pages_cover_every_file_once(filled: RunningServer) -> None:
+    seen: list[str] = []
+    with filled.client() as client:
+        url = "/api/files?sort=name&order=asc&limit=1"
+        response = client.get(url)
+        while True:
+            seen += names(response)
+            cursor = response.headers.get("spoolup-next-cursor")
+            if cursor is None:
+                assert "link" not in response.headers
+                break
+            link = response.headers["link"]
+            assert link.endswith('>; rel="next"')
+            assert cursor in link
+            response = client.get(link[1 : link.index(">")])
+    assert seen == ["A-photo.png", "b-report.pdf", "c-Report-old.pdf", "d.txt"]
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["sort=owner", "order=up", "limit=x", "limit=99999999999", "cursor=%%%", "cursor=WzEsMl0"],
+)
+def test_bad_queries_are_400(filled: RunningServer, query: str) -> None:
+    with filled.client() as client:
+        response = client.get(f"/api/files?{query}")
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]
+
+
+def test_new_and_deleted_files_show_at_once(filled: RunningServer) -> None:
+    with filled.client() as client:
+        record = client.put("/api/files/fresh.txt", content=b"x").json()
+        assert "fresh.txt" in names(client.get("/api/files"))
+        assert client.delete(f"/api/files/{record['id']}").status_code == 204
+        assert "fresh.txt" not in names(client.get("/api/files"))
+
+
+class CountingStorage(LocalStorage):
+    lists = 0
+    stats = 0
+
+    def list(self, *args: Any, **kwargs: Any) -> Any:
+        CountingStorage.lists += 1
+        return super().list(*args, **kwargs)
+
+    def stat(self, *args: Any, **kwargs: Any) -> Any:
+        CountingStorage.stats += 1
+        return super().stat(*args, **kwargs)
+
+
+async def test_pages_come_from_the_index_not_from_storage(tmp_path: Any) -> None:
+    storage = CountingStorage(tmp_path)
+    for i in range(30):
+        storage.write(f"files/{i:032x}", b"x" * i, filename=f"f{i}.bin")
+    index = FileIndex(RecordStore(storage), max_age=3600)
+    page = await index.query(limit=7)
+    pages = 1
+    while page.next_cursor is not None:
+        page = await index.query(limit=7, cursor=page.next_cursor)
+        pages += 1
+    assert pages == 5
+    assert (CountingStorage.lists, CountingStorage.stats) == (1, 30)
+    storage.write(f"files/{99:032x}", b"new", filename="new.bin")
+    index.invalidate()
+    page = await index.query(search="new")
+    assert [r.filename for r in page.records] == ["new.bin"]
+    # One more key listing, and only the new object described.
+    assert (CountingStorage.lists, CountingStorage.stats) == (2, 31)

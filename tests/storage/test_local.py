@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from spoolup.errors import UploadError
 from spoolup.storage import (
     InsufficientStorage,
     InvalidKey,
@@ -140,32 +141,85 @@ CRASHER = textwrap.dedent(
 )
 
 
-def test_crash_mid_write_then_cleanup(tmp_path: Path) -> None:
-    root = tmp_path / "root"
-    LocalStorage(root).write("victim", b"the old version")
+def _start_crasher(root: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     process = subprocess.Popen(
         [sys.executable, "-c", CRASHER, str(root)], stdout=subprocess.PIPE, env=env
     )
+    assert process.stdout is not None
+    assert process.stdout.readline() == b"writing\n"
+    return process
+
+
+def _kill9(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    if process.stdout is not None:
+        process.stdout.close()
+
+
+def test_crash_mid_write_then_cleanup(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    LocalStorage(root).write("victim", b"the old version")
+    process = _start_crasher(root)
     try:
-        assert process.stdout is not None
-        assert process.stdout.readline() == b"writing\n"
+        # Another live server's temp file is never removed, however old it looks.
+        LocalStorage(root, stale_after=0)
+        leftover = [n for n in os.listdir(root) if n.endswith(TEMP_SUFFIX)]
+        assert len(leftover) == 1
     finally:
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
+        _kill9(process)
     assert process.returncode == -signal.SIGKILL
-    leftover = [n for n in os.listdir(root) if n.endswith(TEMP_SUFFIX)]
-    assert len(leftover) == 1
     assert (root / leftover[0]).stat().st_size >= 4 * MiB
-    # The object under its real name is untouched.
-    storage = LocalStorage(root)  # a fresh leftover is younger than stale_after: kept
-    assert storage.read_bytes("victim") == b"the old version"
-    assert [n for n in os.listdir(root) if n.endswith(TEMP_SUFFIX)] == leftover
-    LocalStorage(root, stale_after=0)
+    # The writer is dead: its fresh leftover goes at the next start, whatever its age.
+    storage = LocalStorage(root)
     assert sorted(os.listdir(root)) == [".victim.meta.json", "victim"]
-    assert LocalStorage(root).read_bytes("victim") == b"the old version"
+    assert storage.read_bytes("victim") == b"the old version"
+
+
+def test_periodic_cleanup_removes_a_dead_writers_files(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    storage = LocalStorage(root)
+    process = _start_crasher(root)
+    _kill9(process)
+    assert [n for n in os.listdir(root) if n.endswith(TEMP_SUFFIX)]
+    assert storage.cleanup() == 1
+    assert os.listdir(root) == []
+
+
+def test_sidecars_are_not_followed_through_symlinks(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.json"
+    secret.write_text('{"size": 1, "filename": "leaked", "content_type": "x/y"}')
+    storage = LocalStorage(tmp_path / "root")
+    storage.write("a", b"1", filename="mine.txt")
+    meta = tmp_path / "root" / f".a{META_SUFFIX}"
+    meta.unlink()
+    meta.symlink_to(secret)
+    info = storage.stat("a")
+    assert info.filename is None
+    assert info.content_type is None
+
+
+def test_error_messages_never_show_server_paths(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path / "root")
+    storage.write("a", b"1")
+    messages = []
+    for key in ("a/b", "a/b/c"):
+        with pytest.raises(UploadError) as caught:
+            storage.write(key, b"2")
+        messages.append(str(caught.value))
+    (tmp_path / "root" / "ro").mkdir()
+    (tmp_path / "root" / "ro").chmod(0o500)
+    try:
+        if os.geteuid() != 0:
+            with pytest.raises(StorageError) as failed:
+                storage.write("ro/x", b"3")
+            messages.append(str(failed.value))
+    finally:
+        (tmp_path / "root" / "ro").chmod(0o700)
+    assert messages
+    for message in messages:
+        assert str(tmp_path) not in message, message
 
 
 def test_cleanup_of_old_leftovers(tmp_path: Path) -> None:

@@ -4,7 +4,8 @@ Layout under ``root`` (a key ``a/b`` is the file ``root/a/b``)::
 
     a/b                       the object
     a/.b.meta.json            its metadata (a JSON sidecar)
-    a/.b.<random>.spoolup-tmp an object or sidecar being written (removed on abort)
+    a/.b.<owner>.<random>.spoolup-tmp
+                              an object or sidecar being written (removed on abort)
     .uploads/<id>/            a resumable upload: ``data`` and ``state.json``
 
 Names starting with a dot are never keys (:func:`~spoolup.storage.validate_key`), so
@@ -14,8 +15,10 @@ these files cannot collide with objects and listings skip them.
 filesystem, so the final rename is atomic); on commit the file is flushed and
 fsynced, the sidecar is written the same way and renamed first, then the object is
 renamed into place and the directory fsynced. A reader sees the old object or the new
-one, never a part; a crash leaves only a temp name, which the next
-``LocalStorage(root)`` removes once it is older than ``stale_after`` seconds. While a
+one, never a part; a crash leaves only a temp name, which carries the process that
+wrote it (:mod:`spoolup.storage.owners`): the next ``LocalStorage(root)`` or
+:meth:`LocalStorage.cleanup` removes it at once when that process is dead, and after
+``stale_after`` seconds when it cannot tell (a process of another machine). While a
 large object is written, a background ``fdatasync`` every 16 MiB starts writing it
 back, so that the fsync at commit has little left to wait for.
 
@@ -27,7 +30,8 @@ the file (a crash between the two renames) is ignored rather than trusted.
 
 **Confinement.** Keys are validated, the root is resolved once, every directory on a
 key's path is checked to resolve inside the root (a symlink pointing out is refused),
-and objects are opened with ``O_NOFOLLOW``. This guards against keys, not against
+and objects and sidecars are opened with ``O_NOFOLLOW``. Error messages name keys,
+never paths of the server. This guards against keys, not against
 another local user racing to swap directories for symlinks under the root.
 """
 
@@ -66,6 +70,7 @@ from spoolup.storage.base import (
     validate_key,
     validate_metadata,
 )
+from spoolup.storage.owners import is_dead, this_process
 
 __all__ = ["LocalStorage"]
 
@@ -81,15 +86,46 @@ _DIRECT = 64 * 1024
 # starts, so that the fsync at commit has little left to wait for.
 _SYNC_EVERY = 16 * 1024 * 1024
 _fdatasync = getattr(os, "fdatasync", os.fsync)
+# A sidecar is a few hundred bytes; a bigger one is not ours.
+_MAX_SIDECAR = 1024 * 1024
+# Room left in a 255-byte file name for the temp name's owner, random part and suffix.
+_TEMP_STEM = 150
 _SYNCS = ThreadPoolExecutor(4, thread_name_prefix="spoolup-fsync")
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
 def _storage_error(exc: OSError, what: str) -> StorageError:
+    # strerror, not str(exc): that names the file, a path of the server.
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return InsufficientStorage(f"no space left while {what}: {exc.strerror}")
-    return StorageError(f"{what} failed: {exc}")
+    return StorageError(f"{what} failed: {exc.strerror or exc.__class__.__name__}")
+
+
+def _temp_path(path: Path) -> Path:
+    """A fresh temp name beside ``path``, carrying this process as its owner."""
+    return path.with_name(
+        f".{path.name[:_TEMP_STEM]}.{this_process()}.{secrets.token_hex(8)}{TEMP_SUFFIX}"
+    )
+
+
+def _temp_owner(name: str) -> str:
+    """The owner tag of a temp file name (empty for names from before owners)."""
+    parts = name.removesuffix(TEMP_SUFFIX).rsplit(".", 2)
+    return parts[1] if len(parts) == 3 else ""
+
+
+def _read_sidecar(path: Path) -> bytes:
+    """The sidecar's bytes; a symlink, a folder or a huge file is refused (OSError)."""
+    fd = os.open(path, os.O_RDONLY | _O_CLOEXEC | _O_NOFOLLOW)
+    try:
+        st = os.fstat(fd)
+        if not stat_mod.S_ISREG(st.st_mode) or st.st_size > _MAX_SIDECAR:
+            raise OSError(errno.EINVAL, "not a sidecar")
+        with os.fdopen(os.dup(fd), "rb") as file:
+            return file.read(_MAX_SIDECAR + 1)
+    finally:
+        os.close(fd)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -109,7 +145,7 @@ def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
 
 def _write_file_atomic(path: Path, data: bytes, *, sync: bool = True) -> None:
     """Write ``data`` to ``path`` by temp name, fsync and rename (no directory fsync)."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}{TEMP_SUFFIX}")
+    tmp = _temp_path(path)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC | _O_NOFOLLOW, 0o666)
     try:
         try:
@@ -159,7 +195,7 @@ class _LocalWriter(ObjectWriter):
         super().__init__(key, filename=filename, content_type=content_type, metadata=metadata)
         self._storage = storage
         self._path = storage._object_path(self.key, create=True)
-        self._tmp = self._path.with_name(f".{self._path.name}.{secrets.token_hex(8)}{TEMP_SUFFIX}")
+        self._tmp = _temp_path(self._path)
         # A fixed buffer filled by slice assignment: growing and clearing a bytearray
         # reallocates and copies the same bytes several times.
         self._buffer: bytearray | None = None
@@ -173,7 +209,7 @@ class _LocalWriter(ObjectWriter):
                 0o666,
             )
         except OSError as exc:
-            raise _storage_error(exc, f"creating {self._tmp}") from exc
+            raise _storage_error(exc, f"creating {self.key!r}") from exc
 
     def _write(self, data: bytes) -> None:
         size = len(data)
@@ -367,6 +403,13 @@ class LocalStorage(Storage):
     def _inside(self, path: Path) -> bool:
         return path == self.root or self.root in path.parents
 
+    def _shown(self, path: Path) -> str:
+        """``path`` as messages show it: relative to the root, never the server's path."""
+        try:
+            return repr(path.relative_to(self.root).as_posix())
+        except ValueError:
+            return "a folder outside the storage"
+
     def _object_path(self, key: str, *, create: bool = False) -> Path:
         validate_key(key)
         path = self.root.joinpath(*key.split("/"))
@@ -388,19 +431,20 @@ class LocalStorage(Storage):
             current = current.parent
         # Check where the existing part leads before creating anything under it.
         if not self._inside(Path(os.path.realpath(current))):
-            raise InvalidKey(f"{directory} leads out of the storage root")
+            raise InvalidKey(f"{self._shown(directory)} leads out of the storage root")
         for folder in reversed(missing):
             try:
                 folder.mkdir()
             except FileExistsError:
                 continue
             except NotADirectoryError as exc:
-                raise InvalidKey(f"a part of {directory} is an object, not a folder") from exc
+                msg = f"a part of {self._shown(directory)} is an object, not a folder"
+                raise InvalidKey(msg) from exc
             except OSError as exc:
-                raise _storage_error(exc, f"creating {folder}") from exc
+                raise _storage_error(exc, f"creating {self._shown(folder)}") from exc
             _fsync_dir(folder.parent)
         if not directory.is_dir():
-            raise InvalidKey(f"a part of {directory} is an object, not a folder")
+            raise InvalidKey(f"a part of {self._shown(directory)} is an object, not a folder")
 
     def _regular_file(self, key: str) -> tuple[Path, os.stat_result]:
         path = self._object_path(key)
@@ -458,7 +502,7 @@ class LocalStorage(Storage):
         record: dict[str, Any] = {}
         if with_metadata:
             with contextlib.suppress(OSError, ValueError):
-                loaded = json.loads(_meta_path(path).read_bytes())
+                loaded = json.loads(_read_sidecar(_meta_path(path)))
                 if isinstance(loaded, dict) and loaded.get("size") == st.st_size:
                     record = loaded
         sha256 = record.get("sha256")
@@ -576,15 +620,17 @@ class LocalStorage(Storage):
     def check(self) -> None:
         """Raise :class:`StorageError` unless ``root`` is a folder this process can write."""
         if not self.root.is_dir() or not os.access(self.root, os.W_OK | os.X_OK):
-            raise StorageError(f"the storage folder {self.root} is missing or not writable")
+            raise StorageError("the storage folder is missing or not writable")
 
     # -- leftovers ---------------------------------------------------------------------
 
     def cleanup(self, older_than: float | None = None) -> int:
-        """Remove temp names and orphaned sidecars older than ``older_than`` seconds.
+        """Remove leftovers of interrupted writes; return how many files were removed.
 
-        ``older_than`` defaults to ``stale_after``. Returns how many files were
-        removed. Resumable uploads in ``.uploads`` are left alone.
+        A temp name written by a process that is dead is removed whatever its age; one
+        of a live process never is; one whose writer cannot be checked (another
+        machine), and an orphaned sidecar, once older than ``older_than`` seconds
+        (``stale_after`` by default). Resumable uploads in ``.uploads`` are left alone.
         """
         age = self.stale_after if older_than is None else older_than
         limit = time.time() - age
@@ -596,12 +642,19 @@ class LocalStorage(Storage):
                 if not name.startswith("."):
                     continue
                 path = Path(dirpath, name)
-                stale = name.endswith(TEMP_SUFFIX) or (
-                    name.endswith(META_SUFFIX)
-                    and not path.with_name(name[1 : -len(META_SUFFIX)]).exists()
-                )
+                if name.endswith(TEMP_SUFFIX):
+                    dead = is_dead(_temp_owner(name))
+                    if dead is False:
+                        continue
+                    stale = dead is True
+                elif name.endswith(META_SUFFIX):
+                    stale = False
+                    if path.with_name(name[1 : -len(META_SUFFIX)]).exists():
+                        continue
+                else:
+                    continue
                 with contextlib.suppress(OSError):
-                    if stale and path.lstat().st_mtime <= limit:
+                    if stale or path.lstat().st_mtime <= limit:
                         path.unlink()
                         removed += 1
         return removed
@@ -620,7 +673,8 @@ class LocalStorage(Storage):
         except (FileNotFoundError, NotADirectoryError):
             raise ObjectNotFound(f"{key} (upload {upload_id})") from None
         except (OSError, ValueError) as exc:
-            raise StorageError(f"reading the state of upload {upload_id} failed: {exc}") from exc
+            msg = f"reading the state of upload {upload_id} failed: {exc.__class__.__name__}"
+            raise StorageError(msg) from exc
         if state.get("key") != key:
             raise ObjectNotFound(f"{key} (upload {upload_id})")
         return folder, state

@@ -23,6 +23,7 @@ import contextlib
 import hashlib
 import inspect
 import json
+import logging
 import secrets
 import tempfile
 import time
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from spoolup._periodic import repeat
 from spoolup.errors import RequestTooLarge, UploadAborted, UploadError
 from spoolup.files import FileInfo, UploadedFile
 from spoolup.form import receive_file
@@ -81,6 +83,7 @@ _READ_CHUNK = 1024 * 1024
 _LIVE_MAX = 4096
 MiB = 1024 * 1024
 _T = TypeVar("_T")
+logger = logging.getLogger("spoolup.tus")
 
 
 class TusApp:
@@ -171,7 +174,7 @@ class TusApp:
                 return
 
     async def aclose(self) -> None:
-        """Stop the background expiry sweep."""
+        """Stop the background expiry sweep (never raises what the sweep met)."""
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -180,13 +183,9 @@ class TusApp:
 
     def _start_sweeper(self) -> None:
         if self._sweeper is None and self.sweep_interval is not None:
-            self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
-
-    async def _sweep_forever(self) -> None:
-        assert self.sweep_interval is not None
-        while True:
-            await self.sweep()
-            await asyncio.sleep(self.sweep_interval)
+            self._sweeper = asyncio.get_running_loop().create_task(
+                repeat(self.sweep, self.sweep_interval, what="the tus expiry sweep", logger=logger)
+            )
 
     async def sweep(self) -> list[str]:
         """Remove every expired unfinished upload (and finished ones past expiry); return ids."""

@@ -586,6 +586,9 @@ class _Stream:
                     await self.pending
                 if self.pending.cancelled() or self.pending.exception() is not None:
                     self.hasher = None
+                    if self.checkpoint is not None:  # it may have failed too (a lost lease)
+                        with contextlib.suppress(BaseException):
+                            await self.checkpoint
                     return  # nothing is saved past the failed write
             if self.checkpoint is not None:
                 await self.checkpoint

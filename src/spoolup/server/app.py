@@ -473,6 +473,7 @@ def _tus_app(
         on_complete=observer.completion(adopt),
         lease=config.lease,
         lock=lock,
+        on_create=observer.before_create,
         allow_origins=config.cors_origins,
         checkpoint_bytes=config.tus_checkpoint,
         checkpoint_seconds=config.tus_checkpoint_seconds,
@@ -505,6 +506,8 @@ def create_app(
     index = FileIndex(store)
     tus_observer = TusObserver(metrics, dispatcher, store)
     tus = _tus_app(store, config, index, tus_observer)
+    if tus is not None:
+        tus_observer.count_sweeps(tus)
     middleware = [
         Middleware(AccessLogMiddleware, metrics=metrics),
         Middleware(_CatchAll),

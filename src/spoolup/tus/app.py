@@ -59,7 +59,7 @@ from spoolup.tus.protocol import (
 from spoolup.tus.state import UploadInfo
 from spoolup.tus.store import DataWriter, TusStore
 
-__all__ = ["CompletionCallback", "TusApp", "create_tus_app"]
+__all__ = ["CompletionCallback", "CreationCallback", "TusApp", "create_tus_app"]
 
 Scope = Mapping[str, Any]
 Message = Mapping[str, Any]
@@ -74,6 +74,14 @@ is open for reading; it may be saved or moved elsewhere (``file.path`` is the da
 disk for local storage). Return a JSON-able dict (the file record) or ``None``. An
 :class:`~spoolup.UploadError` raised here refuses the upload: it is removed and the
 request answers with that status.
+"""
+
+CreationCallback = Callable[[UploadInfo], Any]
+"""``on_create(info)``: called before an upload is created, sync or async.
+
+``info`` is the upload about to be created (its id, length, metadata); the callback
+may change ``info.metadata``. An :class:`~spoolup.UploadError` raised here refuses the
+creation: nothing is stored and the request answers with that status.
 """
 
 # Body bytes gathered before one hop to a worker thread (cf. the form drivers).
@@ -103,9 +111,11 @@ class TusApp:
         checkpoint_bytes: int = 64 * MiB,
         checkpoint_seconds: float = 2.0,
         max_open_uploads: int = 10_000,
+        on_create: CreationCallback | None = None,
     ) -> None:
         """Serve ``store``; see :func:`create_tus_app` for the options."""
         self.store = store
+        self.on_create = on_create
         self.checkpoint_bytes = checkpoint_bytes
         self.checkpoint_seconds = checkpoint_seconds
         self.max_open_uploads = max_open_uploads
@@ -242,6 +252,10 @@ class TusApp:
             concat=request.concat,
         )
         location = f"{root}/{upload_id}"
+        if self.on_create is not None:
+            created = self.on_create(info)
+            if inspect.isawaitable(created):
+                await created
         if request.concat == "final":
             ids = self.protocol.concat_ids(request.parts, root, headers.get("host"))
             parts = [await self._load(p) for p in ids]
@@ -733,6 +747,7 @@ def create_tus_app(
     checkpoint_bytes: int = 64 * MiB,
     checkpoint_seconds: float = 2.0,
     max_open_uploads: int = 10_000,
+    on_create: CreationCallback | None = None,
 ) -> TusApp:
     """The tus ASGI app over ``storage``, to mount at the collection's path (``/tus``).
 
@@ -747,7 +762,8 @@ def create_tus_app(
     sha256 is computed while it is received); ``on_complete`` then receives it (see
     :data:`CompletionCallback`). ``lease`` (seconds) bounds how long a crashed server's
     write lease blocks an upload; ``lock`` is where leases are kept (by default beside
-    the uploads, see :func:`~spoolup.tus.lock.lock_for`).
+    the uploads, see :func:`~spoolup.tus.lock.lock_for`). ``on_create`` may refuse an
+    upload, or change its metadata, before it is created (see :data:`CreationCallback`).
 
     Durability: the bytes and the offset are made durable at checkpoints, every
     ``checkpoint_bytes`` or ``checkpoint_seconds`` of a request, whichever comes first,
@@ -777,6 +793,7 @@ def create_tus_app(
         checkpoint_bytes=checkpoint_bytes,
         checkpoint_seconds=checkpoint_seconds,
         max_open_uploads=max_open_uploads,
+        on_create=on_create,
     )
 
 

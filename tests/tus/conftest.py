@@ -16,8 +16,8 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount
 
 from spoolup.files import UploadedFile
-from spoolup.storage.base import PartAppender
 from spoolup.storage.local import LocalStorage
+from spoolup.storage.resumable import PartAppender
 from spoolup.tus import TusApp, UploadInfo, create_tus_app
 from spoolup.tus.store import TusStore
 

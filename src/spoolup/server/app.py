@@ -53,7 +53,7 @@ from spoolup.server.origins import OriginGuardMiddleware, default_allowed_hosts
 from spoolup.server.records import FileRecord, is_file_id
 from spoolup.server.share import LinkSigner, link_routes
 from spoolup.server.store import RecordStore, open_store
-from spoolup.storage.base import StorageError
+from spoolup.storage import StorageError
 
 if TYPE_CHECKING:
     from spoolup.tus.app import TusApp

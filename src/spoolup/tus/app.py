@@ -39,7 +39,7 @@ from spoolup.form import receive_file
 from spoolup.handlers import HandlerSpec, HashingHandler, UploadHandler, resolve_handlers
 from spoolup.headers import safe_filename
 from spoolup.limits import Limits
-from spoolup.storage.base import ObjectNotFound, Storage
+from spoolup.storage import ObjectNotFound, ResumableStorage
 from spoolup.tus.lock import DEFAULT_TTL, LeaseKeeper, UploadLock, lock_for
 from spoolup.tus.protocol import (
     Create,
@@ -801,7 +801,7 @@ def tus_store_for(storage: object) -> TusStore:
     """The :class:`TusStore` for a storage backend, a folder, or a store given as is."""
     if isinstance(storage, TusStore):
         return storage
-    if isinstance(storage, str | Path | Storage):
+    if isinstance(storage, str | Path | ResumableStorage):
         return TusStore(storage)
     msg = f"no tus store for {type(storage).__name__}"
     raise TypeError(msg)

@@ -47,7 +47,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from spoolup.storage.base import StorageError
+from spoolup.storage.errors import StorageError
 from spoolup.tus.protocol import UploadLocked
 
 if TYPE_CHECKING:

@@ -1,18 +1,18 @@
 """Where tus uploads live between requests: one store over any spoolup storage backend.
 
 :class:`TusStore` keeps, under ``prefix`` + ``<id>/`` of a
-:class:`~spoolup.storage.base.Storage` (local or S3): ``info`` (the state, JSON),
+:class:`~spoolup.storage.ResumableStorage` (local or S3): ``info`` (the state, JSON),
 ``lock`` (the write lease on S3, see :mod:`spoolup.tus.lock`) and, on backends with a
-minimum part size, ``tail`` (the bytes short of a part between requests). The bytes
-go into the backend's resumable (multipart) upload for ``<id>/data``, whose id is kept
-in the state, so any server sharing the storage continues the upload and nothing is
-only in memory.
+minimum part size, ``tail`` (the bytes short of a part between requests). The bytes go
+into the backend's resumable (multipart) upload for ``<id>/data``, whose id is kept in
+the state, so any server sharing the storage continues the upload and nothing is only in
+memory.
 
-A request's bytes are streamed by a :class:`DataWriter`: on a backend whose uploads
-are one growing file (local), straight onto its end; on S3, gathered into parts of
-``part_size`` (8 MiB), so at most one part per upload is ever held in memory.
-Durability comes at checkpoints, not per write (see :meth:`DataWriter.snapshot`).
-All methods block; the tus app calls them in worker threads.
+A request's bytes are streamed by a :class:`DataWriter`: on a backend whose uploads are
+one growing file (local), straight onto its end; on S3, gathered into parts of
+``part_size`` (8 MiB), so at most one part per upload is ever held in memory. Durability
+comes at checkpoints, not per write (see :meth:`DataWriter.snapshot`). All methods
+block; the tus app calls them in worker threads.
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from spoolup.files import FileInfo, UploadedFile
-from spoolup.storage.base import ObjectNotFound, PartAppender, PartInfo, Storage, StorageError
+from spoolup.storage import ObjectMeta, ObjectNotFound, PartInfo, ResumableStorage, StorageError
 from spoolup.storage.handler import StoredFile
+from spoolup.storage.resumable import PartAppender
 from spoolup.tus.protocol import is_upload_id
 from spoolup.tus.state import StateError, UploadInfo
 
@@ -40,7 +41,7 @@ _S3_PART = 8 * 1024 * 1024
 
 
 class TusStore:
-    """tus uploads kept in a spoolup :class:`~spoolup.storage.base.Storage`.
+    """tus uploads kept in a spoolup :class:`~spoolup.storage.ResumableStorage`.
 
     ``storage`` is a backend or a folder (a :class:`~spoolup.storage.LocalStorage`
     is made over it). ``part_size`` is the size of the parts sent to a backend with a
@@ -48,9 +49,9 @@ class TusStore:
     """
 
     def __init__(
-        self, storage: Storage | str | Path, *, prefix: str = "tus/", part_size: int = 0
+        self, storage: ResumableStorage | str | Path, *, prefix: str = "tus/", part_size: int = 0
     ) -> None:
-        if not isinstance(storage, Storage):
+        if not isinstance(storage, ResumableStorage):
             from spoolup.storage.local import LocalStorage
 
             storage = LocalStorage(storage)
@@ -110,7 +111,7 @@ class TusStore:
     def create(self, info: UploadInfo) -> None:
         """Begin the backend's resumable upload and save the state with its id."""
         mpu = self.storage.begin_multipart(
-            self.key(info.id, "data"), filename=info.filename, content_type=info.content_type
+            self.key(info.id, "data"), ObjectMeta(info.filename, info.content_type)
         )
         info.backend = {"mpu": mpu, "parts": [], "tail": 0}
         self.save(info)
@@ -149,7 +150,7 @@ class TusStore:
         else:
             # An empty upload: S3 cannot complete a multipart upload without parts.
             self.storage.abort_multipart(key, backend["mpu"])
-            self.storage.write(key, b"", filename=info.filename, content_type=info.content_type)
+            self.storage.write(key, b"", ObjectMeta(info.filename, info.content_type))
         backend.update(done=True, tail=0, parts=[])
         info.synced = info.offset
         self.save(info)

@@ -12,7 +12,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 STORAGE ?= ./spoolup-data
 
-.PHONY: serve test lint typecheck pytest bench lock browser clean
+.PHONY: serve test lint typecheck pytest bench lock browser cluster-tools clean
 
 $(STAMP): requirements/dev.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,13 @@ browser:
 	@command -v chromium >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
 	  else echo "install Debian's chromium (sudo apt-get install chromium) for the browser tests" >&2; exit 1; fi; }
+
+# Debian's HAProxy and Redis for the cluster tests (tests/cluster skip, saying why, without them).
+cluster-tools:
+	@command -v haproxy >/dev/null && command -v redis-server >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq haproxy redis-server >/dev/null \
+	    && { systemctl disable --now haproxy redis-server >/dev/null 2>&1 || true; }; \
+	  else echo "install Debian's haproxy and redis-server (sudo apt-get install haproxy redis-server) for the cluster tests" >&2; fi; }
 
 $(SERVE_STAMP): requirements/serve.lock pyproject.toml
 	test -x $(SERVE_VENV)/bin/python || $(PYTHON) -m venv --without-pip $(SERVE_VENV)
@@ -44,18 +51,18 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) browser
+pytest: $(STAMP) browser cluster-tools
 	rm -f .coverage .coverage.*
 	$(BIN)/pytest -p no:cacheprovider --cov --cov-report=term $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 
-bench: $(STAMP)
+bench: $(STAMP) cluster-tools
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 lock:
-	uv pip compile requirements/dev.in -o requirements/dev.lock --python-version 3.11 -q
-	uv pip compile requirements/serve.in -o requirements/serve.lock --python-version 3.11 -q \
+	$(BIN)/uv pip compile requirements/dev.in -o requirements/dev.lock --python-version 3.11 -q
+	$(BIN)/uv pip compile requirements/serve.in -o requirements/serve.lock --python-version 3.11 -q \
 	  --no-annotate --custom-compile-command "make lock" -c <(grep -v '^-e' requirements/dev.lock)
 
 clean:

@@ -9,7 +9,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 STORAGE ?= ./spoolup-data
 
-.PHONY: serve test lint typecheck pytest bench lock browser clean
+.PHONY: serve test lint typecheck pytest bench lock browser curl clean
 
 $(STAMP): requirements/dev.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,12 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
 	  else echo "install Debian's chromium (sudo apt-get install chromium) for the browser tests" >&2; exit 1; fi; }
 
+# Debian's curl: the server and framework benchmarks (and their tests) upload with curl -F.
+curl:
+	@command -v curl >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq curl >/dev/null; \
+	  else echo "install Debian's curl (sudo apt-get install curl) for the benchmarks" >&2; exit 1; fi; }
+
 serve: $(STAMP)
 	$(BIN)/spoolup serve --host $(HOST) --port $(PORT) --storage $(STORAGE)
 
@@ -33,13 +39,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) browser
+pytest: $(STAMP) browser curl
 	rm -f .coverage .coverage.*
 	$(BIN)/pytest -p no:cacheprovider --cov --cov-report=term $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 
-bench: $(STAMP)
+bench: $(STAMP) curl
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 lock:

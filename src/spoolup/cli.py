@@ -125,6 +125,7 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="(info)")
     serve.add_argument("--no-access-log", dest="access_log", action="store_false", default=None)
     _add_operator_flags(serve)
+    _add_tus_flags(serve)
     upload.add_parser(commands)
     files.add_parsers(commands)
     return parser
@@ -149,6 +150,21 @@ def _add_operator_flags(serve: argparse.ArgumentParser) -> None:
         "--hook-progress-interval", type=float, help="seconds between post-receive hooks (1)"
     )
 
+
+def _add_tus_flags(serve: argparse.ArgumentParser) -> None:
+    """Durability and caps of /tus (see spoolup.tus.app)."""
+    serve.add_argument(
+        "--tus-checkpoint", metavar="SIZE", help="bytes between tus checkpoints (64MiB)"
+    )
+    serve.add_argument(
+        "--tus-checkpoint-seconds", type=float, metavar="S", help="seconds between them (2)"
+    )
+    serve.add_argument(
+        "--tus-max-open-uploads", type=int, metavar="N", help="unfinished tus uploads (10000)"
+    )
+
+
+_TUS_SETTINGS = ("tus_checkpoint", "tus_checkpoint_seconds", "tus_max_open_uploads")
 
 _OPERATOR_SETTINGS = (
     "log_format",
@@ -188,7 +204,7 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     names = ["host", "port", "storage", "token", "insecure", "log_level", "access_log"]
     names += [name for name, _, _ in _LIMIT_FLAGS] + ["inspect_max_size", "share_ttl"]
     names += [*_OPERATOR_SETTINGS, "header_limit", "header_timeout", "body_timeout"]
-    names += ["max_connections", "allowed_hosts", "cors_origins"]
+    names += ["max_connections", "allowed_hosts", "cors_origins", *_TUS_SETTINGS]
     overrides = {name: getattr(args, name) for name in names}
     try:
         config = load_config(file=args.config, environ=environ, overrides=overrides)

@@ -116,6 +116,11 @@ class ServerConfig:
         hook_timeout: seconds one hook delivery may take (5).
         hook_retries: retries of a non-blocking hook after a failure (3).
         hook_progress_interval: seconds between post-receive hooks of one file (1).
+        tus_checkpoint: bytes of a tus request between two checkpoints, where its bytes
+            and offset are made durable (64 MiB; see the README for what a crash loses).
+        tus_checkpoint_seconds: seconds between two checkpoints, whichever comes first (2).
+        tus_max_open_uploads: unfinished tus uploads at most; creations beyond are
+            answered 429 (10,000).
     """
 
     host: str = "127.0.0.1"
@@ -145,6 +150,9 @@ class ServerConfig:
     hook_timeout: float = 5.0
     hook_retries: int = 3
     hook_progress_interval: float = 1.0
+    tus_checkpoint: int = 64 * 1024 * 1024
+    tus_checkpoint_seconds: float = 2.0
+    tus_max_open_uploads: int = 10_000
 
     def check(self) -> None:
         """Raise :class:`ConfigError` if the settings are inconsistent or unsafe.
@@ -186,6 +194,12 @@ class ServerConfig:
                 msg = f"cors_origins: {origin!r} is not an origin such as https://example.org"
                 raise ConfigError(msg)
         _check_operations(self)
+        if self.tus_checkpoint < 1 or self.tus_checkpoint_seconds <= 0:
+            msg = "tus_checkpoint and tus_checkpoint_seconds must be positive"
+            raise ConfigError(msg)
+        if self.tus_max_open_uploads < 1:
+            msg = "tus_max_open_uploads must be at least 1"
+            raise ConfigError(msg)
         if not self.token and not self.insecure and not is_loopback(self.host):
             msg = (
                 f"refusing to listen on {self.host} without a token: pass --token "
@@ -342,6 +356,9 @@ _SETTINGS: dict[str, Any] = {
     "hook_timeout": _parse_float,
     "hook_retries": _parse_int,
     "hook_progress_interval": _parse_float,
+    "tus_checkpoint": parse_size,
+    "tus_checkpoint_seconds": _parse_float,
+    "tus_max_open_uploads": _parse_int,
 }
 
 

@@ -401,71 +401,18 @@ class TusApp:
         body = _read_body(receive, self.protocol.room(info), request.body_length)
         if request.checksum is not None:
             body = _verified(body, request)
-        hasher = self._live_hasher(info)
-        hasher = await self._stream(info, body, hasher)
-        await self._after_write(info, hasher)
-
-    async def _stream(
-        self, info: UploadInfo, body: AsyncIterator[bytes], hasher: hashlib._Hash | None
-    ) -> hashlib._Hash | None:
-        """Stream ``body`` onto the upload; return the hash state, ``None`` if unusable.
-
-        One batch is written (and hashed) in a worker thread while the next is read;
-        a checkpoint runs beside both. Whatever arrived is kept, even when the client
-        leaves mid-request: it resumes from the saved offset.
-        """
         writer = await asyncio.to_thread(self.store.writer, info)
         if writer.offset != info.offset:  # fell back to the last checkpoint
+            await asyncio.to_thread(writer.close)
             await asyncio.to_thread(self.store.save, info)
-            writer.close()
             msg = f"the upload lost its bytes after its last checkpoint: now at {info.offset}"
             raise TusError(msg, status=409)
-        pending: asyncio.Future[None] | None = None
-        checkpoint: asyncio.Future[None] | None = None
-        marked = (info.offset, self.clock())
-        failed = False
+        stream = _Stream(self, writer, self._live_hasher(info))
         try:
-            async for batch in body:
-                if pending is not None:
-                    await pending
-                if self._due(writer.offset, marked) and (checkpoint is None or checkpoint.done()):
-                    if checkpoint is not None:
-                        checkpoint.result()
-                    marked = (writer.offset, self.clock())
-                    snapshot = writer.snapshot()
-                    if snapshot is not None:
-                        checkpoint = _in_thread(self._checkpoint, writer, snapshot)
-                pending = _in_thread(_write_hashed, writer, hasher, batch)
-            if pending is not None:
-                await pending
-        except BaseException:
-            failed = pending is not None and pending.done() and pending.exception() is not None
-            raise
+            await stream.run(body)
         finally:
-            await asyncio.shield(self._end_stream(writer, pending, checkpoint, marked, failed))
-        return None if failed else hasher
-
-    async def _end_stream(
-        self,
-        writer: DataWriter,
-        pending: asyncio.Future[None] | None,
-        checkpoint: asyncio.Future[None] | None,
-        marked: tuple[int, float],
-        failed: bool,
-    ) -> None:
-        try:
-            if pending is not None:
-                with contextlib.suppress(BaseException):
-                    await pending
-                failed = failed or pending.cancelled() or pending.exception() is not None
-            if checkpoint is not None:
-                await checkpoint
-            if not failed:
-                info = writer.info
-                sync = self._due(writer.offset, marked) and writer.offset != info.length
-                await asyncio.to_thread(self._save_written, writer, sync)
-        finally:
-            await asyncio.to_thread(writer.close)
+            await asyncio.shield(stream.end())
+        await self._after_write(info, stream.hasher)
 
     def _due(self, offset: int, marked: tuple[int, float]) -> bool:
         return (
@@ -486,7 +433,6 @@ class TusApp:
 
     async def _after_write(self, info: UploadInfo, hasher: hashlib._Hash | None) -> None:
         if not info.is_complete:
-            self._keep_live(info, hasher)
             return
         self._live.pop(info.id, None)
         if info.concat == "partial":
@@ -573,6 +519,69 @@ class TusApp:
                 file.hashes.setdefault("sha256", digest)
             file.seek(0)
         return file
+
+
+class _Stream:
+    """One request body streamed onto an upload.
+
+    One batch is written (and hashed) in a worker thread while the next is read; a
+    checkpoint runs beside both. :meth:`end` always runs: whatever arrived is kept,
+    even when the client left mid-request, and it resumes from the saved offset.
+    ``hasher`` is ``None`` once it no longer matches the bytes written.
+    """
+
+    def __init__(self, app: TusApp, writer: DataWriter, hasher: hashlib._Hash | None) -> None:
+        self.app = app
+        self.writer = writer
+        self.hasher = hasher
+        self.pending: asyncio.Future[None] | None = None
+        self.checkpoint: asyncio.Future[None] | None = None
+        self.marked = (writer.offset, app.clock())
+
+    async def run(self, body: AsyncIterator[bytes]) -> None:
+        app, writer = self.app, self.writer
+        async for batch in body:
+            await self._written()
+            if app._due(writer.offset, self.marked) and (
+                self.checkpoint is None or self.checkpoint.done()
+            ):
+                if self.checkpoint is not None:
+                    self.checkpoint.result()
+                self.marked = (writer.offset, app.clock())
+                snapshot = writer.snapshot()
+                if snapshot is not None:
+                    self.checkpoint = _in_thread(app._checkpoint, writer, snapshot)
+            self.pending = _in_thread(_write_hashed, writer, self.hasher, batch)
+        await self._written()
+
+    async def _written(self) -> None:
+        if self.pending is not None:
+            try:
+                # Shielded: a write under way in a thread cannot be cancelled.
+                await asyncio.shield(self.pending)
+            except BaseException:
+                if self.pending.done():
+                    self.hasher = None
+                raise
+
+    async def end(self) -> None:
+        writer = self.writer
+        try:
+            if self.pending is not None:
+                with contextlib.suppress(BaseException):
+                    await self.pending
+                if self.pending.cancelled() or self.pending.exception() is not None:
+                    self.hasher = None
+                    return  # nothing is saved past the failed write
+            if self.checkpoint is not None:
+                await self.checkpoint
+            info = writer.info
+            sync = self.app._due(writer.offset, self.marked) and writer.offset != info.length
+            await asyncio.to_thread(self.app._save_written, writer, sync)
+            # Every byte written was hashed: the next request here goes on from it.
+            self.app._keep_live(info, self.hasher)
+        finally:
+            await asyncio.to_thread(writer.close)
 
 
 class _KeepStored(UploadHandler):

@@ -93,6 +93,8 @@ FRAMEWORKS = [
     Framework("FastAPI", "fastapi_app", "uvicorn"),
     Framework("Flask", "flask_app", "gunicorn"),
     Framework("Litestar", "litestar_app", "uvicorn"),
+    Framework("Django WSGI", "django_app", "gunicorn", "native_wsgi", "spoolup_wsgi"),
+    Framework("Django ASGI", "django_app", "uvicorn", "native_asgi", "spoolup_asgi"),
 ]
 
 

@@ -9,7 +9,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 STORAGE ?= ./spoolup-data
 
-.PHONY: serve test lint typecheck pytest bench lock browser curl clean
+.PHONY: serve test lint typecheck pytest bench lock browser curl cluster-tools clean
 
 $(STAMP): requirements/dev.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,13 @@ curl:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq curl >/dev/null; \
 	  else echo "install Debian's curl (sudo apt-get install curl) for the benchmarks" >&2; exit 1; fi; }
 
+# Debian's HAProxy and Redis for the cluster tests (tests/cluster skip, saying why, without them).
+cluster-tools:
+	@command -v haproxy >/dev/null && command -v redis-server >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq haproxy redis-server >/dev/null \
+	    && { systemctl disable --now haproxy redis-server >/dev/null 2>&1 || true; }; \
+	  else echo "install Debian's haproxy and redis-server (sudo apt-get install haproxy redis-server) for the cluster tests" >&2; fi; }
+
 serve: $(STAMP)
 	$(BIN)/spoolup serve --host $(HOST) --port $(PORT) --storage $(STORAGE)
 
@@ -39,17 +46,17 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) browser curl
+pytest: $(STAMP) browser curl cluster-tools
 	rm -f .coverage .coverage.*
 	$(BIN)/pytest -p no:cacheprovider --cov --cov-report=term $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 
-bench: $(STAMP) curl
+bench: $(STAMP) curl cluster-tools
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 lock:
-	uv pip compile requirements/dev.in -o requirements/dev.lock --python-version 3.11 -q
+	$(BIN)/uv pip compile requirements/dev.in -o requirements/dev.lock --python-version 3.11 -q
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .coverage .coverage.* htmlcov

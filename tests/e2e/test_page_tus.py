@@ -18,7 +18,7 @@ import pytest
 
 from spoolup.server.config import ServerConfig
 from spoolup.server.store import RecordStore
-from spoolup.storage.base import ObjectInfo, StorageError
+from spoolup.storage import ObjectInfo, StorageError
 from tests.e2e.test_page import CHROMIUM, LAUNCH_ARGS
 from tests.server.conftest import RunningServer, start_server
 from tests.tus.conftest import CountingStorage

@@ -144,14 +144,13 @@ class _S3Writer:
     def __init__(self, storage: Any, name: str, info: FileInfo) -> None:
         from storages.utils import clean_name
 
+        from spoolup.storage.meta import ObjectMeta
         from spoolup.storage.s3 import S3Storage
 
         self._name = storage.get_available_name(name)
         key = storage._normalize_name(clean_name(self._name))
         backend = S3Storage(storage.bucket_name, client=storage.connection.meta.client)
-        self._writer = backend.open_writer(
-            key, filename=info.filename, content_type=info.content_type
-        )
+        self._writer = backend.open_writer(key, ObjectMeta(info.filename, info.content_type))
 
     def write(self, data: bytes) -> None:
         self._writer.write(data)

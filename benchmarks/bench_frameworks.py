@@ -368,7 +368,8 @@ def tables(results: dict[str, dict[str, dict[str, list[Run]]]], sizes: Sizes) ->
         "the upload over the file size; a temp file counts even if deleted before writeback.",
         "peak RSS: VmHWM of the process running the app (uvicorn, or the gunicorn worker); "
         "a fresh server per backup.",
-        "spoolup's save() fsyncs the kept file before the answer; the native apps do not.",
+        "spoolup's save() fsyncs the kept file before the answer; the native apps do not "
+        "(nor does Django's FileSystemStorage.save, which the Django spoolup apps use).",
         "Targets (issue 9): spoolup >= 1.5x native, 1.0 disk byte per byte, "
         "peak RSS within 16 MiB of native.",
     ]
@@ -386,10 +387,13 @@ def run(quick: bool) -> list[Table]:
     if shutil.which("curl") is None:
         raise RuntimeError("the framework benchmark needs curl (apt-get install curl)")
     sizes = QUICK if quick else FULL
+    # BENCH_FRAMEWORKS="Django WSGI,Django ASGI" measures only those rows.
+    chosen = [n.strip() for n in os.environ.get("BENCH_FRAMEWORKS", "").split(",") if n.strip()]
+    frameworks = [f for f in FRAMEWORKS if not chosen or f.name in chosen]
     results = {}
     loads = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory(prefix="bench-frameworks-", dir=ROOT) as folder:
-        for framework in FRAMEWORKS:
+        for framework in frameworks:
             print(f"-- {framework.name}", flush=True)
             results[framework.name] = measure(framework, sizes, Path(folder))
             loads.append(os.getloadavg()[0])

@@ -12,7 +12,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 STORAGE ?= ./spoolup-data
 
-.PHONY: serve test lint typecheck pytest bench lock browser cluster-tools clean
+.PHONY: serve test lint typecheck pytest bench lock browser curl cluster-tools clean
 
 $(STAMP): requirements/dev.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,12 @@ browser:
 	@command -v chromium >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
 	  else echo "install Debian's chromium (sudo apt-get install chromium) for the browser tests" >&2; exit 1; fi; }
+
+# Debian's curl: the server and framework benchmarks (and their tests) upload with curl -F.
+curl:
+	@command -v curl >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq curl >/dev/null; \
+	  else echo "install Debian's curl (sudo apt-get install curl) for the benchmarks" >&2; exit 1; fi; }
 
 # Debian's HAProxy and Redis for the cluster tests (tests/cluster skip, saying why, without them).
 cluster-tools:
@@ -51,13 +57,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) browser cluster-tools
+pytest: $(STAMP) browser curl cluster-tools
 	rm -f .coverage .coverage.*
 	$(BIN)/pytest -p no:cacheprovider --cov --cov-report=term $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 
-bench: $(STAMP) cluster-tools
+bench: $(STAMP) curl cluster-tools
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 lock:

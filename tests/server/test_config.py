@@ -162,3 +162,13 @@ def test_tus_settings() -> None:
     for bad in ({"tus_checkpoint": 0}, {"tus_checkpoint_seconds": 0}, {"tus_max_open_uploads": 0}):
         with pytest.raises(ConfigError, match="tus_"):
             load_config(overrides=bad)
+
+
+def test_lock_and_lease() -> None:
+    config = load_config(overrides={"lock": "redis://127.0.0.1:6379/0", "lease": "2.5"})
+    assert (config.lock, config.lease) == ("redis://127.0.0.1:6379/0", 2.5)
+    assert load_config().lease == 3.0
+    with pytest.raises(ConfigError, match="lock must be a redis://"):
+        load_config(overrides={"lock": "http://127.0.0.1:6379"})
+    with pytest.raises(ConfigError, match="lease must be between"):
+        load_config(environ={"SPOOLUP_LEASE": "0"})

@@ -109,6 +109,9 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--max-connections", type=int, help="open connections at most (4096)")
     serve.add_argument(
+        "--sweep-interval", type=float, metavar="S", help="seconds between leftover sweeps (300)"
+    )
+    serve.add_argument(
         "--allowed-host",
         dest="allowed_hosts",
         action="append",
@@ -188,7 +191,7 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     names = ["host", "port", "storage", "token", "insecure", "log_level", "access_log"]
     names += [name for name, _, _ in _LIMIT_FLAGS] + ["inspect_max_size", "share_ttl"]
     names += [*_OPERATOR_SETTINGS, "header_limit", "header_timeout", "body_timeout"]
-    names += ["max_connections", "allowed_hosts", "cors_origins"]
+    names += ["max_connections", "allowed_hosts", "cors_origins", "sweep_interval"]
     overrides = {name: getattr(args, name) for name in names}
     try:
         config = load_config(file=args.config, environ=environ, overrides=overrides)

@@ -53,6 +53,7 @@ from spoolup.server.origins import OriginGuardMiddleware, default_allowed_hosts
 from spoolup.server.records import FileRecord, is_file_id
 from spoolup.server.share import LinkSigner, link_routes
 from spoolup.server.store import RecordStore, open_store
+from spoolup.server.sweep import LeftoverSweeper
 from spoolup.storage.base import StorageError
 
 if TYPE_CHECKING:
@@ -502,15 +503,24 @@ def create_app(
     if config.token:
         middleware.append(Middleware(BearerAuthMiddleware, token=config.token))
 
+    sweeper = LeftoverSweeper(
+        store.storage,
+        tus=tus.store if tus is not None else None,
+        orphan_age=(tus.protocol.expiry if tus is not None else None) or 24 * 3600.0,
+        interval=config.sweep_interval,
+    )
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await store.start()
+        sweeper.start()
         stop_metrics = None
         if config.metrics and config.metrics_port is not None:
             stop_metrics = metrics.serve(config.host, config.metrics_port)
         try:
             yield
         finally:
+            await sweeper.aclose()
             if tus is not None:
                 await tus.aclose()
             await dispatcher.aclose()

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from litestar import Litestar, post
 from litestar.datastructures import UploadFile
+from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import HTTPException
 from litestar.params import Body
@@ -52,7 +53,7 @@ def spoolup_app() -> Any:
             handlers=[functools.partial(HashingHandler, "sha256"), TemporaryFileHandler]
         ),
     )
-    async def backup(form: Form) -> dict[str, str]:
+    async def backup(form: NamedDependency[Form]) -> dict[str, str]:
         file = form.files["file"]
         await file.asave(dest_path("litestar-spoolup"))
         return {"sha256": file.hashes["sha256"]}
@@ -61,12 +62,12 @@ def spoolup_app() -> Any:
         "/image",
         opt=upload_options(limits=Limits(max_file_size=IMAGE_LIMIT), handlers=[MemoryFileHandler]),
     )
-    async def image(form: Form) -> dict[str, int]:
+    async def image(form: NamedDependency[Form]) -> dict[str, int]:
         width, height = image_size(form.files["image"].read())
         return {"width": width, "height": height}
 
     @post("/limited", request_max_body_size=LIMIT)
-    async def limited(form: Form) -> dict[str, int]:
+    async def limited(form: NamedDependency[Form]) -> dict[str, int]:
         return {"files": len(form.files)}
 
     return Litestar([backup, image, limited], plugins=[SpoolupPlugin()])

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
+import os
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -362,3 +364,77 @@ async def test_a_huge_answer_is_a_failure() -> None:
                 await webhook.deliver(request, blocking=True)
         finally:
             await webhook.aclose()
+
+
+# -- tus ----------------------------------------------------------------------------------
+
+TUS = {"Tus-Resumable": "1.0.0"}
+
+
+def tus_create(client: httpx.Client, size: int, filename: str) -> str:
+    encoded = base64.b64encode(filename.encode()).decode()
+    response = client.post(
+        "/tus/",
+        headers={**TUS, "Upload-Length": str(size), "Upload-Metadata": f"filename {encoded}"},
+    )
+    assert response.status_code == 201, response.text
+    return response.headers["location"]
+
+
+def tus_patch(client: httpx.Client, url: str, offset: int, data: bytes) -> httpx.Response:
+    headers = {
+        **TUS,
+        "Upload-Offset": str(offset),
+        "Content-Type": "application/offset+octet-stream",
+    }
+    return client.patch(url, content=data, headers=headers)
+
+
+def test_tus_upload_goes_through_the_hooks(client: httpx.Client, hooks: HookReceiver) -> None:
+    data = os.urandom(600_000)
+    url = tus_create(client, len(data), "movie.mp4")
+    upload_id = url.rstrip("/").rpartition("/")[2]
+    assert tus_patch(client, url, 0, data[:300_000]).status_code == 204
+    done = tus_patch(client, url, 300_000, data[300_000:])
+    assert done.status_code == 204
+    file_id = done.headers["spoolup-file-id"]
+    hooks.wait_for(lambda: len(hooks.of("post-finish")) == 1)
+    created = hooks.of("post-create")[0].upload
+    assert (created["ID"], created["Size"], created["Way"]) == (upload_id, len(data), "tus")
+    assert created["MetaData"] == {"filename": "movie.mp4"}
+    offsets = [d.upload["Offset"] for d in hooks.of("post-receive")]
+    assert offsets
+    assert max(offsets) == len(data)
+    finish = hooks.of("post-finish")[0].upload
+    assert finish["ID"] == upload_id
+    assert finish["Record"]["id"] == file_id
+    assert finish["Record"]["sha256"] == hashlib.sha256(data).hexdigest()
+    assert finish["MetaData"]["filename"] == "movie.mp4"
+    assert hooks.of("pre-finish")[0].upload["Record"]["id"] == file_id
+    for delivery in hooks.deliveries:
+        assert verify_signature(delivery.body, SECRET, delivery.headers[SIGNATURE_HEADER])
+
+
+def test_tus_refused_pre_finish_keeps_nothing(
+    server: RunningServer, client: httpx.Client, hooks: HookReceiver
+) -> None:
+    listed = client.get("/api/files").json()
+    before = stored_objects(server)
+    refusal = {"RejectUpload": True, "HTTPResponse": {"StatusCode": 422, "Body": "bad video"}}
+    hooks.answer("pre-finish", (200, refusal, 0.0))
+    url = tus_create(client, 5000, "bad.mp4")
+    response = tus_patch(client, url, 0, b"v" * 5000)
+    assert response.status_code == 422
+    assert "bad video" in response.text
+    assert client.get("/api/files").json() == listed
+    assert client.head(url, headers=TUS).status_code in {404, 410}
+    assert stored_objects(server) == before  # neither the file nor the tus upload
+    assert hooks.of("post-finish") == []
+
+
+def test_tus_terminate(client: httpx.Client, hooks: HookReceiver) -> None:
+    url = tus_create(client, 100, "later.bin")
+    assert client.delete(url, headers=TUS).status_code == 204
+    hooks.wait_for(lambda: len(hooks.of("post-terminate")) == 1)
+    assert hooks.of("post-terminate")[0].upload["ID"] == url.rstrip("/").rpartition("/")[2]
+    assert hooks.of("post-terminate")[0].upload["Way"] == "tus"

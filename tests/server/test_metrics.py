@@ -162,3 +162,28 @@ def test_failure_reasons_are_a_fixed_list() -> None:
     assert {failure_reason(MalformedRequest("x")), failure_reason(RuntimeError())} <= set(
         FAILURE_REASONS
     )
+
+
+def test_tus_uploads_are_counted(client: httpx.Client) -> None:
+    tus = {"Tus-Resumable": "1.0.0"}
+    before = scrape(client)
+    created = client.post("/tus/", headers={**tus, "Upload-Length": "1000"})
+    assert created.status_code == 201
+    patch = {**tus, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"}
+    assert client.patch(created.headers["location"], content=b"t" * 1000, headers=patch).is_success
+    refused = client.post("/tus/", headers={**tus, "Upload-Length": str(100 * 1024**4)})
+    assert refused.status_code == 413
+    after = scrape(client)
+
+    def delta(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert delta("spoolup_uploads_started_total", way="tus") == 1
+    assert delta("spoolup_uploads_completed_total", way="tus") == 1
+    assert delta("spoolup_uploads_failed_total", way="tus", reason="too_large") == 1
+    assert delta("spoolup_received_bytes_total", way="tus") == 1000
+    assert value(after, "spoolup_uploads_in_flight", way="tus") == 0
+    assert (
+        delta("spoolup_request_duration_seconds_count", method="PATCH", route="/tus", status="204")
+        == 1
+    )

@@ -23,18 +23,20 @@ The form is closed (temp files removed) after the response is sent. The route's
 body already read by a ``Form()``/``File()`` parameter or ``request.form()`` is a
 ``RuntimeError`` at once. With :func:`spoolup.integrations.starlette.install`, the
 route's OpenAPI operation shows a ``multipart/form-data`` body whose ``files`` are
-binary strings (Swagger UI offers a file picker, as for ``UploadFile``) and the
-400/413/415 answers.
+marked exactly as FastAPI marks ``UploadFile`` parameters (Swagger UI offers a file
+picker) and the 400/413/415 answers.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
 from urllib.parse import unquote
 
-from fastapi import FastAPI
+from fastapi import FastAPI, UploadFile
 from fastapi.routing import APIRoute
+from pydantic import TypeAdapter
 from starlette.requests import Request
 
 from spoolup.files import UploadedFile
@@ -56,7 +58,15 @@ _ERRORS = {
     "413": "A size or count limit was crossed (the message names it)",
     "415": "Not a form, or a file of a type not allowed",
 }
-_BINARY = {"type": "string", "format": "binary"}
+
+
+@functools.cache
+def _file_schema() -> dict[str, Any]:
+    # Exactly what FastAPI writes for an ``UploadFile`` parameter in this version
+    # (``format: binary`` before 0.115-ish, ``contentMediaType`` since), so Swagger UI
+    # offers the same file picker.
+    schema: dict[str, Any] = TypeAdapter(UploadFile).json_schema(mode="validation")
+    return schema
 
 
 class FormDependency:
@@ -89,7 +99,7 @@ class FormDependency:
     def request_body(self) -> dict[str, Any]:
         """The OpenAPI ``requestBody`` of a route taking this form."""
         properties: dict[str, Any] = {name: {"type": "string"} for name in self.fields}
-        properties.update({name: dict(_BINARY) for name in self.files})
+        properties.update({name: dict(_file_schema()) for name in self.files})
         schema = {"type": "object", "properties": properties}
         content = {"multipart/form-data": {"schema": schema}}
         if not self.files:
@@ -160,7 +170,8 @@ class UploadFileDependency:
 
     def request_body(self) -> dict[str, Any]:
         """The OpenAPI ``requestBody`` of a route taking a raw file."""
-        return {"required": True, "content": {"application/octet-stream": {"schema": _BINARY}}}
+        content = {"application/octet-stream": {"schema": dict(_file_schema())}}
+        return {"required": True, "content": content}
 
 
 def upload_file(

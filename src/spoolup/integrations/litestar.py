@@ -3,16 +3,19 @@
 ::
 
     from litestar import Litestar, post
+    from litestar.di import NamedDependency
     from spoolup import Form, Limits
     from spoolup.integrations.litestar import SpoolupPlugin, upload_options
 
     @post("/avatar", opt=upload_options(limits=Limits(max_file_size=2_000_000)))
-    async def avatar(form: Form) -> dict[str, int]:
+    async def avatar(form: NamedDependency[Form]) -> dict[str, int]:
         return {"size": form.files["image"].size}
 
     app = Litestar([avatar], plugins=[SpoolupPlugin()])
 
-The plugin adds a ``form`` dependency (a handler names a ``form: Form`` parameter),
+The plugin adds a ``form`` dependency (a handler names a ``form: NamedDependency[Form]``
+parameter, Litestar's way since 2.23; a plain ``form: Form`` works too, with Litestar's
+deprecation warning),
 closed after the handler, and an exception handler that answers every
 :class:`~spoolup.UploadError` with JSON ``{"error": ...}`` and its status. The route's
 ``request_max_body_size`` (Litestar's own, layered from app to handler; 10 MB unless
@@ -74,9 +77,9 @@ def _check_unread(request: Request[Any, Any, Any]) -> None:
     state = ScopeState.from_scope(request.scope)
     reader = None
     if value_or_default(state.form, None) is not None:
-        reader = "request.form() (or a multipart `data` parameter)"
+        reader = "request.form() or a form `data` parameter"
     elif value_or_default(state.body, None) is not None:
-        reader = "request.body() (or a `data` parameter)"
+        reader = "request.body() or a `data` parameter"
     elif not request.is_connected:
         reader = "request.stream()"
     if reader is not None:
@@ -87,7 +90,7 @@ def _check_unread(request: Request[Any, Any, Any]) -> None:
 
 
 class SpoolupPlugin(InitPlugin):
-    """Gives handlers a ``form: Form`` dependency and maps ``UploadError`` to its status.
+    """Gives handlers a ``form`` dependency and maps ``UploadError`` to its status.
 
     ``limits`` and ``handlers`` are the app's defaults; :func:`upload_options` in a
     route's ``opt`` overrides them for that route.

@@ -48,7 +48,7 @@ from spoolup.server.inspect import inspect_image
 from spoolup.server.listing import FileIndex, list_files
 from spoolup.server.logs import AccessLogMiddleware
 from spoolup.server.metrics import Metrics, metrics_endpoint
-from spoolup.server.observe import file_terminated, observe_upload
+from spoolup.server.observe import TusObserver, file_terminated, observe_upload
 from spoolup.server.origins import OriginGuardMiddleware, default_allowed_hosts
 from spoolup.server.records import FileRecord, is_file_id
 from spoolup.server.share import LinkSigner, link_routes
@@ -447,7 +447,9 @@ def _metrics_routes(config: ServerConfig) -> list[BaseRoute]:
     return [Route("/metrics", metrics_endpoint, methods=["GET"])]
 
 
-def _tus_app(store: RecordStore, config: ServerConfig, index: FileIndex) -> TusApp | None:
+def _tus_app(
+    store: RecordStore, config: ServerConfig, index: FileIndex, observer: TusObserver
+) -> TusApp | None:
     """The tus 1.0.0 app for ``/tus``: finished uploads become file records."""
     try:
         from spoolup.tus.app import create_tus_app
@@ -462,7 +464,7 @@ def _tus_app(store: RecordStore, config: ServerConfig, index: FileIndex) -> TusA
     return create_tus_app(
         store.storage,
         max_size=config.limits.max_file_size,
-        on_complete=adopt,
+        on_complete=observer.completion(adopt),
         allow_origins=config.cors_origins,
     )
 
@@ -490,7 +492,8 @@ def create_app(
     metrics.instrument_storage(store.storage)
     dispatcher = HookDispatcher.from_config(config, hooks, metrics)
     index = FileIndex(store)
-    tus = _tus_app(store, config, index)
+    tus_observer = TusObserver(metrics, dispatcher, store)
+    tus = _tus_app(store, config, index, tus_observer)
     middleware = [
         Middleware(AccessLogMiddleware, metrics=metrics),
         Middleware(_CatchAll),
@@ -528,7 +531,7 @@ def create_app(
                 await asyncio.to_thread(stop_metrics)
             await store.stop()
 
-    tus_routes = [Mount("/tus", app=cast("ASGIApp", tus))] if tus is not None else []
+    tus_routes = [Mount("/tus", app=tus_observer.wrap(cast("ASGIApp", tus)))] if tus else []
     app = Starlette(
         routes=_routes([*tus_routes, *extra_routes], config),
         middleware=middleware,

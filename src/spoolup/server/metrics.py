@@ -59,6 +59,7 @@ __all__ = [
     "Metrics",
     "failure_reason",
     "metrics_endpoint",
+    "status_reason",
 ]
 
 CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
@@ -125,6 +126,16 @@ def failure_reason(exc: BaseException) -> str:
     if isinstance(exc, UploadError):
         return "bad_request" if exc.status == 400 else "refused"
     return "internal"
+
+
+def status_reason(status: int) -> str:
+    """The ``reason`` label for an upload refused with HTTP ``status``."""
+    reasons = {400: "bad_request", 413: "too_large", 415: "unsupported_type", 502: "hook_failed"}
+    if status in reasons:
+        return reasons[status]
+    if status == 507:
+        return "storage_full"
+    return "storage_error" if status >= 500 else "refused"
 
 
 class Metrics:
@@ -258,10 +269,11 @@ class Metrics:
         if self.enabled:
             self.uploads_completed.labels(way).inc()
 
-    def upload_failed(self, way: str, exc: BaseException) -> None:
-        """Count an upload failed with ``exc`` (its reason: :func:`failure_reason`)."""
+    def upload_failed(self, way: str, cause: BaseException | str) -> None:
+        """Count an upload failed with ``cause``: an exception, or a reason already known."""
         if self.enabled:
-            self.uploads_failed.labels(way, failure_reason(exc)).inc()
+            reason = cause if isinstance(cause, str) else failure_reason(cause)
+            self.uploads_failed.labels(way, reason).inc()
 
     def receiving(self, way: str, receive: Receive) -> Receive:
         """``receive`` counting body bytes of ``way`` as they arrive.

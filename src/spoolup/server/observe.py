@@ -1,29 +1,45 @@
-"""What the upload routes call so that metrics and hooks see each upload.
+"""What the upload routes and the tus mount call so that metrics and hooks see each upload.
 
 ``POST /api/files`` and ``PUT /api/files/{name}`` each open one :class:`UploadObserver`
 with :func:`observe_upload`: it counts the upload and its body bytes, adds the hook
 handler to the chain when hooks are set, runs pre-finish on the stored files (and
 deletes them all if one is refused) and starts post-finish once the client has its
 answer. With no hook set it adds nothing to the chain.
+
+The tus app is observed from outside by a :class:`TusObserver`: it wraps the mounted
+app (body bytes, post-create, post-receive, post-terminate, from the requests and
+answers) and its completion callback (pre-finish, post-finish); pre-create is the tus
+app's ``on_create`` callback.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Sequence
+import base64
+import binascii
+import contextvars
+import dataclasses
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from starlette.background import BackgroundTask
 from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from spoolup.errors import RequestTooLarge
 from spoolup.handlers import HandlerSpec
 from spoolup.server.hooks import HookDispatcher, HookHandler, HookRequest, HttpInfo
-from spoolup.server.metrics import Metrics
+from spoolup.server.metrics import Metrics, status_reason
 from spoolup.server.records import FileRecord, new_file_id
 from spoolup.server.store import RecordStore, key_of
 
-__all__ = ["UploadObserver", "file_terminated", "observe_upload"]
+if TYPE_CHECKING:
+    from spoolup.files import UploadedFile
+
+__all__ = ["TusObserver", "UploadObserver", "file_terminated", "observe_upload"]
 
 
 class UploadObserver:
@@ -133,3 +149,203 @@ async def file_terminated(request: Request, record: FileRecord) -> None:
                 storage_key=key_of(record.id),
             )
         )
+
+
+# -- tus ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _TusRequest:
+    """What the observer knows of the tus request being served."""
+
+    http: HttpInfo | None
+    # hooks to start once the answer is sent (post-finish)
+    after: list[HookRequest] = field(default_factory=list)
+    failure_counted: bool = False
+
+
+_TUS_REQUEST: contextvars.ContextVar[_TusRequest | None] = contextvars.ContextVar(
+    "spoolup_tus_request", default=None
+)
+_NO_HTTP = HttpInfo(method="", uri="", remote_addr="", headers={})
+
+
+def _decoded(pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
+    """tus ``Upload-Metadata`` pairs (base64 values) as text; undecodable values left out."""
+    out = {}
+    for key, encoded in pairs:
+        try:
+            out[key] = base64.b64decode(encoded, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            continue
+    return out
+
+
+Adopt = Callable[["UploadedFile", Any], Awaitable[Mapping[str, Any]]]
+
+
+class TusObserver:
+    """The tus app as metrics and hooks see it (see the module docstring)."""
+
+    def __init__(self, metrics: Metrics, hooks: HookDispatcher, store: RecordStore) -> None:
+        self.metrics = metrics
+        self.hooks = hooks
+        self.store = store
+
+    def wrap(self, app: ASGIApp) -> ASGIApp:
+        """``app`` observed: body bytes counted, post-create/receive/terminate started."""
+
+        async def observed(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http":
+                await app(scope, receive, send)
+                return
+            await self._serve(app, scope, receive, send)
+
+        return observed
+
+    async def _serve(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        method = str(headers.get("x-http-method-override", scope["method"])).upper()
+        hooks = self.hooks.active
+        state = _TusRequest(http=HttpInfo.from_scope(scope) if hooks else None)
+        token = _TUS_REQUEST.set(state)
+        upload_id = str(scope["path"]).rstrip("/").rpartition("/")[2] or None
+        if method in {"POST", "PATCH"}:
+            receive = self.metrics.receiving("tus", receive)
+            if method == "PATCH" and state.http is not None and self.hooks.wants("post-receive"):
+                receive = self._progress(receive, state.http, upload_id, headers)
+        answer: dict[str, Any] = {"status": 0, "location": None}
+
+        async def watching_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                answer["status"] = message["status"]
+                for name, value in message.get("headers", ()):
+                    if name.lower() == b"location":
+                        answer["location"] = value.decode("latin-1")
+            await send(message)
+
+        try:
+            await app(scope, receive, watching_send)
+        finally:
+            Metrics.request_done(receive)
+            _TUS_REQUEST.reset(token)
+        self._answered(method, answer, state, upload_id, headers)
+
+    def _answered(
+        self,
+        method: str,
+        answer: Mapping[str, Any],
+        state: _TusRequest,
+        upload_id: str | None,
+        headers: Mapping[str, str],
+    ) -> None:
+        status: int = answer["status"]
+        if method == "POST" and status == 201:
+            self.metrics.upload_started("tus")
+            created = str(answer["location"] or "").rstrip("/").rpartition("/")[2]
+            if state.http is not None and created:
+                self.hooks.fire(self._request("post-create", state.http, created, headers))
+        elif method == "POST" and status >= 400 and not state.failure_counted:
+            self.metrics.upload_failed("tus", status_reason(status))
+        elif method == "DELETE" and status == 204 and state.http is not None and upload_id:
+            self.hooks.fire(self._request("post-terminate", state.http, upload_id, {}))
+        for request in state.after:
+            self.hooks.fire(request)
+
+    def _request(
+        self, hook: str, http: HttpInfo, upload_id: str, headers: Mapping[str, str]
+    ) -> HookRequest:
+        from spoolup.tus.protocol import TusError, TusLimits, parse_metadata
+
+        try:
+            pairs = parse_metadata(headers.get("upload-metadata", ""), TusLimits())
+        except (TusError, RequestTooLarge):
+            pairs = ()
+        length = headers.get("upload-length", "")
+        return HookRequest(
+            hook=hook,
+            way="tus",
+            upload_id=upload_id,
+            size=int(length) if length.isdigit() and len(length) < 20 else None,
+            offset=0,
+            metadata=_decoded(pairs),
+            http=http,
+        )
+
+    def _progress(
+        self, receive: Receive, http: HttpInfo, upload_id: str | None, headers: Mapping[str, str]
+    ) -> Receive:
+        raw_offset = headers.get("upload-offset", "")
+        offset = int(raw_offset) if raw_offset.isdigit() and len(raw_offset) < 20 else 0
+        last = time.monotonic()
+
+        async def progress_receive() -> Message:
+            nonlocal offset, last
+            message = await receive()
+            if message["type"] == "http.request":
+                offset += len(message.get("body", b""))
+                now = time.monotonic()
+                if now - last >= self.hooks.progress_interval and upload_id:
+                    last = now
+                    self.hooks.fire(
+                        HookRequest(
+                            hook="post-receive",
+                            way="tus",
+                            upload_id=upload_id,
+                            size=None,
+                            offset=offset,
+                            metadata={},
+                            http=http,
+                        )
+                    )
+            return message
+
+        return progress_receive
+
+    def completion(self, adopt: Adopt) -> Adopt:
+        """The tus completion callback: ``adopt`` (keep the file as a record), observed."""
+
+        async def on_complete(uploaded: UploadedFile, info: Any) -> Mapping[str, Any]:
+            return await self._complete(adopt, uploaded, info)
+
+        return on_complete
+
+    async def _complete(self, adopt: Adopt, uploaded: UploadedFile, info: Any) -> Mapping[str, Any]:
+        """Keep the file, run pre-finish, queue post-finish (started once answered).
+
+        A refusing pre-finish deletes the kept file and raises :class:`HookRejected`: the
+        tus app then removes the upload and answers with the hook's status.
+        """
+        state = _TUS_REQUEST.get()
+        try:
+            record = await adopt(uploaded, info)
+            request = HookRequest(
+                hook="pre-finish",
+                way="tus",
+                upload_id=info.id,
+                size=info.length,
+                offset=info.offset,
+                metadata=_decoded(info.metadata),
+                http=(state.http if state else None) or _NO_HTTP,
+                record=record,
+                storage_key=key_of(record["id"]),
+            )
+            if self.hooks.wants("pre-finish"):
+                try:
+                    await self.hooks.call(request)
+                except BaseException:
+                    await asyncio.shield(self.store.delete(record["id"]))
+                    raise
+        except BaseException as exc:
+            self.metrics.upload_failed("tus", exc)
+            if state is not None:
+                state.failure_counted = True
+            raise
+        self.metrics.upload_completed("tus")
+        if self.hooks.wants("post-finish"):
+            finish = dataclasses.replace(request, hook="post-finish")
+            if state is not None:
+                state.after.append(finish)
+            else:
+                self.hooks.fire(finish)
+        return record

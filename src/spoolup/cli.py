@@ -112,6 +112,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "--sweep-interval", type=float, metavar="S", help="seconds between leftover sweeps (300)"
     )
     serve.add_argument(
+        "--min-free-space", metavar="SIZE", help="free room /healthz requires (64MiB)"
+    )
+    serve.add_argument(
         "--allowed-host",
         dest="allowed_hosts",
         action="append",
@@ -192,6 +195,7 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     names += [name for name, _, _ in _LIMIT_FLAGS] + ["inspect_max_size", "share_ttl"]
     names += [*_OPERATOR_SETTINGS, "header_limit", "header_timeout", "body_timeout"]
     names += ["max_connections", "allowed_hosts", "cors_origins", "sweep_interval"]
+    names += ["min_free_space"]
     overrides = {name: getattr(args, name) for name in names}
     try:
         config = load_config(file=args.config, environ=environ, overrides=overrides)

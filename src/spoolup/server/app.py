@@ -43,6 +43,7 @@ from spoolup.limits import Limits
 from spoolup.server.about import limits_json
 from spoolup.server.auth import BearerAuthMiddleware
 from spoolup.server.config import ServerConfig
+from spoolup.server.health import space_problem
 from spoolup.server.hooks import HookCallable, HookDispatcher
 from spoolup.server.inspect import inspect_image
 from spoolup.server.listing import FileIndex, list_files
@@ -118,12 +119,16 @@ async def index(request: Request) -> Response:
 
 
 async def healthz(request: Request) -> Response:
-    """``GET /healthz``: 200 when the storage answers, else 503."""
+    """``GET /healthz``: 200 when the storage answers and has room, else 503 saying why."""
     try:
         await _store(request).check()
     except Exception as exc:
         logger.warning("health check failed: %s", exc)
         return _error(503, "storage unavailable")
+    store, min_free = _store(request), _config(request).min_free_space
+    problem = await run_in_threadpool(space_problem, store.storage, min_free)
+    if problem is not None:
+        return JSONResponse({"status": "degraded", "error": problem}, status_code=503)
     return JSONResponse({"status": "ok"})
 
 

@@ -110,6 +110,8 @@ class ServerConfig:
             empty: none but the server's own.
         sweep_interval: seconds between sweeps of what crashes and outages left in
             storage (300; one runs at start).
+        min_free_space: bytes the storage folder and the temp folder must have free for
+            ``/healthz`` to answer 200 (64 MiB).
         log_format: ``plain`` or ``json`` (one JSON object per line).
         metrics: collect Prometheus metrics, served at ``/metrics`` (on).
         metrics_port: serve ``/metrics`` on this port instead (same host, no token).
@@ -140,6 +142,7 @@ class ServerConfig:
     allowed_hosts: tuple[str, ...] = ()
     cors_origins: tuple[str, ...] = ()
     sweep_interval: float = 300.0
+    min_free_space: int = 64 * 1024 * 1024
     log_format: str = "plain"
     metrics: bool = True
     metrics_port: int | None = None
@@ -338,6 +341,7 @@ _SETTINGS: dict[str, Any] = {
     "allowed_hosts": _parse_names,
     "cors_origins": _parse_names,
     "sweep_interval": _parse_float,
+    "min_free_space": parse_size,
     "log_format": lambda v, n: _parse_str(v, n).lower(),
     "metrics": _parse_bool,
     "metrics_port": _parse_int,

@@ -471,7 +471,8 @@ class BlockFirstChunk(UploadHandler):
 async def test_aparse_form_receives_ahead_while_the_worker_is_busy(
     tmp: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from spoolup.form import BATCH_SIZE, READ_AHEAD, Receiver
+    from spoolup._io import BATCH_SIZE, READ_AHEAD
+    from spoolup.form import Receiver
 
     batches: list[int] = []
     feed_many = Receiver.feed_many

@@ -99,6 +99,12 @@ def _build_parser() -> argparse.ArgumentParser:
         help="how long share and upload links last, at most (7d; 3600, 15m, 12h...)",
     )
     serve.add_argument(
+        "--lock", metavar="URL", help="keep tus leases in Redis/Valkey (redis://host:6379/0)"
+    )
+    serve.add_argument(
+        "--lease", type=float, metavar="SECONDS", help="tus write lease, renewed while writing (3)"
+    )
+    serve.add_argument(
         "--header-limit", metavar="SIZE", help="bytes of a request line and headers (64KiB)"
     )
     serve.add_argument(
@@ -131,6 +137,7 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="(info)")
     serve.add_argument("--no-access-log", dest="access_log", action="store_false", default=None)
     _add_operator_flags(serve)
+    _add_tus_flags(serve)
     upload.add_parser(commands)
     files.add_parsers(commands)
     return parser
@@ -155,6 +162,21 @@ def _add_operator_flags(serve: argparse.ArgumentParser) -> None:
         "--hook-progress-interval", type=float, help="seconds between post-receive hooks (1)"
     )
 
+
+def _add_tus_flags(serve: argparse.ArgumentParser) -> None:
+    """Durability and caps of /tus (see spoolup.tus.app)."""
+    serve.add_argument(
+        "--tus-checkpoint", metavar="SIZE", help="bytes between tus checkpoints (64MiB)"
+    )
+    serve.add_argument(
+        "--tus-checkpoint-seconds", type=float, metavar="S", help="seconds between them (2)"
+    )
+    serve.add_argument(
+        "--tus-max-open-uploads", type=int, metavar="N", help="unfinished tus uploads (10000)"
+    )
+
+
+_TUS_SETTINGS = ("tus_checkpoint", "tus_checkpoint_seconds", "tus_max_open_uploads")
 
 _OPERATOR_SETTINGS = (
     "log_format",
@@ -194,8 +216,9 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     names = ["host", "port", "storage", "token", "insecure", "log_level", "access_log"]
     names += [name for name, _, _ in _LIMIT_FLAGS] + ["inspect_max_size", "share_ttl"]
     names += [*_OPERATOR_SETTINGS, "header_limit", "header_timeout", "body_timeout"]
-    names += ["max_connections", "allowed_hosts", "cors_origins", "sweep_interval"]
-    names += ["min_free_space"]
+    names += ["max_connections", "allowed_hosts", "cors_origins", *_TUS_SETTINGS]
+    names += ["lock", "lease"]
+    names += ["sweep_interval", "min_free_space"]
     overrides = {name: getattr(args, name) for name in names}
     try:
         config = load_config(file=args.config, environ=environ, overrides=overrides)

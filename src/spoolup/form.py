@@ -27,6 +27,7 @@ from collections.abc import AsyncIterable, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import IO, Protocol, Self, TypeAlias, TypeVar
 
+from spoolup._io import BATCH_SIZE, READ_AHEAD, READ_SIZE
 from spoolup.errors import MalformedRequest, RequestTooLarge, UnsupportedMediaType
 from spoolup.files import FileInfo, UploadedFile
 from spoolup.handlers import (
@@ -58,12 +59,6 @@ V = TypeVar("V")
 Body: TypeAlias = bytes | bytearray | memoryview | IO[bytes] | Iterable[bytes]
 """What the blocking drivers read: bytes, a binary file-like object, or chunks."""
 
-READ_SIZE = 1024 * 1024
-"""Bytes asked of a file-like body per ``read`` call."""
-BATCH_SIZE = 1024 * 1024
-"""Bytes the async drivers gather before handing them to an idle worker thread."""
-READ_AHEAD = 2 * 1024 * 1024
-"""Bytes the async drivers receive while the worker is still busy with a batch (at most)."""
 _MIN_BATCH = 64 * 1024
 
 _DEFAULT_LIMITS = Limits()

@@ -18,7 +18,7 @@ import pytest
 
 from spoolup.server.config import ServerConfig
 from spoolup.server.store import RecordStore
-from spoolup.storage.base import ObjectInfo, StorageError
+from spoolup.storage import ObjectInfo, StorageError
 from tests.e2e.test_page import CHROMIUM, LAUNCH_ARGS
 from tests.server.conftest import RunningServer, start_server
 from tests.tus.conftest import CountingStorage
@@ -162,6 +162,7 @@ def test_reload_midway_then_the_same_file_resumes(
     assert sent_now == SIZE - offset < SIZE
     first_patch = next(h for method, _, h in served.requests if method == "PATCH")
     assert int(first_patch["upload-offset"]) == offset
+    assert first_patch["upload-checksum"].startswith("sha256 ")  # as the Python client sends
     assert not [r for r in served.requests if r[0] == "POST"]  # no new upload created
     assert served.uploads() == [upload_id]
     digest = hashlib.sha256(path.read_bytes()).hexdigest()

@@ -31,7 +31,11 @@ def test_every_framework_app_answers_and_is_measured(tmp_path: Path) -> None:
             junk = cases["junk"][kind][0]
             assert junk.status == 413, (name, kind)
             assert junk.app_read is not None
-            assert junk.app_read < 1 * MB, (name, kind)
+            if (name, kind) == ("Django ASGI", "native"):
+                # Django's ASGI handler receives the whole body before any view runs.
+                assert junk.app_read == junk.sent
+            else:
+                assert junk.app_read < 1 * MB, (name, kind)
     tables = bench_frameworks.tables(results, sizes)
     assert [len(t.rows) for t in tables] == [2 * len(results)] * 2
     assert not list(tmp_path.iterdir())

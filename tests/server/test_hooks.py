@@ -399,6 +399,10 @@ def test_tus_upload_goes_through_the_hooks(client: httpx.Client, hooks: HookRece
     assert done.status_code == 204
     file_id = done.headers["spoolup-file-id"]
     hooks.wait_for(lambda: len(hooks.of("post-finish")) == 1)
+    assert hooks.deliveries[0].hook == "pre-create"
+    pre_create = hooks.of("pre-create")[0].upload
+    assert (pre_create["ID"], pre_create["Size"]) == (None, len(data))
+    assert pre_create["MetaData"] == {"filename": "movie.mp4"}
     created = hooks.of("post-create")[0].upload
     assert (created["ID"], created["Size"], created["Way"]) == (upload_id, len(data), "tus")
     assert created["MetaData"] == {"filename": "movie.mp4"}
@@ -438,3 +442,31 @@ def test_tus_terminate(client: httpx.Client, hooks: HookReceiver) -> None:
     hooks.wait_for(lambda: len(hooks.of("post-terminate")) == 1)
     assert hooks.of("post-terminate")[0].upload["ID"] == url.rstrip("/").rpartition("/")[2]
     assert hooks.of("post-terminate")[0].upload["Way"] == "tus"
+
+
+def test_tus_refused_pre_create_stores_nothing(
+    server: RunningServer, client: httpx.Client, hooks: HookReceiver
+) -> None:
+    before = stored_objects(server)
+    refusal = {"RejectUpload": True, "HTTPResponse": {"StatusCode": 403, "Body": "quota spent"}}
+    hooks.answer("pre-create", (200, refusal, 0.0))
+    encoded = base64.b64encode(b"big.iso").decode()
+    headers = {**TUS, "Upload-Length": "1000", "Upload-Metadata": f"filename {encoded}"}
+    response = client.post("/tus/", headers=headers)
+    assert response.status_code == 403
+    assert "quota spent" in response.text
+    assert response.headers["tus-resumable"] == "1.0.0"
+    assert stored_objects(server) == before
+    assert hooks.of("post-create") == []
+
+
+def test_tus_pre_create_adds_metadata(client: httpx.Client, hooks: HookReceiver) -> None:
+    hooks.answer("pre-create", (200, {"ChangeFileInfo": {"MetaData": {"project": "x-1"}}}, 0.0))
+    url = tus_create(client, 10, "a.txt")
+    head = client.head(url, headers=TUS)
+    pairs = dict(p.strip().split(" ") for p in head.headers["upload-metadata"].split(","))
+    assert base64.b64decode(pairs["project"]) == b"x-1"
+    assert tus_patch(client, url, 0, b"0123456789").status_code == 204
+    hooks.wait_for(lambda: len(hooks.of("post-finish")) == 1)
+    assert hooks.of("post-create")[0].upload["MetaData"] == {"filename": "a.txt", "project": "x-1"}
+    assert hooks.of("post-finish")[0].upload["MetaData"]["project"] == "x-1"

@@ -9,6 +9,7 @@ import pytest
 
 from spoolup.server.listing import FileIndex
 from spoolup.server.store import RecordStore
+from spoolup.storage import ObjectMeta
 from spoolup.storage.local import LocalStorage
 from tests.server.conftest import RunningServer
 
@@ -107,7 +108,7 @@ class CountingStorage(LocalStorage):
 async def test_pages_come_from_the_index_not_from_storage(tmp_path: Any) -> None:
     storage = CountingStorage(tmp_path)
     for i in range(30):
-        storage.write(f"files/{i:032x}", b"x" * i, filename=f"f{i}.bin")
+        storage.write(f"files/{i:032x}", b"x" * i, meta=ObjectMeta(filename=f"f{i}.bin"))
     index = FileIndex(RecordStore(storage), max_age=3600)
     page = await index.query(limit=7)
     pages = 1
@@ -116,7 +117,7 @@ async def test_pages_come_from_the_index_not_from_storage(tmp_path: Any) -> None
         pages += 1
     assert pages == 5
     assert (CountingStorage.lists, CountingStorage.stats) == (1, 30)
-    storage.write(f"files/{99:032x}", b"new", filename="new.bin")
+    storage.write(f"files/{99:032x}", b"new", meta=ObjectMeta(filename="new.bin"))
     index.invalidate()
     page = await index.query(search="new")
     assert [r.filename for r in page.records] == ["new.bin"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -187,3 +188,16 @@ def test_tus_uploads_are_counted(client: httpx.Client) -> None:
         delta("spoolup_request_duration_seconds_count", method="PATCH", route="/tus", status="204")
         == 1
     )
+
+
+def test_tus_sweeps_are_counted(make_server: Callable[..., RunningServer]) -> None:
+    server = make_server()
+    with server.client() as client:
+        client.options("/tus/")  # the first request starts the sweeper
+        deadline = time.monotonic() + 20
+        while True:
+            samples = scrape(client)
+            if value(samples, "spoolup_sweeps_total", kind="tus", outcome="ok") >= 1:
+                break
+            assert time.monotonic() < deadline, "no tus sweep counted"
+            time.sleep(0.05)

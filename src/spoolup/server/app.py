@@ -42,7 +42,7 @@ from spoolup.headers import safe_filename
 from spoolup.limits import Limits
 from spoolup.server.about import limits_json
 from spoolup.server.auth import BearerAuthMiddleware
-from spoolup.server.config import ServerConfig
+from spoolup.server.config import ConfigError, ServerConfig
 from spoolup.server.health import space_problem
 from spoolup.server.hooks import HookCallable, HookDispatcher
 from spoolup.server.inspect import inspect_image
@@ -55,7 +55,7 @@ from spoolup.server.records import FileRecord, is_file_id
 from spoolup.server.share import LinkSigner, link_routes
 from spoolup.server.store import RecordStore, open_store
 from spoolup.server.sweep import LeftoverSweeper
-from spoolup.storage.base import StorageError
+from spoolup.storage import StorageError
 
 if TYPE_CHECKING:
     from spoolup.tus.app import TusApp
@@ -460,6 +460,13 @@ def _tus_app(
         from spoolup.tus.app import create_tus_app
     except ImportError:  # pragma: no cover  (the tus package ships with the server)
         return None
+    from spoolup.tus.lock import lock_for
+
+    try:
+        lock = lock_for(None, config.lock, ttl=config.lease) if config.lock else None
+    except ImportError as exc:
+        msg = "--lock needs the redis package: pip install 'spoolup[redis]'"
+        raise ConfigError(msg) from exc
 
     async def adopt(uploaded: UploadedFile, info: object = None) -> dict[str, Any]:
         record = await store.adopt(uploaded, info)
@@ -470,7 +477,13 @@ def _tus_app(
         store.storage,
         max_size=config.limits.max_file_size,
         on_complete=observer.completion(adopt),
+        lease=config.lease,
+        lock=lock,
+        on_create=observer.before_create,
         allow_origins=config.cors_origins,
+        checkpoint_bytes=config.tus_checkpoint,
+        checkpoint_seconds=config.tus_checkpoint_seconds,
+        max_open_uploads=config.tus_max_open_uploads,
     )
 
 
@@ -499,6 +512,8 @@ def create_app(
     index = FileIndex(store)
     tus_observer = TusObserver(metrics, dispatcher, store)
     tus = _tus_app(store, config, index, tus_observer)
+    if tus is not None:
+        tus_observer.count_sweeps(tus)
     middleware = [
         Middleware(AccessLogMiddleware, metrics=metrics),
         Middleware(_CatchAll),

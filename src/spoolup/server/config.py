@@ -96,6 +96,10 @@ class ServerConfig:
         graceful_timeout: seconds running requests get to finish on shutdown (30).
         log_level: ``debug``, ``info``, ``warning`` or ``error`` (``info``).
         access_log: write one access-log line per request (on).
+        lock: where tus write leases are kept: ``None`` for the storage itself (files,
+            or S3 conditional writes), or a Redis/Valkey URL (``redis://host:6379/0``).
+        lease: seconds a tus write lease lasts unless renewed (3): how long a killed
+            server keeps its uploads from the others.
         share_secret: the key that signs share and upload links (derived from ``token``
             when unset; give several servers the same one; change it to revoke every link).
         share_ttl: seconds a share or upload link lasts unless it asks for less (7 days).
@@ -120,6 +124,11 @@ class ServerConfig:
         hook_timeout: seconds one hook delivery may take (5).
         hook_retries: retries of a non-blocking hook after a failure (3).
         hook_progress_interval: seconds between post-receive hooks of one file (1).
+        tus_checkpoint: bytes of a tus request between two checkpoints, where its bytes
+            and offset are made durable (64 MiB; see the README for what a crash loses).
+        tus_checkpoint_seconds: seconds between two checkpoints, whichever comes first (2).
+        tus_max_open_uploads: unfinished tus uploads at most; creations beyond are
+            answered 429 (10,000).
     """
 
     host: str = "127.0.0.1"
@@ -133,6 +142,8 @@ class ServerConfig:
     graceful_timeout: float = 30.0
     log_level: str = "info"
     access_log: bool = True
+    lock: str | None = None
+    lease: float = 3.0
     share_secret: str | None = None
     share_ttl: float = DEFAULT_SHARE_TTL
     header_limit: int = 64 * 1024
@@ -151,6 +162,9 @@ class ServerConfig:
     hook_timeout: float = 5.0
     hook_retries: int = 3
     hook_progress_interval: float = 1.0
+    tus_checkpoint: int = 64 * 1024 * 1024
+    tus_checkpoint_seconds: float = 2.0
+    tus_max_open_uploads: int = 10_000
 
     def check(self) -> None:
         """Raise :class:`ConfigError` if the settings are inconsistent or unsafe.
@@ -172,6 +186,12 @@ class ServerConfig:
         if self.graceful_timeout < 0:
             msg = "graceful_timeout must not be negative"
             raise ConfigError(msg)
+        if not 0 < self.lease <= 3600:
+            msg = f"lease must be between 0 and 3600 seconds, not {self.lease}"
+            raise ConfigError(msg)
+        if self.lock is not None and not self.lock.lower().startswith(_LOCK_SCHEMES):
+            msg = f"lock must be a redis://, rediss:// or valkey:// URL, not {self.lock!r}"
+            raise ConfigError(msg)
         if not 0 < self.share_ttl <= MAX_SHARE_TTL:
             msg = f"share_ttl must be more than 0 and at most {MAX_SHARE_TTL:.0f} seconds"
             raise ConfigError(msg)
@@ -192,12 +212,21 @@ class ServerConfig:
                 msg = f"cors_origins: {origin!r} is not an origin such as https://example.org"
                 raise ConfigError(msg)
         _check_operations(self)
+        if self.tus_checkpoint < 1 or self.tus_checkpoint_seconds <= 0:
+            msg = "tus_checkpoint and tus_checkpoint_seconds must be positive"
+            raise ConfigError(msg)
+        if self.tus_max_open_uploads < 1:
+            msg = "tus_max_open_uploads must be at least 1"
+            raise ConfigError(msg)
         if not self.token and not self.insecure and not is_loopback(self.host):
             msg = (
                 f"refusing to listen on {self.host} without a token: pass --token "
                 "(or set SPOOLUP_TOKEN), or --insecure if you really mean it"
             )
             raise ConfigError(msg)
+
+
+_LOCK_SCHEMES = ("redis://", "rediss://", "valkey://", "valkeys://", "unix://")
 
 
 def _check_operations(config: ServerConfig) -> None:
@@ -332,6 +361,8 @@ _SETTINGS: dict[str, Any] = {
     "graceful_timeout": _parse_float,
     "log_level": lambda v, n: _parse_str(v, n).lower(),
     "access_log": _parse_bool,
+    "lock": _parse_str,
+    "lease": _parse_float,
     "share_secret": _parse_str,
     "share_ttl": parse_duration,
     "header_limit": parse_size,
@@ -350,6 +381,9 @@ _SETTINGS: dict[str, Any] = {
     "hook_timeout": _parse_float,
     "hook_retries": _parse_int,
     "hook_progress_interval": _parse_float,
+    "tus_checkpoint": parse_size,
+    "tus_checkpoint_seconds": _parse_float,
+    "tus_max_open_uploads": _parse_int,
 }
 
 

@@ -29,7 +29,6 @@ from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from spoolup.errors import RequestTooLarge
 from spoolup.handlers import HandlerSpec
 from spoolup.server.hooks import HookDispatcher, HookHandler, HookRequest, HttpInfo
 from spoolup.server.metrics import Metrics, status_reason
@@ -159,6 +158,8 @@ class _TusRequest:
     """What the observer knows of the tus request being served."""
 
     http: HttpInfo | None
+    # the upload this request creates, as pre-create left it (for post-create)
+    created: HookRequest | None = None
     # hooks to start once the answer is sent (post-finish)
     after: list[HookRequest] = field(default_factory=list)
     failure_counted: bool = False
@@ -191,6 +192,25 @@ class TusObserver:
         self.metrics = metrics
         self.hooks = hooks
         self.store = store
+
+    def count_sweeps(self, tus: Any) -> None:
+        """Count the tus app's expiry sweeps (``sweeps_total{kind="tus"}``) and removals.
+
+        Its ``sweep`` method is wrapped on the instance: the sweeper loop calls it there.
+        """
+        sweep = tus.sweep
+        metrics = self.metrics
+
+        async def counted_sweep() -> Any:
+            try:
+                removed = await sweep()
+            except Exception:
+                metrics.sweep("tus", failed=True)
+                raise
+            metrics.sweep("tus", removed=len(removed))
+            return removed
+
+        tus.sweep = counted_sweep
 
     def wrap(self, app: ASGIApp) -> ASGIApp:
         """``app`` observed: body bytes counted, post-create/receive/terminate started."""
@@ -242,35 +262,48 @@ class TusObserver:
         status: int = answer["status"]
         if method == "POST" and status == 201:
             self.metrics.upload_started("tus")
-            created = str(answer["location"] or "").rstrip("/").rpartition("/")[2]
-            if state.http is not None and created:
-                self.hooks.fire(self._request("post-create", state.http, created, headers))
+            if state.created is not None:
+                self.hooks.fire(state.created)
         elif method == "POST" and status >= 400 and not state.failure_counted:
             self.metrics.upload_failed("tus", status_reason(status))
         elif method == "DELETE" and status == 204 and state.http is not None and upload_id:
-            self.hooks.fire(self._request("post-terminate", state.http, upload_id, {}))
+            self.hooks.fire(
+                HookRequest(
+                    hook="post-terminate",
+                    way="tus",
+                    upload_id=upload_id,
+                    size=None,
+                    offset=0,
+                    metadata={},
+                    http=state.http,
+                )
+            )
         for request in state.after:
             self.hooks.fire(request)
 
-    def _request(
-        self, hook: str, http: HttpInfo, upload_id: str, headers: Mapping[str, str]
-    ) -> HookRequest:
-        from spoolup.tus.protocol import TusError, TusLimits, parse_metadata
-
-        try:
-            pairs = parse_metadata(headers.get("upload-metadata", ""), TusLimits())
-        except (TusError, RequestTooLarge):
-            pairs = ()
-        length = headers.get("upload-length", "")
-        return HookRequest(
-            hook=hook,
+    async def before_create(self, info: Any) -> None:
+        """The tus app's ``on_create``: run pre-create, which may refuse or add metadata."""
+        state = _TUS_REQUEST.get()
+        if state is None or state.http is None:
+            return
+        request = HookRequest(
+            hook="pre-create",
             way="tus",
-            upload_id=upload_id,
-            size=int(length) if length.isdigit() and len(length) < 20 else None,
+            upload_id=None,
+            size=info.length,
             offset=0,
-            metadata=_decoded(pairs),
-            http=http,
+            metadata=_decoded(info.metadata),
+            http=state.http,
         )
+        if self.hooks.wants("pre-create"):
+            added = (await self.hooks.call(request)).metadata
+            if added:
+                kept = tuple((k, v) for k, v in info.metadata if k not in added)
+                info.metadata = kept + tuple(
+                    (k, base64.b64encode(v.encode()).decode()) for k, v in added.items()
+                )
+                request = dataclasses.replace(request, metadata={**request.metadata, **added})
+        state.created = dataclasses.replace(request, hook="post-create", upload_id=info.id)
 
     def _progress(
         self, receive: Receive, http: HttpInfo, upload_id: str | None, headers: Mapping[str, str]

@@ -34,8 +34,8 @@ import logging
 import threading
 import time
 import unicodedata
-from collections.abc import Container, Iterator, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Container, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
@@ -43,21 +43,20 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from spoolup.storage.base import (
-    InvalidKey,
+from spoolup._io import io_pool
+from spoolup.storage.errors import InvalidKey, ObjectNotFound, StorageError
+from spoolup.storage.meta import (
     ListPage,
     ObjectInfo,
-    ObjectNotFound,
-    ObjectWriter,
+    ObjectMeta,
     PartInfo,
-    Storage,
-    StorageError,
-    check_range,
     decode_metadata_value,
     encode_metadata_value,
     validate_key,
-    validate_metadata,
 )
+from spoolup.storage.ranges import RangeReader, check_range
+from spoolup.storage.resumable import ResumableStorage
+from spoolup.storage.writer import ObjectWriter
 
 __all__ = ["S3Storage"]
 
@@ -105,21 +104,12 @@ def _check_upload_id(upload_id: str) -> str:
 
 
 class _S3Writer(ObjectWriter):
-    def __init__(
-        self,
-        storage: S3Storage,
-        key: str,
-        *,
-        filename: str | None,
-        content_type: str | None,
-        metadata: Mapping[str, str] | None,
-    ) -> None:
-        super().__init__(key, filename=filename, content_type=content_type, metadata=metadata)
+    def __init__(self, storage: S3Storage, key: str, meta: ObjectMeta | None) -> None:
+        super().__init__(key, meta)
         self._storage = storage
         self._part: bytearray | None = None
         self._filled = 0
         self._upload_id: str | None = None
-        self._executor: ThreadPoolExecutor | None = None
         self._in_flight: set[Future[PartInfo]] = set()
         self._parts: list[PartInfo] = []
         self._next_number = 1
@@ -153,21 +143,13 @@ class _S3Writer(ObjectWriter):
     def _send(self, part: bytes | bytearray) -> None:
         storage = self._storage
         if self._upload_id is None:
-            self._upload_id = storage.begin_multipart(
-                self.key,
-                filename=self.filename,
-                content_type=self.content_type,
-                metadata=self.metadata,
-            )
-            self._executor = ThreadPoolExecutor(
-                max_workers=storage.concurrency, thread_name_prefix="spoolup-s3"
-            )
+            self._upload_id = storage.begin_multipart(self.key, self.meta)
         if self._next_number > MAX_PARTS:
             raise StorageError(f"S3 allows {MAX_PARTS} parts: raise part_size for {self.key!r}")
         while len(self._in_flight) >= storage.concurrency:
             self._collect(wait(self._in_flight, return_when=FIRST_COMPLETED).done)
-        assert self._executor is not None
-        future = self._executor.submit(
+        # Leaf work in the shared I/O pool, at most ``concurrency`` parts at a time.
+        future = io_pool().submit(
             storage.upload_part, self.key, self._upload_id, self._next_number, part
         )
         self._next_number += 1
@@ -197,18 +179,18 @@ class _S3Writer(ObjectWriter):
             key=self.key,
             size=self.size,
             created=datetime.now(UTC),
-            filename=self.filename,
-            content_type=self.content_type,
+            filename=self.meta.filename,
+            content_type=self.meta.content_type,
             sha256=sha256,
             etag=None,
-            metadata=dict(self.metadata),
+            metadata=dict(self.meta.metadata),
         )
 
     def _shutdown(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
-            self._executor = None
-        self._in_flight = set()
+        in_flight, self._in_flight = self._in_flight, set()
+        for future in in_flight:
+            future.cancel()
+        wait(in_flight)
 
     def _abort(self) -> None:
         self._part = None
@@ -218,70 +200,42 @@ class _S3Writer(ObjectWriter):
             self._upload_id = None
 
 
-class _S3Reader(io.RawIOBase):
+class _S3Reader(RangeReader):
     """A seekable stream over ``[start, stop)`` of an object, fetched by ranged GETs."""
 
     def __init__(
         self, storage: S3Storage, key: str, start: int, stop: int, body: Any | None
     ) -> None:
-        super().__init__()
+        super().__init__(stop - start)
         self._storage = storage
         self._key = key
         self._start = start
-        self._length = max(0, stop - start)
-        self._pos = 0
         self._body = body
 
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        left = self._length - self._pos
-        if left <= 0:
-            return 0
-        view = memoryview(buffer).cast("B")
-        want = min(len(view), left)
+    def _read_at(self, pos: int, view: memoryview) -> int:
         if self._body is None:
-            first = self._start + self._pos
+            first = self._start + pos
             last = self._start + self._length - 1
             self._body = self._storage._get(self._key, f"bytes={first}-{last}")["Body"]
         with _errors(f"reading {self._key!r}", self._key):
-            data = self._body.read(want)
+            data = self._body.read(len(view))
         if not data:
             msg = f"the object {self._key!r} ended early (changed while reading?)"
             raise StorageError(msg)
         view[: len(data)] = data
-        self._pos += len(data)
         return len(data)
 
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._length}[whence]
-        pos = base + offset
-        if pos < 0:
-            raise ValueError(f"negative seek position {pos}")
-        if pos != self._pos:
-            self._drop_body()
-            self._pos = pos
-        return pos
+    def _moved(self, old: int, new: int) -> None:
+        self._release()  # the next read asks for the range from the new position
 
-    def tell(self) -> int:
-        return self._pos
-
-    def _drop_body(self) -> None:
+    def _release(self) -> None:
         if self._body is not None:
             with contextlib.suppress(Exception):
                 self._body.close()
             self._body = None
 
-    def close(self) -> None:
-        self._drop_body()
-        super().close()
 
-
-class S3Storage(Storage):
+class S3Storage(ResumableStorage):
     """Objects in an S3 bucket under ``prefix``; see the module docstring.
 
     Args:
@@ -342,25 +296,23 @@ class S3Storage(Storage):
     def _key(self, key: str) -> str:
         return self.prefix + validate_key(key)
 
-    def _user_metadata(
-        self, filename: str | None, metadata: Mapping[str, str], sha256: str | None = None
-    ) -> dict[str, str]:
-        meta = {name: encode_metadata_value(value) for name, value in metadata.items()}
-        if filename is not None:
-            meta["filename"] = encode_metadata_value(filename)
+    def _user_metadata(self, meta: ObjectMeta, sha256: str | None = None) -> dict[str, str]:
+        user = {name: encode_metadata_value(value) for name, value in meta.metadata.items()}
+        if meta.filename is not None:
+            user["filename"] = encode_metadata_value(meta.filename)
         if sha256 is not None:
-            meta["sha256"] = sha256
-        return meta
+            user["sha256"] = sha256
+        return user
 
     def _put(self, writer: _S3Writer, data: bytes | bytearray, sha256: str) -> None:
         args: dict[str, Any] = {
             "Bucket": self.bucket,
             "Key": self._key(writer.key),
             "Body": data,
-            "Metadata": self._user_metadata(writer.filename, writer.metadata, sha256),
+            "Metadata": self._user_metadata(writer.meta, sha256),
         }
-        if writer.content_type is not None:
-            args["ContentType"] = writer.content_type
+        if writer.meta.content_type is not None:
+            args["ContentType"] = writer.meta.content_type
         with _errors(f"writing {writer.key!r}"):
             self.client.put_object(**args)
 
@@ -374,16 +326,9 @@ class S3Storage(Storage):
 
     # -- the interface -------------------------------------------------------------------
 
-    def open_writer(
-        self,
-        key: str,
-        *,
-        filename: str | None = None,
-        content_type: str | None = None,
-        metadata: Mapping[str, str] | None = None,
-    ) -> ObjectWriter:
+    def open_writer(self, key: str, meta: ObjectMeta | None = None) -> ObjectWriter:
         """Start a streamed write of ``key``; see :class:`ObjectWriter` and the module."""
-        return _S3Writer(self, key, filename=filename, content_type=content_type, metadata=metadata)
+        return _S3Writer(self, key, meta)
 
     def open(self, key: str, *, start: int = 0, end: int | None = None) -> BinaryIO:
         """A buffered, seekable stream over the object or a range (GetObject ``Range``)."""
@@ -482,14 +427,7 @@ class S3Storage(Storage):
     # -- moving ----------------------------------------------------------------------------
 
     def move(
-        self,
-        src: str,
-        dest: str,
-        *,
-        filename: str | None = None,
-        content_type: str | None = None,
-        metadata: Mapping[str, str] | None = None,
-        sha256: str | None = None,
+        self, src: str, dest: str, *, meta: ObjectMeta | None = None, sha256: str | None = None
     ) -> ObjectInfo:
         """A server-side copy with the new metadata, then DeleteObject of ``src``.
 
@@ -500,35 +438,32 @@ class S3Storage(Storage):
         """
         validate_key(dest)
         old = self.stat(src)
-        filename = old.filename if filename is None else filename
-        content_type = old.content_type if content_type is None else content_type
-        extra = validate_metadata(
-            filename, content_type, old.metadata if metadata is None else metadata
-        )
-        meta = self._user_metadata(filename, extra, sha256 or old.sha256)
+        checked = (old.meta if meta is None else meta).checked()
+        content_type = checked.content_type
+        user = self._user_metadata(checked, sha256 or old.sha256)
         if old.size <= self.max_copy_size:
             args: dict[str, Any] = {
                 "Bucket": self.bucket,
                 "Key": self._key(dest),
                 "CopySource": {"Bucket": self.bucket, "Key": self._key(src)},
                 "MetadataDirective": "REPLACE",
-                "Metadata": meta,
+                "Metadata": user,
             }
             if content_type is not None:
                 args["ContentType"] = content_type
             with _errors(f"copying {src!r} to {dest!r}", src):
                 self.client.copy_object(**args)
         else:
-            self._copy_in_parts(src, dest, old.size, content_type=content_type, meta=meta)
+            self._copy_in_parts(src, dest, old.size, content_type=content_type, user=user)
         if src != dest:
             self.delete(src)
         return self.stat(dest)
 
     def _copy_in_parts(
-        self, src: str, dest: str, size: int, *, content_type: str | None, meta: dict[str, str]
+        self, src: str, dest: str, size: int, *, content_type: str | None, user: dict[str, str]
     ) -> None:
         part = max(self.copy_part_size, -(-size // MAX_PARTS))
-        upload_id = self._begin(dest, content_type, meta)
+        upload_id = self._begin(dest, content_type, user)
         source = {"Bucket": self.bucket, "Key": self._key(src)}
 
         def copy(number: int) -> PartInfo:
@@ -547,8 +482,7 @@ class S3Storage(Storage):
             return PartInfo(number, last - first + 1, etag)
 
         try:
-            with ThreadPoolExecutor(self.concurrency, thread_name_prefix="spoolup-s3") as pool:
-                parts = list(pool.map(copy, range(1, -(-size // part) + 1)))
+            parts = list(io_pool().map(copy, range(1, -(-size // part) + 1)))
             self.complete_multipart(dest, upload_id, parts, describe=False)
         except BaseException:
             self._abort_or_remember(dest, upload_id)
@@ -623,17 +557,10 @@ class S3Storage(Storage):
 
     # -- resumable (multipart) uploads -------------------------------------------------------
 
-    def begin_multipart(
-        self,
-        key: str,
-        *,
-        filename: str | None = None,
-        content_type: str | None = None,
-        metadata: Mapping[str, str] | None = None,
-    ) -> str:
+    def begin_multipart(self, key: str, meta: ObjectMeta | None = None) -> str:
         """CreateMultipartUpload with the object's metadata; returns the upload id."""
-        extra = validate_metadata(filename, content_type, metadata)
-        return self._begin(key, content_type, self._user_metadata(filename, extra))
+        checked = ObjectMeta() if meta is None else meta.checked()
+        return self._begin(key, checked.content_type, self._user_metadata(checked))
 
     def upload_part(
         self, key: str, upload_id: str, number: int, data: bytes | bytearray

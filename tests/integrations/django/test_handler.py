@@ -10,6 +10,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.handlers.wsgi import WSGIHandler
 from django.test import override_settings
 
+from spoolup.handlers import SpooledFileHandler
 from tests.integrations.django.conftest import TEMP, files_under
 from tests.integrations.django.helpers import CsrfClient
 
@@ -95,6 +96,7 @@ def test_bad_spoolup_settings_are_named() -> None:
         ({"LIMITS": {"max_size": 1}}, "unknown limits"),
         ({"HANDLERS": "spoolup.handlers.SpooledFileHandler"}, "list of handlers"),
         ({"HANDLER": []}, "unknown keys"),
+        ({"HANDLERS": [SpooledFileHandler()]}, "instance, which concurrent requests"),
     ]:
         with override_settings(SPOOLUP=bad), pytest.raises(ImproperlyConfigured, match=words):
             client.form("/echo/", {}, {"f": ("a.txt", b"x", "text/plain")})

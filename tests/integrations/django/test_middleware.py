@@ -187,3 +187,25 @@ def test_spoolup_setting_wins_over_django() -> None:
     assert ok.status_code == 200, ok.content
     assert too_big.status_code == 413
     assert b"max_file_size=5" in too_big.content
+
+
+def test_admin_adds_a_document_with_its_file() -> None:
+    from django.contrib.auth.models import User
+
+    from tests.integrations.django.project.uploads.models import Document
+
+    admin = User.objects.create_superuser("admin", "a@example.com", "pw")
+    client = CsrfClient()
+    client.client.force_login(admin)
+    add = "/admin/uploads/document/add/"
+    assert client.client.get(add).status_code == 200
+    data = os.urandom(3 * MiB)
+    response = client.form(
+        add,
+        {"csrfmiddlewaretoken": client.token, "title": "from admin"},
+        {"file": ("admin.bin", data, "application/octet-stream")},
+    )
+    assert response.status_code == 302, response.content[:2000]
+    doc = Document.objects.get(title="from admin")
+    assert Path(doc.file.path).read_bytes() == data
+    assert files_under(TEMP) == []

@@ -19,6 +19,7 @@ from django.core.exceptions import SuspiciousOperation
 from django.http import HttpRequest, QueryDict
 from django.utils.datastructures import MultiValueDict
 
+from spoolup import _io
 from spoolup import form as _form
 from spoolup.errors import RequestTooLarge, UploadAborted, UploadError
 from spoolup.files import UploadedFile
@@ -94,7 +95,7 @@ def _chunks(request: HttpRequest, length: int | None) -> Iterator[bytes]:
     received = 0
     while True:
         try:
-            chunk = read(_form.READ_SIZE)
+            chunk = read(_io.READ_SIZE)
         except OSError as exc:
             raise UploadAborted(f"reading the request body failed: {exc}") from exc
         if not chunk:

@@ -150,3 +150,13 @@ def test_bad_files(tmp_path: Path) -> None:
     bad.write_text("[limits]\nmax_files = -3\n")
     with pytest.raises(ConfigError, match="non-negative"):
         load_config(file=bad)
+
+
+def test_lock_and_lease() -> None:
+    config = load_config(overrides={"lock": "redis://127.0.0.1:6379/0", "lease": "2.5"})
+    assert (config.lock, config.lease) == ("redis://127.0.0.1:6379/0", 2.5)
+    assert load_config().lease == 3.0
+    with pytest.raises(ConfigError, match="lock must be a redis://"):
+        load_config(overrides={"lock": "http://127.0.0.1:6379"})
+    with pytest.raises(ConfigError, match="lease must be between"):
+        load_config(environ={"SPOOLUP_LEASE": "0"})

@@ -42,7 +42,7 @@ from spoolup.headers import safe_filename
 from spoolup.limits import Limits
 from spoolup.server.about import limits_json
 from spoolup.server.auth import BearerAuthMiddleware
-from spoolup.server.config import ServerConfig
+from spoolup.server.config import ConfigError, ServerConfig
 from spoolup.server.hooks import HookCallable, HookDispatcher
 from spoolup.server.inspect import inspect_image
 from spoolup.server.listing import FileIndex, list_files
@@ -454,6 +454,13 @@ def _tus_app(
         from spoolup.tus.app import create_tus_app
     except ImportError:  # pragma: no cover  (the tus package ships with the server)
         return None
+    from spoolup.tus.lock import lock_for
+
+    try:
+        lock = lock_for(None, config.lock, ttl=config.lease) if config.lock else None
+    except ImportError as exc:
+        msg = "--lock needs the redis package: pip install 'spoolup[redis]'"
+        raise ConfigError(msg) from exc
 
     async def adopt(uploaded: UploadedFile, info: object = None) -> dict[str, Any]:
         record = await store.adopt(uploaded, info)
@@ -464,6 +471,8 @@ def _tus_app(
         store.storage,
         max_size=config.limits.max_file_size,
         on_complete=observer.completion(adopt),
+        lease=config.lease,
+        lock=lock,
         on_create=observer.before_create,
         allow_origins=config.cors_origins,
         checkpoint_bytes=config.tus_checkpoint,

@@ -96,6 +96,10 @@ class ServerConfig:
         graceful_timeout: seconds running requests get to finish on shutdown (30).
         log_level: ``debug``, ``info``, ``warning`` or ``error`` (``info``).
         access_log: write one access-log line per request (on).
+        lock: where tus write leases are kept: ``None`` for the storage itself (files,
+            or S3 conditional writes), or a Redis/Valkey URL (``redis://host:6379/0``).
+        lease: seconds a tus write lease lasts unless renewed (3): how long a killed
+            server keeps its uploads from the others.
         share_secret: the key that signs share and upload links (derived from ``token``
             when unset; give several servers the same one; change it to revoke every link).
         share_ttl: seconds a share or upload link lasts unless it asks for less (7 days).
@@ -134,6 +138,8 @@ class ServerConfig:
     graceful_timeout: float = 30.0
     log_level: str = "info"
     access_log: bool = True
+    lock: str | None = None
+    lease: float = 3.0
     share_secret: str | None = None
     share_ttl: float = DEFAULT_SHARE_TTL
     header_limit: int = 64 * 1024
@@ -174,6 +180,12 @@ class ServerConfig:
         if self.graceful_timeout < 0:
             msg = "graceful_timeout must not be negative"
             raise ConfigError(msg)
+        if not 0 < self.lease <= 3600:
+            msg = f"lease must be between 0 and 3600 seconds, not {self.lease}"
+            raise ConfigError(msg)
+        if self.lock is not None and not self.lock.lower().startswith(_LOCK_SCHEMES):
+            msg = f"lock must be a redis://, rediss:// or valkey:// URL, not {self.lock!r}"
+            raise ConfigError(msg)
         if not 0 < self.share_ttl <= MAX_SHARE_TTL:
             msg = f"share_ttl must be more than 0 and at most {MAX_SHARE_TTL:.0f} seconds"
             raise ConfigError(msg)
@@ -206,6 +218,9 @@ class ServerConfig:
                 "(or set SPOOLUP_TOKEN), or --insecure if you really mean it"
             )
             raise ConfigError(msg)
+
+
+_LOCK_SCHEMES = ("redis://", "rediss://", "valkey://", "valkeys://", "unix://")
 
 
 def _check_operations(config: ServerConfig) -> None:
@@ -340,6 +355,8 @@ _SETTINGS: dict[str, Any] = {
     "graceful_timeout": _parse_float,
     "log_level": lambda v, n: _parse_str(v, n).lower(),
     "access_log": _parse_bool,
+    "lock": _parse_str,
+    "lease": _parse_float,
     "share_secret": _parse_str,
     "share_ttl": parse_duration,
     "header_limit": parse_size,

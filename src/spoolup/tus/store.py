@@ -2,25 +2,25 @@
 
 :class:`TusStore` keeps, under ``prefix`` + ``<id>/`` of a
 :class:`~spoolup.storage.ResumableStorage` (local or S3): ``info`` (the state, JSON),
-``lock`` (the write lease) and, on backends with a minimum part size, ``tail`` (the
-bytes short of a part between requests). The bytes go into the backend's resumable
-(multipart) upload for ``<id>/data``, whose id is kept in the state, so any server
-sharing the storage continues the upload and nothing is only in memory.
+``lock`` (the write lease on S3, see :mod:`spoolup.tus.lock`) and, on backends with a
+minimum part size, ``tail`` (the bytes short of a part between requests). The bytes go
+into the backend's resumable (multipart) upload for ``<id>/data``, whose id is kept in
+the state, so any server sharing the storage continues the upload and nothing is only in
+memory.
 
-A request's bytes are streamed by a :class:`DataWriter`: on a backend whose uploads
-are one growing file (local), straight onto its end; on S3, gathered into parts of
-``part_size`` (8 MiB), so at most one part per upload is ever held in memory.
-Durability comes at checkpoints, not per write (see :meth:`DataWriter.snapshot`).
-All methods block; the tus app calls them in worker threads.
+A request's bytes are streamed by a :class:`DataWriter`: on a backend whose uploads are
+one growing file (local), straight onto its end; on S3, gathered into parts of
+``part_size`` (8 MiB), so at most one part per upload is ever held in memory. Durability
+comes at checkpoints, not per write (see :meth:`DataWriter.snapshot`). All methods
+block; the tus app calls them in worker threads.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import secrets
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -38,12 +38,6 @@ __all__ = ["DataWriter", "TusStore"]
 
 _COPY_CHUNK = 1024 * 1024
 _S3_PART = 8 * 1024 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class _Lease:
-    owner: str
-    until: float
 
 
 class TusStore:
@@ -107,42 +101,6 @@ class TusStore:
             token = page.next_token
             if token is None:
                 return
-
-    # -- the write lease -----------------------------------------------------------
-
-    def try_lock(self, upload_id: str, owner: str, now: float, lease: float) -> bool:
-        """Write ``<id>/lock`` unless another owner's lease is still running.
-
-        Read back after writing: of two servers racing for a free lease, at most one
-        sees its own name. The lease needs no durability (a crash frees it anyway).
-        """
-        key = self.key(upload_id, "lock")
-        held = self._lease(key)
-        if held is not None and held.owner != owner and held.until > now:
-            return False
-        record = json.dumps({"owner": owner, "until": now + lease}).encode()
-        self.storage.write(key, record, durable=False)
-        held = self._lease(key)
-        return held is not None and held.owner == owner
-
-    def _lease(self, key: str) -> _Lease | None:
-        try:
-            raw = json.loads(self.storage.read_bytes(key))
-            return _Lease(str(raw["owner"]), float(raw["until"]))
-        except (ObjectNotFound, ValueError, TypeError, KeyError):
-            return None
-
-    def lease_owner(self, upload_id: str) -> str | None:
-        """Who holds the lease on the upload (running or lapsed), if anyone."""
-        held = self._lease(self.key(upload_id, "lock"))
-        return None if held is None else held.owner
-
-    def unlock(self, upload_id: str, owner: str) -> None:
-        """Delete ``<id>/lock`` if it is ours."""
-        key = self.key(upload_id, "lock")
-        held = self._lease(key)
-        if held is not None and held.owner == owner:
-            self._delete_key(key)
 
     def _delete_key(self, key: str) -> None:
         with contextlib.suppress(ObjectNotFound):

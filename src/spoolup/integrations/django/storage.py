@@ -46,7 +46,7 @@ from django.core.files.storage import FileSystemStorage, Storage, default_storag
 from django.core.files.utils import validate_file_name
 
 from spoolup._cleanup import SpoolFile
-from spoolup.files import FileInfo, UploadedFile
+from spoolup.files import FileInfo, UploadedFile, _fsync_dir
 from spoolup.handlers import StopFutureHandlers, UploadContext, UploadHandler
 
 __all__ = ["DjangoStorageHandler", "StoredFile"]
@@ -123,19 +123,6 @@ class _FileSystemWriter:
         if fd is not None:
             os.close(fd)
         self._tmp.unlink(missing_ok=True)
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platform dependent
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover - platform dependent
-        pass
-    finally:
-        os.close(fd)
 
 
 class _S3Writer:

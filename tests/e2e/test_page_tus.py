@@ -162,6 +162,7 @@ def test_reload_midway_then_the_same_file_resumes(
     assert sent_now == SIZE - offset < SIZE
     first_patch = next(h for method, _, h in served.requests if method == "PATCH")
     assert int(first_patch["upload-offset"]) == offset
+    assert first_patch["upload-checksum"].startswith("sha256 ")  # as the Python client sends
     assert not [r for r in served.requests if r[0] == "POST"]  # no new upload created
     assert served.uploads() == [upload_id]
     digest = hashlib.sha256(path.read_bytes()).hexdigest()

@@ -90,6 +90,13 @@ def test_a_body_already_read_is_a_clear_error_at_once(client: TestClient) -> Non
         client.post("/read-first", data={"title": "x"})
 
 
+def test_the_form_is_closed_after_the_response(client: TestClient, tmp_path: Path) -> None:
+    data = os.urandom(3 * 1024 * 1024)  # past the memory threshold: a temp file
+    response = client.post("/echo", files={"file": ("big.bin", data)})
+    assert response.content == data
+    assert [p for p in tmp_path.iterdir() if p.is_file()] == []
+
+
 def test_raw_body_as_one_file(client: TestClient) -> None:
     response = client.put("/files/notes.txt", content=b"hello")
     assert response.json() == {"filename": "notes.txt", "size": 5, "content": "hello"}

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi import Form as FormParam
+from fastapi.responses import StreamingResponse
 
 from spoolup import Form, Limits, UploadedFile
 from spoolup.handlers import HashingHandler, MemoryFileHandler, SpooledFileHandler
@@ -43,6 +44,12 @@ async def backup(data: Annotated[Form, Depends(backup_form)]) -> dict[str, Any]:
     file = data.files["backup"]
     kept = await file.asave(storage() / file.filename)
     return {"name": kept.name, "size": file.size, "sha256": file.hashes["sha256"]}
+
+
+@app.post("/echo")
+async def echo(data: Annotated[Form, Depends(form())]) -> StreamingResponse:
+    # The form is closed after the response: the file streams back from its temp file.
+    return StreamingResponse(data.files["file"].achunks())
 
 
 @app.post("/limited", max_body_size=1_000_000)

@@ -103,6 +103,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             f"use-server spoolup{i} if {{ req.hdr(x-test-pin) -m str spoolup{i} }}"
             for i in (1, 2, 3)
         ]
+        # Even before its health check has seen a restarted server up again.
+        pins.append("force-persist if { req.hdr(x-test-pin) -m found }")
         balancer = Balancer(folder / "haproxy", [s.url for s in servers], extra=pins)
         yield Cluster(store, servers, balancer)
     finally:
@@ -215,16 +217,17 @@ def post_until_stored(url: str, name: str, data: bytes) -> dict[str, Any]:
 
 def cut_post(cluster: Cluster, victim: int, kill: threading.Event, k: int) -> Post:
     """A POST pinned to the victim, in flight when it dies; then retried until stored."""
-    data = random.Random(1000 + k).randbytes(3 * MiB)
+    # Past one 8 MiB part: the victim has begun a multipart upload when it dies.
+    data = random.Random(1000 + k).randbytes(12 * MiB)
     head, tail, content_type = multipart(f"cut-{k}.bin", data)
     started = threading.Event()
 
     def body() -> Iterator[bytes]:
-        yield head + data[:MiB]
+        yield head + data[: 9 * MiB]
         started.set()
         kill.wait(60)
         time.sleep(0.5)  # the victim is dead by now
-        yield data[MiB:] + tail
+        yield data[9 * MiB :] + tail
 
     outcome: list[str] = []
 
@@ -247,7 +250,7 @@ def cut_post(cluster: Cluster, victim: int, kill: threading.Event, k: int) -> Po
     thread = threading.Thread(target=send)
     thread.start()
     assert started.wait(30)
-    time.sleep(0.3)  # the first MiB reaches the victim
+    time.sleep(1.0)  # the first 9 MiB reach the victim, a part goes to the store
     cluster.servers[victim].kill()
     kill.set()
     thread.join(60)
@@ -397,10 +400,17 @@ def test_nothing_is_left_behind_in_the_bucket(cluster: Cluster, run: Run) -> Non
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
         for obj in page.get("Contents", [])
     ]
+    # No lease, no tail, no unfinished tus data, no temp object.
     stray = [k for k in keys if k.endswith(("/lock", "/tail", "/data")) or ".tmp" in k]
     assert stray == []
-    pending = client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
-    assert [u["Key"] for u in pending] == []
+    pending = [u["Key"] for u in client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])]
+    # Every tus upload's multipart upload was completed, whichever server wrote it.
+    assert [k for k in pending if k.startswith(f"{PREFIX}/tus/")] == []
+    # NOT DONE (issue 12): the multipart upload of a POST cut by kill -9 stays until the
+    # bucket's lifecycle rule (docs/deploy.md) or an age-based sweep aborts it; no
+    # server knows it is dead sooner. At most the two cut POSTs' are left.
+    assert len(pending) <= len(run.cut_posts)
+    assert all(k.startswith(f"{PREFIX}/files/") for k in pending), pending
 
 
 def test_the_page_uploads_through_the_balancer(cluster: Cluster, run: Run, tmp_path: Path) -> None:

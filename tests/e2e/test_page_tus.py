@@ -137,7 +137,7 @@ def test_reload_midway_then_the_same_file_resumes(
     sync_api.expect(page.locator("#resume-hint")).to_contain_text(path.name)
     # Wait until the server has let go of the interrupted PATCH (its lock is gone).
     (upload_id,) = served.uploads()
-    lock = served.root / "tus" / upload_id / "lock"
+    lock = served.root / ".tus-leases" / f"{upload_id}.lock"
     deadline = time.monotonic() + 15
     while lock.exists() and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -2,11 +2,11 @@
 
 ``$BENCH_APP`` names the factory (``benchmarks.frameworks.flask_app:native_app``).
 uvicorn serves ``benchmarks.frameworks.serve:asgi`` (``--factory``), gunicorn
-``benchmarks.frameworks.serve:wsgi()``. Each answer's status and the body bytes the app
-had read when it answered (what "refused before reading" means) are appended to
-``$BENCH_LOG`` as a line ``<status> <bytes>``, written before the answer is sent: a
-client cut off while still sending (a server closing after an early 413) may never read
-the answer, but the log has it.
+``benchmarks.frameworks.serve:wsgi()``. Each answer's status and the body bytes the app had read
+when it answered (what "refused before reading" means) are written as a line
+``<status> <bytes>`` to the pipe ``$BENCH_LOG_FD`` before the answer is sent (a pipe: a
+file, even on tmpfs, would count as the app's disk bytes). A client cut off while still
+sending (a server closing after an early 413) may never read the answer; the pipe has it.
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ from typing import Any
 
 
 def _record(status: int, read: int) -> None:
-    with open(os.environ["BENCH_LOG"], "a", encoding="ascii") as log:
-        log.write(f"{status} {read}\n")
+    os.write(int(os.environ["BENCH_LOG_FD"]), f"{status} {read}\n".encode())
 
 
 def _load() -> Any:

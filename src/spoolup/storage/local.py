@@ -283,6 +283,7 @@ class _Appender(PartAppender):
             raise StorageError(msg)
         self._fd: int | None = fd
         self.size = offset
+        self._synced = offset  # bytes known durable: a checkpoint may count them
         self._sync = BackgroundSync(fd)
 
     def write(self, data: bytes) -> None:
@@ -292,16 +293,24 @@ class _Appender(PartAppender):
             _write_all(fd, data)
             self._sync.wrote(len(data))
         except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                # A full disk: give back the room of every byte no checkpoint can
+                # count yet, so that the upload holds nothing unaccounted.
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, self._synced)
+                self.size = self._synced
             raise _storage_error(exc, "appending to an upload") from exc
         self.size += len(data)
 
     def sync(self) -> None:
         assert self._fd is not None
+        written = self.size  # every byte up to here is in the file: the sync covers it
         try:
             self._sync.wait()
             _io.fdatasync(self._fd)
         except OSError as exc:
             raise _storage_error(exc, "syncing an upload") from exc
+        self._synced = max(self._synced, written)
 
     def close(self) -> None:
         fd, self._fd = self._fd, None

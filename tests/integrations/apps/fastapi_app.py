@@ -14,7 +14,7 @@ from spoolup.integrations.fastapi import form, upload_file
 from spoolup.integrations.starlette import install, parse_form
 from tests.integrations.apps.common import IMAGE_LIMIT, image_size, storage
 
-app = FastAPI()
+app = FastAPI(form_limits={"max_fields": 20})
 install(app)
 
 avatar_form = form(
@@ -55,6 +55,11 @@ async def echo(data: Annotated[Form, Depends(form())]) -> StreamingResponse:
 @app.post("/limited", max_body_size=1_000_000)
 async def limited(data: Annotated[Form, Depends(form())]) -> dict[str, Any]:
     return {"fields": dict(data.fields)}
+
+
+@app.post("/few", form_limits={"max_files": 1, "max_part_size": 10})
+async def few(data: Annotated[Form, Depends(form())]) -> dict[str, Any]:
+    return {"fields": len(data.fields), "files": len(data.files)}
 
 
 @app.post("/consumed")

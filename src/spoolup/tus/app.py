@@ -77,10 +77,11 @@ CompletionCallback = Callable[[UploadedFile, UploadInfo], Any]
 """``on_complete(file, info)``: called once per finished upload, sync or async.
 
 ``file`` has been through the handler chain (``file.hashes["sha256"]`` is filled) and
-is open for reading; it may be saved or moved elsewhere (``file.path`` is the data on
-disk for local storage). Return a JSON-able dict (the file record) or ``None``. An
-:class:`~spoolup.UploadError` raised here refuses the upload: it is removed and the
-request answers with that status.
+is open for reading: the stored object itself (a
+:class:`~spoolup.storage.handler.StoredFile`, which ``Storage.move`` can move without
+copying), or the copy a storing handler kept. Return a JSON-able dict (the file
+record) or ``None``. An :class:`~spoolup.UploadError` raised here refuses the upload:
+it is removed and the request answers with that status.
 """
 
 CreationCallback = Callable[[UploadInfo], Any]

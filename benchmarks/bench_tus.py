@@ -194,6 +194,7 @@ class Running:
     port: int
     collection: str
     stored: Callable[[Uploaded], Iterator[bytes]]
+    folder: str
 
 
 @dataclass
@@ -254,7 +255,7 @@ def start_spoolup(setup: Setup, *, s3: bool) -> Running:
             return _s3_object(setup, f"{storage.split('/', 3)[3]}/files/{record['id']}")
         return _chunks(Path(storage) / "files" / record["id"])
 
-    return Running("spoolup", process, port, "/tus/", stored)
+    return Running("spoolup", process, port, "/tus/", stored, folder.name)
 
 
 def start_node(setup: Setup, *, s3: bool) -> Running:
@@ -268,7 +269,7 @@ def start_node(setup: Setup, *, s3: bool) -> Running:
         upload_id = done.location.rstrip("/").rsplit("/", 1)[1]
         return _s3_object(setup, upload_id) if s3 else _chunks(folder / upload_id)
 
-    return Running("@tus/server", process, port, "/files/", stored)
+    return Running("@tus/server", process, port, "/files/", stored, folder.name)
 
 
 def start_tuspyserver(setup: Setup, *, s3: bool) -> Running:
@@ -280,7 +281,7 @@ def start_tuspyserver(setup: Setup, *, s3: bool) -> Running:
     def stored(done: Uploaded) -> Iterator[bytes]:
         return _chunks(folder / done.location.rstrip("/").rsplit("/", 1)[1])
 
-    return Running("tuspyserver", process, port, "/files/", stored)
+    return Running("tuspyserver", process, port, "/files/", stored, folder.name)
 
 
 @contextmanager
@@ -291,6 +292,8 @@ def running(start: Callable[..., Running], setup: Setup, *, s3: bool) -> Iterato
         yield server
     finally:
         stop(server.process)
+        # What it stored was checked: free the disk for the next one.
+        shutil.rmtree(setup.folder / f"{server.folder}", ignore_errors=True)
 
 
 def ensure_node_modules() -> None:

@@ -160,3 +160,39 @@ def test_lock_and_lease() -> None:
         load_config(overrides={"lock": "http://127.0.0.1:6379"})
     with pytest.raises(ConfigError, match="lease must be between"):
         load_config(environ={"SPOOLUP_LEASE": "0"})
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (90, 90.0),
+        ("90", 90.0),
+        ("15m", 900.0),
+        ("12h", 43200.0),
+        ("7d", 604800.0),
+        ("1.5h", 5400.0),
+    ],
+)
+def test_parse_duration(value: object, expected: float) -> None:
+    from spoolup.server.config import parse_duration
+
+    assert parse_duration(value) == expected
+
+
+@pytest.mark.parametrize("value", ["soon", "-1", "3w", True, -5, None])
+def test_parse_duration_refuses(value: object) -> None:
+    from spoolup.server.config import parse_duration
+
+    with pytest.raises(ConfigError, match="duration"):
+        parse_duration(value)
+
+
+def test_link_settings() -> None:
+    config = load_config(environ={"SPOOLUP_SHARE_TTL": "1h", "SPOOLUP_SHARE_SECRET": "s" * 16})
+    assert config.share_ttl == 3600
+    assert config.share_secret == "s" * 16
+    assert load_config(environ={"SPOOLUP_SHARE_SECRET": ""}).share_secret is None
+    with pytest.raises(ConfigError, match="share_secret must be at least 16"):
+        load_config(overrides={"share_secret": "short"})
+    with pytest.raises(ConfigError, match="share_ttl must be"):
+        load_config(overrides={"share_ttl": "400d"})

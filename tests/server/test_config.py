@@ -152,6 +152,18 @@ def test_bad_files(tmp_path: Path) -> None:
         load_config(file=bad)
 
 
+def test_tus_settings() -> None:
+    config = load_config(
+        environ={"SPOOLUP_TUS_CHECKPOINT": "8MiB", "SPOOLUP_TUS_MAX_OPEN_UPLOADS": "50"},
+        overrides={"tus_checkpoint_seconds": 0.5},
+    )
+    assert (config.tus_checkpoint, config.tus_checkpoint_seconds) == (8 * 1024 * 1024, 0.5)
+    assert config.tus_max_open_uploads == 50
+    for bad in ({"tus_checkpoint": 0}, {"tus_checkpoint_seconds": 0}, {"tus_max_open_uploads": 0}):
+        with pytest.raises(ConfigError, match="tus_"):
+            load_config(overrides=bad)
+
+
 def test_lock_and_lease() -> None:
     config = load_config(overrides={"lock": "redis://127.0.0.1:6379/0", "lease": "2.5"})
     assert (config.lock, config.lease) == ("redis://127.0.0.1:6379/0", 2.5)

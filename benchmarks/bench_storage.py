@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 
 import spoolup
 from benchmarks.report import Table
-from spoolup.storage import LocalStorage, Storage, StorageHandler
+from spoolup.storage import LocalStorage, ObjectMeta, Storage, StorageHandler
 
 if TYPE_CHECKING:
     from tests.seaweed import Seaweed
@@ -88,7 +88,9 @@ def usual(storage: LocalStorage, size: int) -> str:
     with spoolup.parse_form(upload_body(size), CONTENT_TYPE) as form:
         file = form.files["file"]
         assert file.path is not None  # spooled to a temp file
-        info = storage.write("usual/" + file.filename, file.file, filename=file.filename)
+        info = storage.write(
+            "usual/" + file.filename, file.file, meta=ObjectMeta(filename=file.filename)
+        )
         assert info.size == size
         assert info.sha256 is not None
         return info.sha256

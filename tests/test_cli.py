@@ -394,7 +394,7 @@ def test_killed_upload_resumes_when_run_again(
         process.kill()
         process.wait()
         (upload_id,) = tus_uploads(storage.root)
-        lock = storage.root / "tus" / upload_id / "lock"
+        lock = storage.root / ".tus-leases" / f"{upload_id}.lock"
         while lock.exists() and time.monotonic() < deadline:
             time.sleep(0.02)  # the server is still ending the cut PATCH
         with running.client() as client:

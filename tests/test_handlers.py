@@ -597,68 +597,12 @@ def test_a_failing_disk_cleans_up(
     assert list(tmp.iterdir()) == []
 
 
-def test_a_batch_is_being_written_when_write_returns(
-    tmp: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from spoolup._cleanup import SpoolFile
-    from spoolup.handlers import _BackgroundWriter
-
-    monkeypatch.setattr(spoolup.handlers, "_WRITE_BATCH", 1000)
-    spool = SpoolFile()
-    try:
-        writer = _BackgroundWriter(spool.file)
-        for i in range(20):
-            writer.write(bytes([i]) * 600)
-            pending = writer._pending
-            if i % 2:
-                # The pool thread has taken the batch (not merely queued it), so the
-                # write overlaps whatever the caller does next.
-                assert pending is not None
-                assert pending.running() or pending.done()
-        writer.finish()
-        spool.file.seek(0)
-        assert spool.file.read() == b"".join(bytes([i]) * 600 for i in range(20))
-    finally:
-        spool.close()
-    assert list(tmp.iterdir()) == []
-
-
-def test_a_batch_that_never_starts_does_not_hang_the_writer(
-    tmp: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from concurrent.futures import Future
-
-    from spoolup._cleanup import SpoolFile
-    from spoolup.handlers import _BackgroundWriter
-
-    class ShutDownPool:
-        """A pool shut down at exit: the batch is cancelled, never run."""
-
-        def submit(self, *args: object) -> Future[None]:
-            future: Future[None] = Future()
-            future.cancel()
-            return future
-
-    monkeypatch.setattr(spoolup.handlers, "_WRITE_BATCH", 1000)
-    monkeypatch.setattr(spoolup.handlers, "_writer_pool", ShutDownPool)
-    spool = SpoolFile()
-    try:
-        writer = _BackgroundWriter(spool.file)
-        writer.write(b"x" * 1500)  # returns, although the batch never started
-        assert writer._pending is not None
-        assert writer._pending.cancelled()
-        assert writer._started.locked()
-    finally:
-        spool.close()
-    assert list(tmp.iterdir()) == []
-
-
 def test_more_concurrent_uploads_than_writer_threads(
     tmp: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    monkeypatch.setattr(spoolup.handlers, "_WRITE_BATCH", 32 * 1024)
+    monkeypatch.setattr(spoolup.handlers, "WRITE_BATCH", 32 * 1024)
     contents = [bytes([n]) * 700_000 for n in range(40)]
 
     def upload(content: bytes) -> bool:

@@ -99,6 +99,12 @@ def _build_parser() -> argparse.ArgumentParser:
         help="how long share and upload links last, at most (7d; 3600, 15m, 12h...)",
     )
     serve.add_argument(
+        "--lock", metavar="URL", help="keep tus leases in Redis/Valkey (redis://host:6379/0)"
+    )
+    serve.add_argument(
+        "--lease", type=float, metavar="SECONDS", help="tus write lease, renewed while writing (3)"
+    )
+    serve.add_argument(
         "--header-limit", metavar="SIZE", help="bytes of a request line and headers (64KiB)"
     )
     serve.add_argument(
@@ -108,6 +114,12 @@ def _build_parser() -> argparse.ArgumentParser:
         "--body-timeout", type=float, metavar="S", help="seconds a body may stay silent (60)"
     )
     serve.add_argument("--max-connections", type=int, help="open connections at most (4096)")
+    serve.add_argument(
+        "--sweep-interval", type=float, metavar="S", help="seconds between leftover sweeps (300)"
+    )
+    serve.add_argument(
+        "--min-free-space", metavar="SIZE", help="free room /healthz requires (64MiB)"
+    )
     serve.add_argument(
         "--allowed-host",
         dest="allowed_hosts",
@@ -205,6 +217,8 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     names += [name for name, _, _ in _LIMIT_FLAGS] + ["inspect_max_size", "share_ttl"]
     names += [*_OPERATOR_SETTINGS, "header_limit", "header_timeout", "body_timeout"]
     names += ["max_connections", "allowed_hosts", "cors_origins", *_TUS_SETTINGS]
+    names += ["lock", "lease"]
+    names += ["sweep_interval", "min_free_space"]
     overrides = {name: getattr(args, name) for name in names}
     try:
         config = load_config(file=args.config, environ=environ, overrides=overrides)

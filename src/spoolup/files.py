@@ -23,12 +23,10 @@ from types import TracebackType
 from typing import BinaryIO, Self
 
 from spoolup._cleanup import SpoolFile
+from spoolup._io import COPY_SIZE, STREAM_CHUNK
 
 __all__ = ["FileInfo", "UploadedFile"]
 
-CHUNK_SIZE = 64 * 1024
-# Copies (save across filesystems) move data in larger blocks than chunks() yields.
-_COPY_SIZE = 1024 * 1024
 # What a closed in-memory file whose BytesIO was never made holds: any use but
 # ``closed`` raises ValueError, as on the closed BytesIO it would have had.
 _CLOSED = io.BytesIO()
@@ -213,7 +211,7 @@ class UploadedFile:
         """The current read position."""
         return self.file.tell()
 
-    def chunks(self, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+    def chunks(self, chunk_size: int = STREAM_CHUNK) -> Iterator[bytes]:
         """Yield the whole file from its beginning, ``chunk_size`` bytes at a time."""
         file = self.file
         file.seek(0)
@@ -264,7 +262,7 @@ class UploadedFile:
         fd, name = tempfile.mkstemp(prefix=".spoolup-", suffix=".part", dir=target.parent)
         try:
             with os.fdopen(fd, "wb", buffering=0) as out:
-                for chunk in self.chunks(_COPY_SIZE):
+                for chunk in self.chunks(COPY_SIZE):
                     out.write(chunk)
                 if fsync:
                     os.fsync(out.fileno())
@@ -316,7 +314,7 @@ class UploadedFile:
             return self.file.seek(offset, whence)
         return await asyncio.to_thread(self.file.seek, offset, whence)
 
-    async def achunks(self, chunk_size: int = CHUNK_SIZE) -> AsyncIterator[bytes]:
+    async def achunks(self, chunk_size: int = STREAM_CHUNK) -> AsyncIterator[bytes]:
         """:meth:`chunks` without blocking the event loop (each read in a worker thread)."""
         await self.aseek(0)
         while chunk := await self.aread(chunk_size):

@@ -51,13 +51,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from spoolup._cleanup import SpoolFile
+from spoolup._io import WRITE_BATCH, Batcher
 from spoolup.errors import FileTooLarge, UnsupportedMediaType
 from spoolup.files import FileInfo, UploadedFile
 from spoolup.limits import Limits
@@ -189,19 +188,6 @@ def default_handlers() -> list[UploadHandler]:
 
 # -- storing handlers ----------------------------------------------------------
 
-_WRITE_BATCH = 2 * 1024 * 1024
-_WRITE_BATCH_CHUNKS = 64
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
-
-
-def _writer_pool() -> ThreadPoolExecutor:
-    global _pool  # noqa: PLW0603 - one lazily created pool for the process
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(thread_name_prefix="spoolup-writer")
-        return _pool
-
 
 def _writev(fd: int, buffers: list[bytes | memoryview]) -> int:
     if hasattr(os, "writev"):
@@ -209,57 +195,16 @@ def _writev(fd: int, buffers: list[bytes | memoryview]) -> int:
     return os.write(fd, buffers[0])  # pragma: no cover - Windows has no writev
 
 
-class _BackgroundWriter:
-    """Writes a temp file in a worker thread while the caller goes on parsing.
+def _background_writer(file: BinaryIO) -> Batcher:
+    """Writes a temp file in a pool thread while the caller goes on parsing.
 
-    Chunks are gathered into batches of about 2 MiB (or 64 chunks) and each batch is
-    written by a pool thread; at most one batch is being written while the next one is
-    gathered, so memory stays under two batches. Parsing (which holds the GIL) and
-    writing (which releases it) then overlap instead of adding up. A write error is
-    raised by the next :meth:`write` or by :meth:`finish`.
-
-    The pool thread needs the GIL to begin a write, and the parsing thread gives it up
-    only when it blocks or after the 5 ms switch interval, so a batch would wait until
-    the next one was gathered and the two would run in turn. :meth:`write` therefore
-    waits, GIL released, until the pool thread has started the batch (``_started``:
-    held by the caller, released by the pool thread as it begins).
+    Every byte goes through ``os.writev`` on the descriptor, one system call per batch
+    of about 2 MiB (the GIL is released once, not once per chunk); the buffered file
+    object is only used to read back, after a seek.
     """
+    fd = file.fileno()
 
-    __slots__ = ("_batch", "_fd", "_pending", "_size", "_started")
-
-    def __init__(self, file: BinaryIO) -> None:
-        # Every byte goes through os.writev on the descriptor; the buffered file object
-        # is only used to read back, after a seek.
-        self._fd = file.fileno()
-        self._batch: list[bytes] = []
-        self._size = 0
-        self._pending: Future[None] | None = None
-        self._started = threading.Lock()
-        self._started.acquire()
-
-    def write(self, data: bytes) -> None:
-        batch = self._batch
-        batch.append(data)
-        self._size += len(data)
-        if self._size >= _WRITE_BATCH or len(batch) >= _WRITE_BATCH_CHUNKS:
-            self._batch = []
-            self._size = 0
-            if self._pending is not None:
-                self._pending.result()
-            pending = self._pending = _writer_pool().submit(self._write_started, batch)
-            # Never wait for a batch that will not start (a pool shut down at exit).
-            while not self._started.acquire(timeout=0.1):
-                if pending.done():  # it released the lock, or never ran: hold it again
-                    self._started.acquire(blocking=False)
-                    break
-
-    def _write_started(self, batch: list[bytes]) -> None:
-        self._started.release()
-        self._write_all(batch)
-
-    def _write_all(self, batch: list[bytes]) -> None:
-        # One system call per batch: the GIL is released once, not once per chunk.
-        fd = self._fd
+    def write_all(batch: list[bytes]) -> None:
         todo: list[bytes | memoryview] = list(batch)
         while todo:
             written = _writev(fd, todo)
@@ -268,20 +213,7 @@ class _BackgroundWriter:
             if written:
                 todo[0] = memoryview(todo[0])[written:]
 
-    def finish(self) -> None:
-        """Write what is left and wait for every write; raises a write error."""
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            pending.result()
-        batch, self._batch = self._batch, []
-        self._write_all(batch)
-
-    def cancel(self) -> None:
-        """Wait for the write in flight (its error ignored) and drop the rest."""
-        self._batch = []
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            wait([pending])
+    return Batcher(write_all, batch_size=WRITE_BATCH, max_chunks=64, wait_start=True)
 
 
 class _StoringHandler(UploadHandler):
@@ -292,10 +224,10 @@ class _StoringHandler(UploadHandler):
         self._info: FileInfo | None = None
         self._chunks: list[bytes] = []
         self._spool: SpoolFile | None = None
-        self._writer: _BackgroundWriter | None = None
+        self._writer: Batcher | None = None
 
     def _release(self) -> None:
-        self._chunks = []
+        self._chunks.clear()
         if self._writer is not None:
             self._writer.cancel()
             self._writer = None
@@ -308,15 +240,16 @@ class _StoringHandler(UploadHandler):
         self._info = info
         raise StopFutureHandlers
 
-    def _start_spool(self) -> _BackgroundWriter:
+    def _start_spool(self) -> Batcher:
         self._spool = spool = SpoolFile(dir=self.temp_dir)
-        self._writer = writer = _BackgroundWriter(spool.file)
+        self._writer = writer = _background_writer(spool.file)
         return writer
 
     def _memory_file(self, info: FileInfo) -> UploadedFile:
+        # One list for every file of the request, emptied after each.
         chunks = self._chunks
-        self._chunks = []
         data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
         return UploadedFile.from_bytes(info, data)
 
     def _disk_file(self, info: FileInfo, size: int) -> UploadedFile:
@@ -371,7 +304,7 @@ class TemporaryFileHandler(_StoringHandler):
 
     def receive_data_chunk(self, data: bytes, offset: int) -> bytes | None:
         assert self._writer is not None
-        self._writer.write(data)
+        self._writer.add(data)
         return None
 
     def file_complete(self, size: int) -> UploadedFile | None:
@@ -416,7 +349,7 @@ class SpooledFileHandler(_StoringHandler):
     def receive_data_chunk(self, data: bytes, offset: int) -> bytes | None:
         writer = self._writer
         if writer is not None:
-            writer.write(data)
+            writer.add(data)
             return None
         held = self._held + len(data)
         if held <= self._threshold:
@@ -425,9 +358,9 @@ class SpooledFileHandler(_StoringHandler):
             return None
         writer = self._start_spool()
         for chunk in self._chunks:
-            writer.write(chunk)
-        self._chunks = []
-        writer.write(data)
+            writer.add(chunk)
+        self._chunks.clear()
+        writer.add(data)
         return None
 
     def file_complete(self, size: int) -> UploadedFile | None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+from spoolup import _io
 from spoolup import form as _form
 from spoolup.errors import MalformedRequest, UploadAborted
 from spoolup.files import UploadedFile
@@ -52,12 +53,12 @@ def body_chunks(environ: Mapping[str, Any], length: int | None) -> Iterator[byte
         chunked = "chunked" in str(environ.get("HTTP_TRANSFER_ENCODING", "")).lower()
         if not (environ.get("wsgi.input_terminated") or chunked):
             return
-        while chunk := _read(read, _form.READ_SIZE):
+        while chunk := _read(read, _io.READ_SIZE):
             yield chunk
         return
     remaining = length
     while remaining > 0:
-        chunk = _read(read, min(remaining, _form.READ_SIZE))
+        chunk = _read(read, min(remaining, _io.READ_SIZE))
         if not chunk:
             raise UploadAborted(
                 f"the body ended after {length - remaining} of its declared {length} bytes"

@@ -24,7 +24,7 @@ from starlette.routing import Route
 from spoolup.limits import Limits
 from spoolup.server.records import is_file_id
 from spoolup.server.store import RecordStore
-from spoolup.storage import InsufficientStorage, LocalStorage
+from spoolup.storage import InsufficientStorage, LocalStorage, ObjectMeta
 from tests.server.conftest import RunningServer
 
 STATIC = Path(__file__).resolve().parents[2] / "src" / "spoolup" / "server" / "static"
@@ -677,7 +677,7 @@ class BrokenStorage(LocalStorage):
     def list(self, prefix: str = "", *, limit: int = 1000, token: str | None = None) -> Any:
         raise InsufficientStorage("the disk is full")
 
-    def open_writer(self, key: str, **options: Any) -> Any:
+    def open_writer(self, key: str, meta: ObjectMeta | None = None) -> Any:
         raise InsufficientStorage("the disk is full")
 
     def stat(self, key: str) -> Any:

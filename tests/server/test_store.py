@@ -6,7 +6,7 @@ import pytest
 
 from spoolup.server.config import ConfigError
 from spoolup.server.store import FILES_PREFIX, RecordStore, key_of, open_store
-from spoolup.storage import LocalStorage
+from spoolup.storage import LocalStorage, ObjectMeta
 
 
 def test_open_local(tmp_path: Path) -> None:
@@ -37,7 +37,7 @@ async def test_records_skip_foreign_objects(tmp_path: Path) -> None:
     store = RecordStore(storage)
     storage.write("tus/abc/info", b"{}")
     storage.write(FILES_PREFIX + "not-an-id", b"x")
-    stored = storage.write(key_of("a" * 32), b"data", filename="a.txt")
+    stored = storage.write(key_of("a" * 32), b"data", meta=ObjectMeta(filename="a.txt"))
     records = await store.list()
     assert [r.id for r in records] == ["a" * 32]
     assert records[0].content_type == "application/octet-stream"

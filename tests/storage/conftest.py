@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from spoolup.storage import LocalStorage, Storage
+from spoolup.storage import LocalStorage, ResumableStorage
 from spoolup.storage.s3 import S3Storage
 from tests.seaweed import Seaweed
 
@@ -48,7 +48,7 @@ def s3_storage(seaweed: Seaweed, s3_client: Any) -> Iterator[S3Storage]:
 
 
 @pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
-def storage(request: pytest.FixtureRequest) -> Storage:
+def storage(request: pytest.FixtureRequest) -> ResumableStorage:
     name = "local_storage" if request.param == "local" else "s3_storage"
-    backend: Storage = request.getfixturevalue(name)
+    backend: ResumableStorage = request.getfixturevalue(name)
     return backend

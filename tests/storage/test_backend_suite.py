@@ -18,7 +18,9 @@ from spoolup.storage import (
     InvalidKey,
     InvalidMetadata,
     LocalStorage,
+    ObjectMeta,
     ObjectNotFound,
+    ResumableStorage,
     Storage,
     StorageError,
 )
@@ -71,7 +73,7 @@ def chunked(data: bytes, size: int) -> Iterator[bytes]:
 # -- writing and reading ------------------------------------------------------------------
 
 
-def test_round_trip_bytes(storage: Storage) -> None:
+def test_round_trip_bytes(storage: ResumableStorage) -> None:
     info = storage.write("a.txt", b"hello world")
     assert info.key == "a.txt"
     assert info.size == 11
@@ -80,7 +82,7 @@ def test_round_trip_bytes(storage: Storage) -> None:
     assert storage.exists("a.txt")
 
 
-def test_round_trip_empty_object(storage: Storage) -> None:
+def test_round_trip_empty_object(storage: ResumableStorage) -> None:
     info = storage.write("empty", b"")
     assert info.size == 0
     assert storage.read_bytes("empty") == b""
@@ -89,7 +91,7 @@ def test_round_trip_empty_object(storage: Storage) -> None:
 
 
 @pytest.mark.parametrize("chunk", [1, 1000, 65536, 3 * MiB])
-def test_round_trip_iterable_any_chunking(storage: Storage, chunk: int) -> None:
+def test_round_trip_iterable_any_chunking(storage: ResumableStorage, chunk: int) -> None:
     data = payload(big_size(storage) if chunk >= 65536 else 5000, seed=chunk)
     info = storage.write("deep/nested/key.bin", chunked(data, chunk))
     assert info.size == len(data)
@@ -99,21 +101,21 @@ def test_round_trip_iterable_any_chunking(storage: Storage, chunk: int) -> None:
     assert leftovers(storage) == []
 
 
-def test_round_trip_file_object(storage: Storage) -> None:
+def test_round_trip_file_object(storage: ResumableStorage) -> None:
     data = payload(2 * MiB + 1)
     storage.write("from-file", io.BytesIO(data))
     assert storage.read_bytes("from-file") == data
 
 
-def test_overwrite_replaces(storage: Storage) -> None:
-    storage.write("k", b"first", filename="one.txt")
-    storage.write("k", b"second!", filename="two.txt")
+def test_overwrite_replaces(storage: ResumableStorage) -> None:
+    storage.write("k", b"first", meta=ObjectMeta(filename="one.txt"))
+    storage.write("k", b"second!", meta=ObjectMeta(filename="two.txt"))
     assert storage.read_bytes("k") == b"second!"
     info = storage.stat("k")
     assert (info.size, info.filename) == (7, "two.txt")
 
 
-def test_open_is_seekable_and_chunked(storage: Storage) -> None:
+def test_open_is_seekable_and_chunked(storage: ResumableStorage) -> None:
     data = payload(300_000)
     storage.write("seek", data)
     with storage.open("seek") as stream:
@@ -129,14 +131,16 @@ def test_open_is_seekable_and_chunked(storage: Storage) -> None:
 # -- metadata ---------------------------------------------------------------------------
 
 
-def test_metadata_round_trip(storage: Storage) -> None:
+def test_metadata_round_trip(storage: ResumableStorage) -> None:
     before = datetime.now(UTC) - timedelta(seconds=2)
     storage.write(
         "meta",
         b"data",
-        filename='café 日本 %20 "q".txt',
-        content_type="text/plain; charset=utf-8",
-        metadata={"owner": "zoë", "field-name": "upload", "empty": ""},
+        meta=ObjectMeta(
+            filename='café 日本 %20 "q".txt',
+            content_type="text/plain; charset=utf-8",
+            metadata={"owner": "zoë", "field-name": "upload", "empty": ""},
+        ),
     )
     info = storage.stat("meta")
     assert info.filename == 'café 日本 %20 "q".txt'
@@ -150,7 +154,7 @@ def test_metadata_round_trip(storage: Storage) -> None:
     assert info.etag
 
 
-def test_stat_without_metadata(storage: Storage) -> None:
+def test_stat_without_metadata(storage: ResumableStorage) -> None:
     storage.write("plain", b"x")
     info = storage.stat("plain")
     assert info.filename is None
@@ -161,9 +165,9 @@ def test_stat_without_metadata(storage: Storage) -> None:
     "metadata",
     [{"Bad": "x"}, {"with space": "x"}, {"filename": "x"}, {"sha256": "x"}, {"a" * 65: "x"}],
 )
-def test_bad_metadata_names(storage: Storage, metadata: dict[str, str]) -> None:
+def test_bad_metadata_names(storage: ResumableStorage, metadata: dict[str, str]) -> None:
     with pytest.raises(InvalidMetadata) as caught:
-        storage.write("m", b"x", metadata=metadata)
+        storage.write("m", b"x", meta=ObjectMeta(metadata=metadata))
     assert caught.value.status == 400
     assert not storage.exists("m")
 
@@ -180,23 +184,24 @@ def test_bad_metadata_names(storage: Storage, metadata: dict[str, str]) -> None:
     ],
 )
 def test_unservable_type_or_metadata_is_a_400(
-    storage: Storage, content_type: str | None, metadata: dict[str, str] | None
+    storage: ResumableStorage, content_type: str | None, metadata: dict[str, str] | None
 ) -> None:
     # Stored, such a value would make the object impossible to serve back in a header.
+    meta = ObjectMeta(content_type=content_type, metadata=metadata or {})
     with pytest.raises(InvalidMetadata) as caught:
-        storage.write("m", b"x", content_type=content_type, metadata=metadata)
+        storage.write("m", b"x", meta=meta)
     assert caught.value.status == 400
     assert not storage.exists("m")
 
 
-def test_media_type_with_parameters_is_stored(storage: Storage) -> None:
-    info = storage.write("m", b"x", content_type="text/plain; charset=utf-8")
+def test_media_type_with_parameters_is_stored(storage: ResumableStorage) -> None:
+    info = storage.write("m", b"x", meta=ObjectMeta(content_type="text/plain; charset=utf-8"))
     assert storage.stat("m").content_type == info.content_type == "text/plain; charset=utf-8"
 
 
-def test_metadata_too_large_is_a_400(storage: Storage) -> None:
+def test_metadata_too_large_is_a_400(storage: ResumableStorage) -> None:
     with pytest.raises(InvalidMetadata, match="exceeds"):
-        storage.write("m", b"x", filename="日" * 300)
+        storage.write("m", b"x", meta=ObjectMeta(filename="日" * 300))
     assert not storage.exists("m")
     assert leftovers(storage) == []
 
@@ -218,7 +223,7 @@ def test_metadata_too_large_is_a_400(storage: Storage) -> None:
         (0, 100_000),
     ],
 )
-def test_ranges(storage: Storage, start: int, end: int | None) -> None:
+def test_ranges(storage: ResumableStorage, start: int, end: int | None) -> None:
     data = payload(100_000)
     storage.write("r", data)
     expected = data[start:end]
@@ -231,7 +236,7 @@ def test_ranges(storage: Storage, start: int, end: int | None) -> None:
         assert stream.read() == expected[-1:]
 
 
-def test_bad_ranges_are_programming_errors(storage: Storage) -> None:
+def test_bad_ranges_are_programming_errors(storage: ResumableStorage) -> None:
     storage.write("r", b"abc")
     with pytest.raises(ValueError, match="range"):
         storage.open("r", start=-1)
@@ -239,7 +244,7 @@ def test_bad_ranges_are_programming_errors(storage: Storage) -> None:
         storage.open("r", start=2, end=1)
 
 
-def test_range_of_a_missing_object(storage: Storage) -> None:
+def test_range_of_a_missing_object(storage: ResumableStorage) -> None:
     for start, end in [(0, None), (1, 5), (3, 3)]:
         with pytest.raises(ObjectNotFound):
             storage.open("nope", start=start, end=end)
@@ -248,7 +253,7 @@ def test_range_of_a_missing_object(storage: Storage) -> None:
 # -- listing and deleting ------------------------------------------------------------------
 
 
-def test_listing_paginates_in_key_order(storage: Storage) -> None:
+def test_listing_paginates_in_key_order(storage: ResumableStorage) -> None:
     keys = [f"list/item-{i:02d}" for i in range(7)] + ["list/sub/deeper", "list-other", "zzz"]
     for key in reversed(keys):
         storage.write(key, key.encode())
@@ -276,9 +281,9 @@ def test_listing_paginates_in_key_order(storage: Storage) -> None:
     assert storage.list("absent/").next_token is None
 
 
-def test_list_with_metadata(storage: Storage) -> None:
-    storage.write("lm/a", b"1", filename="a.txt", content_type="text/plain")
-    storage.write("lm/b", b"22", filename="b.txt")
+def test_list_with_metadata(storage: ResumableStorage) -> None:
+    storage.write("lm/a", b"1", meta=ObjectMeta(filename="a.txt", content_type="text/plain"))
+    storage.write("lm/b", b"22", meta=ObjectMeta(filename="b.txt"))
     page = storage.list_with_metadata("lm/")
     assert [(i.key, i.filename, i.size) for i in page.items] == [
         ("lm/a", "a.txt", 1),
@@ -287,13 +292,13 @@ def test_list_with_metadata(storage: Storage) -> None:
     assert page.items[0].sha256 == hashlib.sha256(b"1").hexdigest()
 
 
-def test_list_limit_must_be_positive(storage: Storage) -> None:
+def test_list_limit_must_be_positive(storage: ResumableStorage) -> None:
     with pytest.raises(ValueError, match="limit"):
         storage.list(limit=0)
 
 
-def test_delete(storage: Storage) -> None:
-    storage.write("d/x", b"x", filename="x")
+def test_delete(storage: ResumableStorage) -> None:
+    storage.write("d/x", b"x", meta=ObjectMeta(filename="x"))
     storage.delete("d/x")
     assert not storage.exists("d/x")
     with pytest.raises(ObjectNotFound) as caught:
@@ -330,7 +335,7 @@ BAD_KEYS = [
 
 
 @pytest.mark.parametrize("key", BAD_KEYS)
-def test_bad_keys_are_refused_everywhere(storage: Storage, key: str) -> None:
+def test_bad_keys_are_refused_everywhere(storage: ResumableStorage, key: str) -> None:
     for call in (
         lambda: storage.write(key, b"x"),
         lambda: storage.open(key),
@@ -347,7 +352,7 @@ def test_bad_keys_are_refused_everywhere(storage: Storage, key: str) -> None:
 
 
 @pytest.mark.parametrize("key", ["a", "a.b/c-d_e", "日本/ü", "a b/c", "x" * 200, "a:b@c!"])
-def test_good_keys(storage: Storage, key: str) -> None:
+def test_good_keys(storage: ResumableStorage, key: str) -> None:
     storage.write(key, b"ok")
     assert storage.read_bytes(key) == b"ok"
     assert [i.key for i in storage.list(key).items] == [key]
@@ -356,9 +361,9 @@ def test_good_keys(storage: Storage, key: str) -> None:
 # -- atomicity ------------------------------------------------------------------------------
 
 
-def test_nothing_visible_before_commit(storage: Storage) -> None:
+def test_nothing_visible_before_commit(storage: ResumableStorage) -> None:
     data = payload(big_size(storage))
-    with storage.open_writer("pending", filename="p") as writer:
+    with storage.open_writer("pending", meta=ObjectMeta(filename="p")) as writer:
         writer.write(data)
         assert not storage.exists("pending")
         assert storage.list("pending").items == []
@@ -367,7 +372,7 @@ def test_nothing_visible_before_commit(storage: Storage) -> None:
     assert storage.read_bytes("pending") == data
 
 
-def test_overwrite_keeps_old_object_until_commit(storage: Storage) -> None:
+def test_overwrite_keeps_old_object_until_commit(storage: ResumableStorage) -> None:
     storage.write("ow", b"old")
     with storage.open_writer("ow") as writer:
         writer.write(payload(big_size(storage)))
@@ -377,7 +382,7 @@ def test_overwrite_keeps_old_object_until_commit(storage: Storage) -> None:
     assert leftovers(storage) == []
 
 
-def test_cut_source_leaves_nothing(storage: Storage) -> None:
+def test_cut_source_leaves_nothing(storage: ResumableStorage) -> None:
     data = payload(big_size(storage))
 
     def cut() -> Iterator[bytes]:
@@ -385,13 +390,13 @@ def test_cut_source_leaves_nothing(storage: Storage) -> None:
         raise ConnectionResetError("client went away")
 
     with pytest.raises(ConnectionResetError):
-        storage.write("cut", cut(), filename="cut.bin")
+        storage.write("cut", cut(), meta=ObjectMeta(filename="cut.bin"))
     assert not storage.exists("cut")
     assert storage.list("cut").items == []
     assert leftovers(storage) == []
 
 
-def test_leaving_the_block_without_commit_aborts(storage: Storage) -> None:
+def test_leaving_the_block_without_commit_aborts(storage: ResumableStorage) -> None:
     with storage.open_writer("no-commit") as writer:
         writer.write(payload(big_size(storage)))
     assert writer.done
@@ -399,7 +404,7 @@ def test_leaving_the_block_without_commit_aborts(storage: Storage) -> None:
     assert leftovers(storage) == []
 
 
-def test_writer_after_done(storage: Storage) -> None:
+def test_writer_after_done(storage: ResumableStorage) -> None:
     writer = storage.open_writer("done")
     writer.write(b"x")
     writer.write(b"")
@@ -421,12 +426,13 @@ def test_writer_after_done(storage: Storage) -> None:
 # -- resumable uploads ------------------------------------------------------------------------
 
 
-def test_multipart_round_trip(storage: Storage) -> None:
+def test_multipart_round_trip(storage: ResumableStorage) -> None:
     first = payload(max(storage.min_part_size, 1000), seed=1)
     second = payload(max(storage.min_part_size, 1000), seed=2)
     last = b"tail"
     upload_id = storage.begin_multipart(
-        "mp/obj", filename="résumé.pdf", content_type="application/pdf", metadata={"n": "1"}
+        "mp/obj",
+        meta=ObjectMeta(filename="résumé.pdf", content_type="application/pdf", metadata={"n": "1"}),
     )
     assert not storage.exists("mp/obj")
     assert storage.list_parts("mp/obj", upload_id) == []
@@ -450,7 +456,7 @@ def test_multipart_round_trip(storage: Storage) -> None:
     assert leftovers(storage) == []
 
 
-def test_multipart_with_explicit_parts(storage: Storage) -> None:
+def test_multipart_with_explicit_parts(storage: ResumableStorage) -> None:
     upload_id = storage.begin_multipart("mp2")
     storage.upload_part("mp2", upload_id, 1, b"to be replaced")
     # Sent again (a retry): the parts returned by upload_part are the ones to complete
@@ -461,7 +467,7 @@ def test_multipart_with_explicit_parts(storage: Storage) -> None:
     assert storage.stat("mp2").sha256 is None
 
 
-def test_multipart_abort(storage: Storage) -> None:
+def test_multipart_abort(storage: ResumableStorage) -> None:
     upload_id = storage.begin_multipart("mp3")
     storage.upload_part("mp3", upload_id, 1, b"x" * 100)
     storage.abort_multipart("mp3", upload_id)
@@ -472,7 +478,7 @@ def test_multipart_abort(storage: Storage) -> None:
         storage.list_parts("mp3", upload_id)
 
 
-def test_multipart_unknown_or_bad_id(storage: Storage) -> None:
+def test_multipart_unknown_or_bad_id(storage: ResumableStorage) -> None:
     upload_id = storage.begin_multipart("mp4")
     with pytest.raises(ObjectNotFound):
         storage.list_parts("other-key", upload_id if isinstance(storage, LocalStorage) else "x")
@@ -485,14 +491,14 @@ def test_multipart_unknown_or_bad_id(storage: Storage) -> None:
 # -- async ----------------------------------------------------------------------------------
 
 
-async def test_async_twins(storage: Storage) -> None:
+async def test_async_twins(storage: ResumableStorage) -> None:
     data = payload(big_size(storage))
 
     async def source() -> AsyncIterator[bytes]:
         for chunk in chunked(data, 300_000):
             yield chunk
 
-    info = await storage.awrite("async/a", source(), filename="a.bin")
+    info = await storage.awrite("async/a", source(), meta=ObjectMeta(filename="a.bin"))
     assert info.sha256 == hashlib.sha256(data).hexdigest()
     assert (await storage.astat("async/a")).filename == "a.bin"
     assert await storage.aread_bytes("async/a", start=10, end=20) == data[10:20]
@@ -513,7 +519,7 @@ async def test_async_twins(storage: Storage) -> None:
     assert not await storage.aexists("async/b")
 
 
-async def test_async_writer_abort_on_error(storage: Storage) -> None:
+async def test_async_writer_abort_on_error(storage: ResumableStorage) -> None:
     async def cut() -> AsyncIterator[bytes]:
         yield payload(big_size(storage))
         raise ConnectionResetError
@@ -531,7 +537,7 @@ async def test_async_writer_abort_on_error(storage: Storage) -> None:
     assert await storage.aread_bytes("async/small") == b"ababab"
 
 
-def test_mutable_buffers_are_copied_and_huge_chunks_split(storage: Storage) -> None:
+def test_mutable_buffers_are_copied_and_huge_chunks_split(storage: ResumableStorage) -> None:
     data = payload(big_size(storage) + (storage.min_part_size * 2), seed=11)
     buffer = bytearray(data)
     with storage.open_writer("huge-chunk") as writer:
@@ -543,18 +549,18 @@ def test_mutable_buffers_are_copied_and_huge_chunks_split(storage: Storage) -> N
     assert storage.read_bytes("huge-chunk") == data + b"end"
 
 
-def test_programming_errors(storage: Storage) -> None:
+def test_programming_errors(storage: ResumableStorage) -> None:
     with pytest.raises(InvalidKey, match="must be a str"):
         storage.write(42, b"x")  # type: ignore[arg-type]
     with pytest.raises(InvalidMetadata, match="must be a str"):
-        storage.write("k", b"x", metadata={"n": 1})  # type: ignore[dict-item]
+        storage.write("k", b"x", meta=ObjectMeta(metadata={"n": 1}))  # type: ignore[dict-item]
     storage.write("k", b"abc")
     with storage.open("k", start=1) as stream, pytest.raises(ValueError, match="negative"):
         stream.seek(-5)
 
 
 def test_list_with_metadata_skips_objects_deleted_meanwhile(
-    storage: Storage, monkeypatch: pytest.MonkeyPatch
+    storage: ResumableStorage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     storage.write("gone/a", b"1")
     storage.write("gone/b", b"2")
@@ -569,7 +575,7 @@ def test_list_with_metadata_skips_objects_deleted_meanwhile(
     assert [i.key for i in storage.list_with_metadata("gone/").items] == ["gone/b"]
 
 
-async def test_check(storage: Storage) -> None:
+async def test_check(storage: ResumableStorage) -> None:
     storage.check()
     await storage.acheck()
 
@@ -578,75 +584,78 @@ async def test_check(storage: Storage) -> None:
 
 
 @pytest.mark.parametrize("default", [False, True], ids=["backend", "default"])
-def test_move_replaces_the_metadata_given(storage: Storage, default: bool) -> None:
+def test_move_replaces_the_metadata_given(storage: ResumableStorage, default: bool) -> None:
     data = payload(big_size(storage), seed=7)
     storage.write(
-        "tus/u1/data", data, filename="../raw name", content_type="a/b", metadata={"n": "1"}
+        "tus/u1/data",
+        data,
+        meta=ObjectMeta(filename="../raw name", content_type="a/b", metadata={"n": "1"}),
     )
     digest = hashlib.sha256(data).hexdigest()
     move = Storage.move.__get__(storage) if default else storage.move
-    info = move("tus/u1/data", "files/f1", filename="raw name", content_type="c/d", sha256=digest)
+    new = ObjectMeta(filename="raw name", content_type="c/d", metadata={"m": "2"})
+    info = move("tus/u1/data", "files/f1", meta=new, sha256=digest)
     assert (info.key, info.size, info.sha256) == ("files/f1", len(data), digest)
     stat = storage.stat("files/f1")
     assert (stat.filename, stat.content_type, stat.sha256) == ("raw name", "c/d", digest)
-    assert dict(stat.metadata) == {"n": "1"}
+    assert dict(stat.metadata) == {"m": "2"}
     assert storage.read_bytes("files/f1") == data
     assert not storage.exists("tus/u1/data")
     assert [i.key for i in storage.list("tus/").items] == []
     assert leftovers(storage) == []
 
 
-def test_move_keeps_what_is_not_given_and_replaces_the_target(storage: Storage) -> None:
-    storage.write("a/src", b"new bytes", filename="n.txt", content_type="text/plain")
+def test_move_without_meta_keeps_it_and_replaces_the_target(storage: ResumableStorage) -> None:
+    meta = ObjectMeta(filename="n.txt", content_type="text/plain", metadata={"k": "v"})
+    storage.write("a/src", b"new bytes", meta=meta)
     storage.write("b/dest", b"old")
     before = datetime.now(UTC) - timedelta(seconds=5)
-    info = storage.move("a/src", "b/dest", metadata={"k": "v"})
+    info = storage.move("a/src", "b/dest")
     assert info.created >= before
     stat = storage.stat("b/dest")
-    assert (stat.filename, stat.content_type) == ("n.txt", "text/plain")
+    assert stat.meta == meta
     assert stat.sha256 == hashlib.sha256(b"new bytes").hexdigest()
-    assert dict(stat.metadata) == {"k": "v"}
     assert storage.read_bytes("b/dest") == b"new bytes"
     assert not storage.exists("a/src")
 
 
-def test_move_onto_itself_only_changes_metadata(storage: Storage) -> None:
-    storage.write("same", b"abc", filename="x")
-    info = storage.move("same", "same", filename="y")
+def test_move_onto_itself_only_changes_metadata(storage: ResumableStorage) -> None:
+    storage.write("same", b"abc", meta=ObjectMeta(filename="x"))
+    info = storage.move("same", "same", meta=ObjectMeta(filename="y"))
     assert info.filename == "y"
     assert storage.read_bytes("same") == b"abc"
 
 
-def test_move_of_a_multipart_object(storage: Storage) -> None:
+def test_move_of_a_multipart_object(storage: ResumableStorage) -> None:
     # The tus path: parts completed under the upload's key, hashed, moved to the file's.
     first = payload(max(storage.min_part_size, 1000), seed=3)
-    upload_id = storage.begin_multipart("tus/u2/data", filename="raw")
+    upload_id = storage.begin_multipart("tus/u2/data", meta=ObjectMeta(filename="raw"))
     storage.upload_part("tus/u2/data", upload_id, 1, first)
     storage.upload_part("tus/u2/data", upload_id, 2, b"end")
     storage.complete_multipart("tus/u2/data", upload_id)
     digest = hashlib.sha256(first + b"end").hexdigest()
-    storage.move("tus/u2/data", "files/f2", filename="safe", sha256=digest)
+    storage.move("tus/u2/data", "files/f2", meta=ObjectMeta(filename="safe"), sha256=digest)
     stat = storage.stat("files/f2")
     assert (stat.filename, stat.sha256, stat.size) == ("safe", digest, len(first) + 3)
     assert storage.read_bytes("files/f2") == first + b"end"
     assert not storage.exists("tus/u2/data")
 
 
-def test_move_errors_leave_the_source(storage: Storage) -> None:
+def test_move_errors_leave_the_source(storage: ResumableStorage) -> None:
     with pytest.raises(ObjectNotFound):
         storage.move("missing", "elsewhere")
     storage.write("kept", b"1")
     with pytest.raises(InvalidKey):
         storage.move("kept", "../out")
     with pytest.raises(InvalidMetadata):
-        storage.move("kept", "other", metadata={"Bad Name": "x"})
+        storage.move("kept", "other", meta=ObjectMeta(metadata={"Bad Name": "x"}))
     assert storage.read_bytes("kept") == b"1"
     assert not storage.exists("other")
 
 
-async def test_amove(storage: Storage) -> None:
+async def test_amove(storage: ResumableStorage) -> None:
     await storage.awrite("x/1", b"data")
-    info = await storage.amove("x/1", "y/1", content_type="text/plain")
+    info = await storage.amove("x/1", "y/1", meta=ObjectMeta(content_type="text/plain"))
     assert info.content_type == "text/plain"
     assert await storage.aread_bytes("y/1") == b"data"
     assert not await storage.aexists("x/1")

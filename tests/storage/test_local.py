@@ -19,10 +19,11 @@ from spoolup.storage import (
     InsufficientStorage,
     InvalidKey,
     LocalStorage,
+    ObjectMeta,
     ObjectNotFound,
+    PartInfo,
     StorageError,
 )
-from spoolup.storage.base import PartInfo
 from spoolup.storage.local import META_SUFFIX, TEMP_SUFFIX
 
 MiB = 1024 * 1024
@@ -34,7 +35,7 @@ def files_under(root: Path) -> list[str]:
 
 def test_layout(tmp_path: Path) -> None:
     storage = LocalStorage(tmp_path)
-    storage.write("a/b", b"data", filename="b.txt")
+    storage.write("a/b", b"data", meta=ObjectMeta(filename="b.txt"))
     assert files_under(tmp_path) == ["a/.b.meta.json", "a/b"]
     sidecar = json.loads((tmp_path / "a" / ".b.meta.json").read_text())
     assert sidecar["filename"] == "b.txt"
@@ -89,7 +90,9 @@ def test_full_disk_while_writing_leaves_nothing(
 
     monkeypatch.setattr(os, "write", full_disk)
     with pytest.raises(InsufficientStorage) as caught:
-        storage.write("big", (b"z" * 65536 for _ in range(100)), filename="big.bin")
+        storage.write(
+            "big", (b"z" * 65536 for _ in range(100)), meta=ObjectMeta(filename="big.bin")
+        )
     assert caught.value.status == 507
     assert "no space" in caught.value.message
     with pytest.raises(InsufficientStorage):
@@ -128,9 +131,9 @@ def test_other_os_errors_become_storage_errors(
 CRASHER = textwrap.dedent(
     """
     import sys, time
-    from spoolup.storage import LocalStorage
+    from spoolup.storage import LocalStorage, ObjectMeta
     storage = LocalStorage(sys.argv[1])
-    writer = storage.open_writer("victim", filename="v.bin")
+    writer = storage.open_writer("victim", ObjectMeta(filename="v.bin"))
     for _ in range(64):
         writer.write(b"q" * 65536)
     print("writing", flush=True)
@@ -191,7 +194,7 @@ def test_sidecars_are_not_followed_through_symlinks(tmp_path: Path) -> None:
     secret = tmp_path / "secret.json"
     secret.write_text('{"size": 1, "filename": "leaked", "content_type": "x/y"}')
     storage = LocalStorage(tmp_path / "root")
-    storage.write("a", b"1", filename="mine.txt")
+    storage.write("a", b"1", meta=ObjectMeta(filename="mine.txt"))
     meta = tmp_path / "root" / f".a{META_SUFFIX}"
     meta.unlink()
     meta.symlink_to(secret)
@@ -332,7 +335,7 @@ def test_delete_removes_empty_folders(tmp_path: Path) -> None:
 
 def test_metadata_of_another_size_is_ignored(tmp_path: Path) -> None:
     storage = LocalStorage(tmp_path)
-    storage.write("obj", b"1234", filename="a.txt")
+    storage.write("obj", b"1234", meta=ObjectMeta(filename="a.txt"))
     (tmp_path / "obj").write_bytes(b"123")  # as if a crash fell between the renames
     info = storage.stat("obj")
     assert (info.size, info.filename, info.sha256) == (3, None, None)
@@ -361,7 +364,7 @@ def test_local_parts_come_in_order(tmp_path: Path) -> None:
 
 def test_local_upload_survives_a_crash_between_data_and_state(tmp_path: Path) -> None:
     storage = LocalStorage(tmp_path)
-    upload_id = storage.begin_multipart("u", filename="u.bin")
+    upload_id = storage.begin_multipart("u", meta=ObjectMeta(filename="u.bin"))
     storage.upload_part("u", upload_id, 1, b"abc")
     with (tmp_path / ".uploads" / upload_id / "data").open("ab") as data:
         data.write(b"garbage from a crashed request")
@@ -399,7 +402,7 @@ def test_check_a_vanished_root(tmp_path: Path) -> None:
 
 def test_move_is_a_rename(tmp_path: Path) -> None:
     storage = LocalStorage(tmp_path / "root")
-    storage.write("tus/u/data", b"x" * 1000, filename="a")
+    storage.write("tus/u/data", b"x" * 1000, meta=ObjectMeta(filename="a"))
     inode = (storage.root / "tus/u/data").stat().st_ino
     info = storage.move("tus/u/data", "files/f", sha256="0" * 64)
     assert (storage.root / "files/f").stat().st_ino == inode
@@ -411,7 +414,7 @@ def test_move_is_a_rename(tmp_path: Path) -> None:
 def test_local_append_streams_in_place(tmp_path: Path) -> None:
     storage = LocalStorage(tmp_path)
     assert storage.appendable
-    upload_id = storage.begin_multipart("a", filename="a.bin")
+    upload_id = storage.begin_multipart("a", meta=ObjectMeta(filename="a.bin"))
     out = storage.open_append("a", upload_id, 0)
     out.write(b"hello ")
     out.write(b"wor")

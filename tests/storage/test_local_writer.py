@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+import spoolup._io as io_mod
 from spoolup.storage import LocalStorage, StorageError
-from spoolup.storage import local as local_mod
 
 MiB = 1024 * 1024
 
@@ -90,8 +90,8 @@ def test_large_files_are_synced_in_the_background(
         fsynced.append(os.fstat(fd).st_size)
         real_fsync(fd)
 
-    monkeypatch.setattr(local_mod, "_SYNC_EVERY", 2 * MiB)
-    monkeypatch.setattr(local_mod, "_fdatasync", fake_fdatasync)
+    monkeypatch.setattr(io_mod, "SYNC_EVERY", 2 * MiB)
+    monkeypatch.setattr(io_mod, "fdatasync", fake_fdatasync)
     monkeypatch.setattr(os, "fsync", counting_fsync)
     storage = LocalStorage(tmp_path)
     chunk = random.Random(4).randbytes(MiB)
@@ -101,7 +101,7 @@ def test_large_files_are_synced_in_the_background(
         writer.commit()
     assert storage.read_bytes("big") == chunk * 12
     assert synced  # started while writing, off the writing thread
-    assert all(name.startswith("spoolup-fsync") for name, _ in synced)
+    assert all(name.startswith("spoolup-io") for name, _ in synced)
     assert 12 * MiB in fsynced  # commit still fsyncs the whole file
 
 
@@ -109,7 +109,7 @@ def test_small_files_start_no_background_sync(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[int] = []
-    monkeypatch.setattr(local_mod, "_fdatasync", calls.append)
+    monkeypatch.setattr(io_mod, "fdatasync", calls.append)
     storage = LocalStorage(tmp_path)
     storage.write("small", b"s" * (3 * MiB))
     assert calls == []
@@ -122,13 +122,13 @@ def test_a_failed_background_sync_fails_the_write(
     def failing_fdatasync(fd: int) -> None:
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(local_mod, "_SYNC_EVERY", MiB)
-    monkeypatch.setattr(local_mod, "_fdatasync", failing_fdatasync)
+    monkeypatch.setattr(io_mod, "SYNC_EVERY", MiB)
+    monkeypatch.setattr(io_mod, "fdatasync", failing_fdatasync)
     storage = LocalStorage(tmp_path)
     chunk = b"e" * MiB
     writer = storage.open_writer("bad")
     writer.write(chunk)  # starts a sync that fails
-    sync = writer._sync  # type: ignore[attr-defined]
+    sync = writer._sync._sync  # type: ignore[attr-defined]
     assert sync is not None
     sync.exception(10)
     with pytest.raises(StorageError, match="Input/output error"):  # noqa: PT012
@@ -150,8 +150,8 @@ def test_abort_waits_for_a_running_sync(tmp_path: Path, monkeypatch: pytest.Monk
         release.wait(10)
         seen.append(os.fstat(fd).st_size)  # the fd is still open
 
-    monkeypatch.setattr(local_mod, "_SYNC_EVERY", MiB)
-    monkeypatch.setattr(local_mod, "_fdatasync", slow_fdatasync)
+    monkeypatch.setattr(io_mod, "SYNC_EVERY", MiB)
+    monkeypatch.setattr(io_mod, "fdatasync", slow_fdatasync)
     storage = LocalStorage(tmp_path)
     writer = storage.open_writer("gone")
     writer.write(b"a" * MiB)
@@ -169,9 +169,9 @@ def test_abort_cancels_a_sync_not_started(tmp_path: Path, monkeypatch: pytest.Mo
     pool = ThreadPoolExecutor(1)
     pool.submit(busy.wait, 10)  # the only sync thread is busy
     calls: list[int] = []
-    monkeypatch.setattr(local_mod, "_SYNCS", pool)
-    monkeypatch.setattr(local_mod, "_SYNC_EVERY", MiB)
-    monkeypatch.setattr(local_mod, "_fdatasync", calls.append)
+    monkeypatch.setattr(io_mod, "io_pool", lambda: pool)
+    monkeypatch.setattr(io_mod, "SYNC_EVERY", MiB)
+    monkeypatch.setattr(io_mod, "fdatasync", calls.append)
     try:
         storage = LocalStorage(tmp_path)
         writer = storage.open_writer("gone")
@@ -189,8 +189,8 @@ def test_no_background_sync_at_interpreter_exit(
 ) -> None:
     pool = ThreadPoolExecutor(1)
     pool.shutdown()  # submit raises RuntimeError, as during interpreter exit
-    monkeypatch.setattr(local_mod, "_SYNCS", pool)
-    monkeypatch.setattr(local_mod, "_SYNC_EVERY", MiB)
+    monkeypatch.setattr(io_mod, "io_pool", lambda: pool)
+    monkeypatch.setattr(io_mod, "SYNC_EVERY", MiB)
     storage = LocalStorage(tmp_path)
     with storage.open_writer("late") as writer:
         for _ in range(3):

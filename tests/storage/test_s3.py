@@ -12,7 +12,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from spoolup.storage import ObjectNotFound, StorageError
+from spoolup.storage import ObjectMeta, ObjectNotFound, StorageError
 from spoolup.storage import s3 as s3_mod
 from spoolup.storage.s3 import S3Storage
 from tests.seaweed import Seaweed, free_ports
@@ -73,7 +73,7 @@ def test_small_object_is_one_request_with_sha256_in_metadata(
 
     monkeypatch.setattr(s3_storage.client, "create_multipart_upload", spy)
     data = b"s" * (s3_storage.part_size - 1)
-    info = s3_storage.write("small", [data], filename="s.bin")
+    info = s3_storage.write("small", [data], meta=ObjectMeta(filename="s.bin"))
     assert calls == []
     head = s3_storage.client.head_object(Bucket=s3_storage.bucket, Key=f"{s3_storage.prefix}small")
     assert head["Metadata"]["sha256"] == info.sha256 == hashlib.sha256(data).hexdigest()
@@ -82,7 +82,7 @@ def test_small_object_is_one_request_with_sha256_in_metadata(
 
 def test_multipart_object_sha256_is_a_tag(s3_storage: S3Storage) -> None:
     data = b"m" * (s3_storage.part_size + 10)
-    info = s3_storage.write("multi", [data], filename="naïve.bin")
+    info = s3_storage.write("multi", [data], meta=ObjectMeta(filename="naïve.bin"))
     key = f"{s3_storage.prefix}multi"
     head = s3_storage.client.head_object(Bucket=s3_storage.bucket, Key=key)
     assert "sha256" not in head["Metadata"]
@@ -283,7 +283,7 @@ def test_move_of_a_large_object_copies_in_parts(s3_storage: S3Storage) -> None:
     s3_storage.max_copy_size = 6 * MiB
     s3_storage.copy_part_size = 5 * MiB
     data = bytes(range(256)) * (12 * MiB // 256) + b"tail"
-    s3_storage.write("tus/big/data", data, filename="raw")
+    s3_storage.write("tus/big/data", data, meta=ObjectMeta(filename="raw"))
     digest = hashlib.sha256(data).hexdigest()
     calls: list[str] = []
     real = s3_storage.client.upload_part_copy
@@ -294,7 +294,9 @@ def test_move_of_a_large_object_copies_in_parts(s3_storage: S3Storage) -> None:
 
     s3_storage.client.upload_part_copy = counting
     try:
-        info = s3_storage.move("tus/big/data", "files/big", filename="big.bin", sha256=digest)
+        info = s3_storage.move(
+            "tus/big/data", "files/big", meta=ObjectMeta(filename="big.bin"), sha256=digest
+        )
     finally:
         del s3_storage.client.upload_part_copy
     assert calls == [

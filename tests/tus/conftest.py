@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -15,8 +16,8 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount
 
 from spoolup.files import UploadedFile
-from spoolup.storage.base import PartAppender
 from spoolup.storage.local import LocalStorage
+from spoolup.storage.resumable import PartAppender
 from spoolup.tus import TusApp, UploadInfo, create_tus_app
 from spoolup.tus.store import TusStore
 
@@ -141,7 +142,11 @@ class Env:
         return self.storage.exists(self.store.key(upload_id, "data"))
 
     def lease_owner(self, upload_id: str) -> str | None:
-        return self.store.lease_owner(upload_id)
+        try:
+            record = (self.root / ".tus-leases" / f"{upload_id}.lock").read_bytes()
+        except FileNotFoundError:
+            return None
+        return str(json.loads(record)["owner"])
 
     def close(self) -> None:
         for server in self.servers:

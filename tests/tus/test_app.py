@@ -18,6 +18,7 @@ from spoolup.errors import UnsupportedMediaType
 from spoolup.handlers import HashingHandler, SizeLimitHandler
 from spoolup.storage.local import LocalStorage
 from spoolup.tus.app import tus_store_for
+from spoolup.tus.lock import lock_for
 from tests.tus.conftest import Env, Server
 
 OCT = {"Content-Type": "application/offset+octet-stream"}
@@ -174,7 +175,8 @@ def test_checksum(env: Env, server: Server, client: httpx.Client, algorithm: str
 def test_lock_held_elsewhere_is_423(env: Env, server: Server, client: httpx.Client) -> None:
     url = create(client, server, 4)
     upload_id = url.rsplit("/", 1)[1]
-    assert env.store.try_lock(upload_id, "other-server", env.clock.now, 30)
+    other_server = lock_for(env.store, ttl=30, clock=env.clock)
+    assert other_server.acquire(upload_id, "other-server") is not None
     assert patch(client, url, 0, b"ab").status_code == 423
     assert client.delete(url).status_code == 423
     # The lease runs out: a crashed server does not block the upload for ever.

@@ -22,7 +22,7 @@ import pytest
 from spoolup.files import FileInfo, UploadedFile
 from spoolup.server.config import ServerConfig
 from spoolup.server.store import RecordStore
-from spoolup.storage.base import ObjectInfo, ObjectWriter, Storage, StorageError
+from spoolup.storage import ObjectInfo, ObjectMeta, ObjectWriter, Storage, StorageError
 from spoolup.storage.local import UPLOADS_DIR, LocalStorage
 from spoolup.storage.s3 import S3Storage
 from spoolup.tus.client import TusClientError, tus_upload
@@ -49,9 +49,9 @@ def watched(storage: Storage, watch: Watch) -> Storage:
         watch.reads.append(key)
         return real_open(key, start=start, end=end)
 
-    def open_writer(key: str, **kw: Any) -> ObjectWriter:
+    def open_writer(key: str, meta: ObjectMeta | None = None) -> ObjectWriter:
         watch.writes.append(key)
-        return real_writer(key, **kw)
+        return real_writer(key, meta)
 
     storage.open = open_  # type: ignore[method-assign]
     storage.open_writer = open_writer  # type: ignore[method-assign]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from spoolup._periodic import repeat
-from spoolup.storage.base import StorageError
+from spoolup.storage import StorageError
 from spoolup.tus import create_tus_app
 from spoolup.tus.state import UploadInfo
 

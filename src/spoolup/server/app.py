@@ -42,7 +42,8 @@ from spoolup.headers import safe_filename
 from spoolup.limits import Limits
 from spoolup.server.about import limits_json
 from spoolup.server.auth import BearerAuthMiddleware
-from spoolup.server.config import ServerConfig
+from spoolup.server.config import ConfigError, ServerConfig
+from spoolup.server.health import space_problem
 from spoolup.server.hooks import HookCallable, HookDispatcher
 from spoolup.server.inspect import inspect_image
 from spoolup.server.listing import FileIndex, list_files
@@ -53,7 +54,8 @@ from spoolup.server.origins import OriginGuardMiddleware, default_allowed_hosts
 from spoolup.server.records import FileRecord, is_file_id
 from spoolup.server.share import LinkSigner, link_routes
 from spoolup.server.store import RecordStore, open_store
-from spoolup.storage.base import StorageError
+from spoolup.server.sweep import LeftoverSweeper
+from spoolup.storage import StorageError
 
 if TYPE_CHECKING:
     from spoolup.tus.app import TusApp
@@ -117,12 +119,16 @@ async def index(request: Request) -> Response:
 
 
 async def healthz(request: Request) -> Response:
-    """``GET /healthz``: 200 when the storage answers, else 503."""
+    """``GET /healthz``: 200 when the storage answers and has room, else 503 saying why."""
     try:
         await _store(request).check()
     except Exception as exc:
         logger.warning("health check failed: %s", exc)
         return _error(503, "storage unavailable")
+    store, min_free = _store(request), _config(request).min_free_space
+    problem = await run_in_threadpool(space_problem, store.storage, min_free)
+    if problem is not None:
+        return JSONResponse({"status": "degraded", "error": problem}, status_code=503)
     return JSONResponse({"status": "ok"})
 
 
@@ -454,6 +460,13 @@ def _tus_app(
         from spoolup.tus.app import create_tus_app
     except ImportError:  # pragma: no cover  (the tus package ships with the server)
         return None
+    from spoolup.tus.lock import lock_for
+
+    try:
+        lock = lock_for(None, config.lock, ttl=config.lease) if config.lock else None
+    except ImportError as exc:
+        msg = "--lock needs the redis package: pip install 'spoolup[redis]'"
+        raise ConfigError(msg) from exc
 
     async def adopt(uploaded: UploadedFile, info: object = None) -> dict[str, Any]:
         record = await store.adopt(uploaded, info)
@@ -464,6 +477,8 @@ def _tus_app(
         store.storage,
         max_size=config.limits.max_file_size,
         on_complete=observer.completion(adopt),
+        lease=config.lease,
+        lock=lock,
         on_create=observer.before_create,
         allow_origins=config.cors_origins,
         checkpoint_bytes=config.tus_checkpoint,
@@ -511,15 +526,24 @@ def create_app(
     if config.token:
         middleware.append(Middleware(BearerAuthMiddleware, token=config.token))
 
+    sweeper = LeftoverSweeper(
+        store.storage,
+        tus=tus.store if tus is not None else None,
+        orphan_age=(tus.protocol.expiry if tus is not None else None) or 24 * 3600.0,
+        interval=config.sweep_interval,
+    )
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await store.start()
+        sweeper.start()
         stop_metrics = None
         if config.metrics and config.metrics_port is not None:
             stop_metrics = metrics.serve(config.host, config.metrics_port)
         try:
             yield
         finally:
+            await sweeper.aclose()
             if tus is not None:
                 await tus.aclose()
             await dispatcher.aclose()

@@ -96,6 +96,10 @@ class ServerConfig:
         graceful_timeout: seconds running requests get to finish on shutdown (30).
         log_level: ``debug``, ``info``, ``warning`` or ``error`` (``info``).
         access_log: write one access-log line per request (on).
+        lock: where tus write leases are kept: ``None`` for the storage itself (files,
+            or S3 conditional writes), or a Redis/Valkey URL (``redis://host:6379/0``).
+        lease: seconds a tus write lease lasts unless renewed (3): how long a killed
+            server keeps its uploads from the others.
         share_secret: the key that signs share and upload links (derived from ``token``
             when unset; give several servers the same one; change it to revoke every link).
         share_ttl: seconds a share or upload link lasts unless it asks for less (7 days).
@@ -108,6 +112,10 @@ class ServerConfig:
             a domain and its subdomains); empty: the names ``host`` listens on.
         cors_origins: origins (``https://app.example.org``) whose pages may use the API;
             empty: none but the server's own.
+        sweep_interval: seconds between sweeps of what crashes and outages left in
+            storage (300; one runs at start).
+        min_free_space: bytes the storage folder and the temp folder must have free for
+            ``/healthz`` to answer 200 (64 MiB).
         log_format: ``plain`` or ``json`` (one JSON object per line).
         metrics: collect Prometheus metrics, served at ``/metrics`` (on).
         metrics_port: serve ``/metrics`` on this port instead (same host, no token).
@@ -134,6 +142,8 @@ class ServerConfig:
     graceful_timeout: float = 30.0
     log_level: str = "info"
     access_log: bool = True
+    lock: str | None = None
+    lease: float = 3.0
     share_secret: str | None = None
     share_ttl: float = DEFAULT_SHARE_TTL
     header_limit: int = 64 * 1024
@@ -142,6 +152,8 @@ class ServerConfig:
     max_connections: int = 4096
     allowed_hosts: tuple[str, ...] = ()
     cors_origins: tuple[str, ...] = ()
+    sweep_interval: float = 300.0
+    min_free_space: int = 64 * 1024 * 1024
     log_format: str = "plain"
     metrics: bool = True
     metrics_port: int | None = None
@@ -174,6 +186,12 @@ class ServerConfig:
         if self.graceful_timeout < 0:
             msg = "graceful_timeout must not be negative"
             raise ConfigError(msg)
+        if not 0 < self.lease <= 3600:
+            msg = f"lease must be between 0 and 3600 seconds, not {self.lease}"
+            raise ConfigError(msg)
+        if self.lock is not None and not self.lock.lower().startswith(_LOCK_SCHEMES):
+            msg = f"lock must be a redis://, rediss:// or valkey:// URL, not {self.lock!r}"
+            raise ConfigError(msg)
         if not 0 < self.share_ttl <= MAX_SHARE_TTL:
             msg = f"share_ttl must be more than 0 and at most {MAX_SHARE_TTL:.0f} seconds"
             raise ConfigError(msg)
@@ -186,8 +204,8 @@ class ServerConfig:
         if self.header_limit < 1024 or self.max_connections < 1:
             msg = "header_limit must be at least 1024 bytes and max_connections at least 1"
             raise ConfigError(msg)
-        if self.header_timeout <= 0 or self.body_timeout <= 0:
-            msg = "header_timeout and body_timeout must be positive"
+        if self.header_timeout <= 0 or self.body_timeout <= 0 or self.sweep_interval <= 0:
+            msg = "header_timeout, body_timeout and sweep_interval must be positive"
             raise ConfigError(msg)
         for origin in self.cors_origins:
             if origin != "*" and not _ORIGIN.fullmatch(origin):
@@ -206,6 +224,9 @@ class ServerConfig:
                 "(or set SPOOLUP_TOKEN), or --insecure if you really mean it"
             )
             raise ConfigError(msg)
+
+
+_LOCK_SCHEMES = ("redis://", "rediss://", "valkey://", "valkeys://", "unix://")
 
 
 def _check_operations(config: ServerConfig) -> None:
@@ -340,6 +361,8 @@ _SETTINGS: dict[str, Any] = {
     "graceful_timeout": _parse_float,
     "log_level": lambda v, n: _parse_str(v, n).lower(),
     "access_log": _parse_bool,
+    "lock": _parse_str,
+    "lease": _parse_float,
     "share_secret": _parse_str,
     "share_ttl": parse_duration,
     "header_limit": parse_size,
@@ -348,6 +371,8 @@ _SETTINGS: dict[str, Any] = {
     "max_connections": _parse_int,
     "allowed_hosts": _parse_names,
     "cors_origins": _parse_names,
+    "sweep_interval": _parse_float,
+    "min_free_space": parse_size,
     "log_format": lambda v, n: _parse_str(v, n).lower(),
     "metrics": _parse_bool,
     "metrics_port": _parse_int,

@@ -51,7 +51,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 from spoolup.errors import UploadError
 from spoolup.handlers import UploadHandler
-from spoolup.storage.base import InvalidMetadata, validate_metadata
+from spoolup.storage import InvalidMetadata
+from spoolup.storage.meta import validate_metadata
 
 if TYPE_CHECKING:
     from starlette.types import Scope

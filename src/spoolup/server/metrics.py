@@ -49,7 +49,7 @@ from starlette.responses import Response
 from starlette.types import Message, Receive
 
 from spoolup.errors import RequestTooLarge, UnsupportedMediaType, UploadAborted, UploadError
-from spoolup.storage.base import InsufficientStorage, Storage, StorageError
+from spoolup.storage import InsufficientStorage, Storage, StorageError
 
 __all__ = [
     "CONTENT_TYPE",

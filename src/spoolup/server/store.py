@@ -16,7 +16,7 @@ from typing import Any, BinaryIO
 from spoolup.files import FileInfo, UploadedFile
 from spoolup.server.config import ConfigError
 from spoolup.server.records import FileRecord, is_file_id, new_file_id
-from spoolup.storage.base import ObjectInfo, ObjectNotFound, Storage
+from spoolup.storage import ObjectInfo, ObjectMeta, ObjectNotFound, Storage
 from spoolup.storage.handler import StorageHandler, StoredFile
 
 __all__ = ["FILES_PREFIX", "RecordStore", "open_store"]
@@ -159,8 +159,7 @@ class RecordStore:
             moved = await self.storage.amove(
                 uploaded.key,
                 key,
-                filename=uploaded.filename,
-                content_type=content_type,
+                meta=ObjectMeta(filename=uploaded.filename, content_type=content_type),
                 sha256=uploaded.hashes.get("sha256"),
             )
             return self.record(moved).to_json()
@@ -169,8 +168,7 @@ class RecordStore:
             return self.storage.write(
                 key,
                 uploaded.chunks(_COPY_CHUNK),
-                filename=uploaded.filename,
-                content_type=content_type,
+                meta=ObjectMeta(filename=uploaded.filename, content_type=content_type),
             )
 
         return self.record(await asyncio.to_thread(copy)).to_json()

@@ -20,10 +20,14 @@ from __future__ import annotations
 import io
 import uuid
 from collections.abc import Callable, Mapping
+from typing import BinaryIO
 
 from spoolup.files import FileInfo, UploadedFile
 from spoolup.handlers import StopFutureHandlers, UploadContext, UploadHandler
-from spoolup.storage.base import ObjectInfo, ObjectWriter, Storage, validate_key
+from spoolup.storage.base import Storage
+from spoolup.storage.meta import ObjectInfo, ObjectMeta, validate_key
+from spoolup.storage.ranges import RangeReader
+from spoolup.storage.writer import ObjectWriter
 
 __all__ = ["StorageHandler", "StoredFile", "random_key"]
 
@@ -33,53 +37,29 @@ def random_key(info: FileInfo) -> str:
     return uuid.uuid4().hex
 
 
-class _LazyReader(io.RawIOBase):
+class _LazyReader(RangeReader):
     """Opens the stored object on the first read, so an unread file costs no request."""
 
     def __init__(self, storage: Storage, key: str, size: int) -> None:
-        super().__init__()
+        super().__init__(size)
         self._storage = storage
         self._key = key
-        self._size = size
-        self._pos = 0
-        self._stream: io.RawIOBase | None = None
+        self._stream: BinaryIO | None = None
 
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        if self._pos >= self._size:
-            return 0
+    def _read_at(self, pos: int, view: memoryview) -> int:
         if self._stream is None:
-            stream = self._storage.open(self._key)
-            stream.seek(self._pos)
-            self._stream = stream  # type: ignore[assignment]
-        assert self._stream is not None
-        n = self._stream.readinto(buffer)
-        self._pos += n or 0
-        return n or 0
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
-        pos = base + offset
-        if pos < 0:
-            raise ValueError(f"negative seek position {pos}")
-        if self._stream is not None and pos != self._pos:
+            self._stream = self._storage.open(self._key)
             self._stream.seek(pos)
-        self._pos = pos
-        return pos
+        return self._stream.readinto(view)  # type: ignore[attr-defined,no-any-return]
 
-    def tell(self) -> int:
-        return self._pos
+    def _moved(self, old: int, new: int) -> None:
+        if self._stream is not None:
+            self._stream.seek(new)
 
-    def close(self) -> None:
+    def _release(self) -> None:
         if self._stream is not None:
             self._stream.close()
             self._stream = None
-        super().close()
 
 
 class StoredFile(UploadedFile):
@@ -161,10 +141,9 @@ class StorageHandler(UploadHandler):
         """Open a writer for the file under ``key_func(info)``; later handlers see nothing."""
         self._abort()
         key = validate_key(self.key_func(info))
-        metadata = self.metadata_func(info) if self.metadata_func is not None else None
-        self._writer = self.storage.open_writer(
-            key, filename=info.filename, content_type=info.content_type, metadata=metadata
-        )
+        metadata = self.metadata_func(info) if self.metadata_func is not None else {}
+        meta = ObjectMeta(info.filename, info.content_type, metadata)
+        self._writer = self.storage.open_writer(key, meta)
         self._info = info
         raise StopFutureHandlers
 

@@ -48,29 +48,19 @@ import secrets
 import shutil
 import stat as stat_mod
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from spoolup.storage.base import (
-    InsufficientStorage,
-    InvalidKey,
-    ListPage,
-    ObjectInfo,
-    ObjectNotFound,
-    ObjectWriter,
-    PartAppender,
-    PartInfo,
-    RangeReader,
-    Storage,
-    StorageError,
-    check_range,
-    validate_key,
-    validate_metadata,
-)
+from spoolup import _io
+from spoolup._io import COPY_SIZE, DIRECT_WRITE, BackgroundSync
+from spoolup.storage.errors import InsufficientStorage, InvalidKey, ObjectNotFound, StorageError
+from spoolup.storage.meta import ListPage, ObjectInfo, ObjectMeta, PartInfo, validate_key
 from spoolup.storage.owners import is_dead, this_process
+from spoolup.storage.ranges import FileRangeReader, check_range
+from spoolup.storage.resumable import PartAppender, ResumableStorage
+from spoolup.storage.writer import ObjectWriter
 
 __all__ = ["LocalStorage"]
 
@@ -78,19 +68,13 @@ TEMP_SUFFIX = ".spoolup-tmp"
 META_SUFFIX = ".meta.json"
 UPLOADS_DIR = ".uploads"
 _UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
-# Chunks of at least _DIRECT bytes are written as they come, with no copy; smaller
+# Chunks of at least DIRECT_WRITE bytes are written as they come, with no copy; smaller
 # ones are gathered into a buffer of _BUFFER_SIZE before a write system call.
-_BUFFER_SIZE = 1024 * 1024
-_DIRECT = 64 * 1024
-# Every time this many bytes were written since the last one, a background fdatasync
-# starts, so that the fsync at commit has little left to wait for.
-_SYNC_EVERY = 16 * 1024 * 1024
-_fdatasync = getattr(os, "fdatasync", os.fsync)
+_BUFFER_SIZE = COPY_SIZE
 # A sidecar is a few hundred bytes; a bigger one is not ours.
 _MAX_SIDECAR = 1024 * 1024
 # Room left in a 255-byte file name for the temp name's owner, random part and suffix.
 _TEMP_STEM = 150
-_SYNCS = ThreadPoolExecutor(4, thread_name_prefix="spoolup-fsync")
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
@@ -165,34 +149,20 @@ def _meta_path(path: Path) -> Path:
     return path.with_name(f".{path.name}{META_SUFFIX}")
 
 
-def _sidecar(
-    size: int,
-    filename: str | None,
-    content_type: str | None,
-    sha256: str | None,
-    metadata: Mapping[str, str],
-) -> bytes:
+def _sidecar(size: int, meta: ObjectMeta, sha256: str | None) -> bytes:
     record = {
         "size": size,
-        "filename": filename,
-        "content_type": content_type,
+        "filename": meta.filename,
+        "content_type": meta.content_type,
         "sha256": sha256,
-        "metadata": dict(metadata),
+        "metadata": dict(meta.metadata),
     }
     return json.dumps(record, ensure_ascii=False, sort_keys=True).encode("utf-8")
 
 
 class _LocalWriter(ObjectWriter):
-    def __init__(
-        self,
-        storage: LocalStorage,
-        key: str,
-        *,
-        filename: str | None,
-        content_type: str | None,
-        metadata: Mapping[str, str] | None,
-    ) -> None:
-        super().__init__(key, filename=filename, content_type=content_type, metadata=metadata)
+    def __init__(self, storage: LocalStorage, key: str, meta: ObjectMeta | None) -> None:
+        super().__init__(key, meta)
         self._storage = storage
         self._path = storage._object_path(self.key, create=True)
         self._tmp = _temp_path(self._path)
@@ -200,8 +170,6 @@ class _LocalWriter(ObjectWriter):
         # reallocates and copies the same bytes several times.
         self._buffer: bytearray | None = None
         self._buffered = 0
-        self._unsynced = 0
-        self._sync: Future[None] | None = None
         try:
             self._fd: int | None = os.open(
                 self._tmp,
@@ -210,11 +178,12 @@ class _LocalWriter(ObjectWriter):
             )
         except OSError as exc:
             raise _storage_error(exc, f"creating {self.key!r}") from exc
+        self._sync = BackgroundSync(self._fd)
 
     def _write(self, data: bytes) -> None:
         size = len(data)
         try:
-            if size < _DIRECT:
+            if size < DIRECT_WRITE:
                 if self._buffer is None:
                     self._buffer = bytearray(_BUFFER_SIZE)
                 start = self._buffered
@@ -246,20 +215,7 @@ class _LocalWriter(ObjectWriter):
         fd = self._fd
         assert fd is not None
         _write_all(fd, data)
-        self._unsynced += len(data)
-        if self._unsynced >= _SYNC_EVERY and (self._sync is None or self._sync.done()):
-            # Start writing back what is written so far while more arrives; an error
-            # of the previous round is raised here.
-            self._wait_sync()
-            self._unsynced = 0
-            # At interpreter exit no thread starts: commit's fsync then does it all.
-            with contextlib.suppress(RuntimeError):
-                self._sync = _SYNCS.submit(_fdatasync, fd)
-
-    def _wait_sync(self) -> None:
-        sync, self._sync = self._sync, None
-        if sync is not None:
-            sync.result()
+        self._sync.wrote(len(data))
 
     def _commit(self) -> ObjectInfo:
         fd = self._fd
@@ -268,7 +224,7 @@ class _LocalWriter(ObjectWriter):
         try:
             self._flush()
             self._buffer = None
-            self._wait_sync()
+            self._sync.wait()
             if self.durable:
                 os.fsync(fd)
             # After the fsync: the hashing thread finishes its last batches meanwhile.
@@ -276,7 +232,7 @@ class _LocalWriter(ObjectWriter):
             st = os.fstat(fd)
             self._fd = None
             os.close(fd)
-            sidecar = _sidecar(self.size, self.filename, self.content_type, sha256, self.metadata)
+            sidecar = _sidecar(self.size, self.meta, sha256)
             # Sidecar first: a crash in between leaves new metadata whose size check
             # fails against the old object, never an object with no way to tell.
             _write_file_atomic(_meta_path(path), sidecar, sync=self.durable)
@@ -289,21 +245,17 @@ class _LocalWriter(ObjectWriter):
             key=self.key,
             size=self.size,
             created=datetime.fromtimestamp(st.st_mtime, UTC),
-            filename=self.filename,
-            content_type=self.content_type,
+            filename=self.meta.filename,
+            content_type=self.meta.content_type,
             sha256=sha256,
             etag=sha256,
-            metadata=dict(self.metadata),
+            metadata=dict(self.meta.metadata),
         )
 
     def _abort(self) -> None:
         self._buffer = None
         self._buffered = 0
-        sync, self._sync = self._sync, None
-        if sync is not None and not sync.cancel():
-            # The fd stays open until a running fdatasync returns.
-            with contextlib.suppress(OSError):
-                sync.result()
+        self._sync.cancel()  # the fd stays open until a running fdatasync returns
         if self._fd is not None:
             with contextlib.suppress(OSError):
                 os.close(self._fd)
@@ -331,50 +283,46 @@ class _Appender(PartAppender):
             raise StorageError(msg)
         self._fd: int | None = fd
         self.size = offset
-        self._unsynced = 0
-        self._sync: Future[None] | None = None
+        self._synced = offset  # bytes known durable: a checkpoint may count them
+        self._sync = BackgroundSync(fd)
 
     def write(self, data: bytes) -> None:
         fd = self._fd
         assert fd is not None
         try:
             _write_all(fd, data)
+            self._sync.wrote(len(data))
         except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                # A full disk: give back the room of every byte no checkpoint can
+                # count yet, so that the upload holds nothing unaccounted.
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, self._synced)
+                self.size = self._synced
             raise _storage_error(exc, "appending to an upload") from exc
         self.size += len(data)
-        self._unsynced += len(data)
-        if self._unsynced >= _SYNC_EVERY and (self._sync is None or self._sync.done()):
-            self._wait()
-            self._unsynced = 0
-            with contextlib.suppress(RuntimeError):  # no new thread at interpreter exit
-                self._sync = _SYNCS.submit(_fdatasync, fd)
-
-    def _wait(self) -> None:
-        sync, self._sync = self._sync, None
-        if sync is not None:
-            sync.result()
 
     def sync(self) -> None:
         assert self._fd is not None
+        written = self.size  # every byte up to here is in the file: the sync covers it
         try:
-            self._wait()
-            _fdatasync(self._fd)
+            self._sync.wait()
+            _io.fdatasync(self._fd)
         except OSError as exc:
             raise _storage_error(exc, "syncing an upload") from exc
-        self._unsynced = 0
+        self._synced = max(self._synced, written)
 
     def close(self) -> None:
         fd, self._fd = self._fd, None
         if fd is None:
             return
         try:
-            with contextlib.suppress(OSError):
-                self._wait()
+            self._sync.cancel()
         finally:
             os.close(fd)
 
 
-class LocalStorage(Storage):
+class LocalStorage(ResumableStorage):
     """Objects as files under ``root``, written atomically, metadata in sidecars.
 
     ``root`` is created if missing. On construction, leftovers of interrupted writes
@@ -458,18 +406,9 @@ class LocalStorage(Storage):
 
     # -- the interface -----------------------------------------------------------------
 
-    def open_writer(
-        self,
-        key: str,
-        *,
-        filename: str | None = None,
-        content_type: str | None = None,
-        metadata: Mapping[str, str] | None = None,
-    ) -> ObjectWriter:
+    def open_writer(self, key: str, meta: ObjectMeta | None = None) -> ObjectWriter:
         """Start writing ``key`` to a temp name beside it; see :class:`ObjectWriter`."""
-        return _LocalWriter(
-            self, key, filename=filename, content_type=content_type, metadata=metadata
-        )
+        return _LocalWriter(self, key, meta)
 
     def open(self, key: str, *, start: int = 0, end: int | None = None) -> BinaryIO:
         """Open the object (never following a symlink); see :meth:`Storage.open`."""
@@ -491,7 +430,7 @@ class LocalStorage(Storage):
         if start == 0 and end is None:
             return file
         stop = st.st_size if end is None else min(end, st.st_size)
-        return io.BufferedReader(RangeReader(file, start, stop))
+        return io.BufferedReader(FileRangeReader(file, start, stop))
 
     def stat(self, key: str) -> ObjectInfo:
         """Describe the object from its file and sidecar; see :meth:`Storage.stat`."""
@@ -571,14 +510,7 @@ class LocalStorage(Storage):
             raise _storage_error(exc, f"deleting {key!r}") from exc
 
     def move(
-        self,
-        src: str,
-        dest: str,
-        *,
-        filename: str | None = None,
-        content_type: str | None = None,
-        metadata: Mapping[str, str] | None = None,
-        sha256: str | None = None,
+        self, src: str, dest: str, *, meta: ObjectMeta | None = None, sha256: str | None = None
     ) -> ObjectInfo:
         """Rename the object's file to ``dest`` with a new sidecar; see :meth:`Storage.move`.
 
@@ -587,13 +519,9 @@ class LocalStorage(Storage):
         """
         path, st = self._regular_file(src)
         old = self._info(src, path, st, with_metadata=True)
-        filename = old.filename if filename is None else filename
-        content_type = old.content_type if content_type is None else content_type
-        extra = validate_metadata(
-            filename, content_type, old.metadata if metadata is None else metadata
-        )
+        checked = (old.meta if meta is None else meta).checked()
         target = self._object_path(dest, create=True)
-        sidecar = _sidecar(st.st_size, filename, content_type, sha256 or old.sha256, extra)
+        sidecar = _sidecar(st.st_size, checked, sha256 or old.sha256)
         try:
             _write_file_atomic(_meta_path(target), sidecar)
             os.utime(path)
@@ -679,28 +607,21 @@ class LocalStorage(Storage):
             raise ObjectNotFound(f"{key} (upload {upload_id})")
         return folder, state
 
-    def begin_multipart(
-        self,
-        key: str,
-        *,
-        filename: str | None = None,
-        content_type: str | None = None,
-        metadata: Mapping[str, str] | None = None,
-    ) -> str:
-        """Start a resumable upload in ``root/.uploads/<id>``; see :meth:`Storage.begin_multipart`.
+    def begin_multipart(self, key: str, meta: ObjectMeta | None = None) -> str:
+        """Start a resumable upload in ``root/.uploads/<id>``; see :class:`ResumableStorage`.
 
         Locally the parts are appended to one file, so they must come in order:
         part ``n + 1`` after part ``n``; sending the last part again replaces it.
         """
         validate_key(key)
-        extra = validate_metadata(filename, content_type, metadata)
+        checked = ObjectMeta() if meta is None else meta.checked()
         upload_id = secrets.token_hex(16)
         folder = self._upload_dir(upload_id)
         state: dict[str, Any] = {
             "key": key,
-            "filename": filename,
-            "content_type": content_type,
-            "metadata": extra,
+            "filename": checked.filename,
+            "content_type": checked.content_type,
+            "metadata": dict(checked.metadata),
             "parts": [],
         }
         try:
@@ -711,7 +632,9 @@ class LocalStorage(Storage):
             raise _storage_error(exc, f"starting an upload of {key!r}") from exc
         return upload_id
 
-    def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> PartInfo:
+    def upload_part(
+        self, key: str, upload_id: str, number: int, data: bytes | bytearray
+    ) -> PartInfo:
         """Append part ``number`` (the next one, or the last one again)."""
         folder, state = self._load_state(key, upload_id)
         sizes: list[int] = state["parts"]
@@ -767,9 +690,8 @@ class LocalStorage(Storage):
                     raise StorageError(msg)
                 file.truncate(size)
                 os.fsync(file.fileno())
-            sidecar = _sidecar(
-                size, state["filename"], state["content_type"], sha256, state["metadata"]
-            )
+            meta = ObjectMeta(state["filename"], state["content_type"], state["metadata"])
+            sidecar = _sidecar(size, meta, sha256)
             _write_file_atomic(_meta_path(path), sidecar)
             data.replace(path)
             _fsync_dir(path.parent)
@@ -781,7 +703,7 @@ class LocalStorage(Storage):
     appendable = True
 
     def open_append(self, key: str, upload_id: str, offset: int) -> PartAppender:
-        """Append to the upload's one data file from ``offset``; see :meth:`Storage.open_append`."""
+        """Append to the upload's one data file from ``offset``; see :class:`ResumableStorage`."""
         folder, _ = self._load_state(key, upload_id)
         try:
             return _Appender(folder / "data", offset)

@@ -11,9 +11,11 @@ with at most ``concurrency`` parts in flight: memory stays near
 created with the first full part and completed only when the whole stream is in; any
 failure (the source raising, the client leaving, a part refused) aborts it, so no
 object and no incomplete upload is left. An object smaller than one part is sent
-with a single ``put_object`` at commit. Only a process killed outright cannot abort:
-give the bucket a lifecycle rule (``AbortIncompleteMultipartUpload`` after a day) for
-that case, and for resumable uploads that are never finished.
+with a single ``put_object`` at commit. An abort that fails (the store is down) is
+retried a few times, then remembered; :meth:`S3Storage.cleanup` retries the remembered
+ones and aborts every incomplete upload under the prefix older than ``stale_after``
+that this process is not writing and the caller does not name as live. A lifecycle
+rule (``AbortIncompleteMultipartUpload`` after a day) on the bucket does no harm.
 
 **Metadata** is S3 user metadata (``x-amz-meta-*``): ``filename`` and free-form
 values percent-encoded into ASCII, the content type as ``Content-Type``. The sha256
@@ -28,9 +30,12 @@ from __future__ import annotations
 import builtins
 import contextlib
 import io
+import logging
+import threading
+import time
 import unicodedata
-from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Container, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
@@ -38,23 +43,26 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from spoolup.storage.base import (
-    InvalidKey,
+from spoolup._io import io_pool
+from spoolup.storage.errors import InvalidKey, ObjectNotFound, StorageError
+from spoolup.storage.meta import (
     ListPage,
     ObjectInfo,
-    ObjectNotFound,
-    ObjectWriter,
+    ObjectMeta,
     PartInfo,
-    Storage,
-    StorageError,
-    check_range,
     decode_metadata_value,
     encode_metadata_value,
     validate_key,
-    validate_metadata,
 )
+from spoolup.storage.ranges import RangeReader, check_range
+from spoolup.storage.resumable import ResumableStorage
+from spoolup.storage.writer import ObjectWriter
 
 __all__ = ["S3Storage"]
+
+logger = logging.getLogger("spoolup.storage")
+# Pauses between the attempts to abort a multipart upload before it is left to cleanup.
+_ABORT_PAUSES = (0.2, 1.0)
 
 MiB = 1024 * 1024
 MIN_PART_SIZE = 5 * MiB
@@ -95,22 +103,17 @@ def _check_upload_id(upload_id: str) -> str:
     return upload_id
 
 
+# The first buffer of a write, before it is known to be large.
+_FIRST_BUFFER = 64 * 1024
+
+
 class _S3Writer(ObjectWriter):
-    def __init__(
-        self,
-        storage: S3Storage,
-        key: str,
-        *,
-        filename: str | None,
-        content_type: str | None,
-        metadata: Mapping[str, str] | None,
-    ) -> None:
-        super().__init__(key, filename=filename, content_type=content_type, metadata=metadata)
+    def __init__(self, storage: S3Storage, key: str, meta: ObjectMeta | None) -> None:
+        super().__init__(key, meta)
         self._storage = storage
         self._part: bytearray | None = None
         self._filled = 0
         self._upload_id: str | None = None
-        self._executor: ThreadPoolExecutor | None = None
         self._in_flight: set[Future[PartInfo]] = set()
         self._parts: list[PartInfo] = []
         self._next_number = 1
@@ -123,9 +126,16 @@ class _S3Writer(ObjectWriter):
         position = 0
         while position < len(view):
             if self._part is None:
-                self._part = bytearray(part_size)
+                # Most objects written in one go are small (upload state, leases): the
+                # first buffer fits what came, and grows to a part only if more comes.
+                first = self._upload_id is None
+                start = max(_FIRST_BUFFER, len(view) - position) if first else part_size
+                self._part = bytearray(min(part_size, start))
                 self._filled = 0
             take = min(part_size - self._filled, len(view) - position)
+            if self._filled + take > len(self._part):
+                grown = min(part_size, max(2 * len(self._part), self._filled + take))
+                self._part.extend(bytes(grown - len(self._part)))
             self._part[self._filled : self._filled + take] = view[position : position + take]
             self._filled += take
             position += take
@@ -144,21 +154,13 @@ class _S3Writer(ObjectWriter):
     def _send(self, part: bytes | bytearray) -> None:
         storage = self._storage
         if self._upload_id is None:
-            self._upload_id = storage.begin_multipart(
-                self.key,
-                filename=self.filename,
-                content_type=self.content_type,
-                metadata=self.metadata,
-            )
-            self._executor = ThreadPoolExecutor(
-                max_workers=storage.concurrency, thread_name_prefix="spoolup-s3"
-            )
+            self._upload_id = storage.begin_multipart(self.key, self.meta)
         if self._next_number > MAX_PARTS:
             raise StorageError(f"S3 allows {MAX_PARTS} parts: raise part_size for {self.key!r}")
         while len(self._in_flight) >= storage.concurrency:
             self._collect(wait(self._in_flight, return_when=FIRST_COMPLETED).done)
-        assert self._executor is not None
-        future = self._executor.submit(
+        # Leaf work in the shared I/O pool, at most ``concurrency`` parts at a time.
+        future = io_pool().submit(
             storage.upload_part, self.key, self._upload_id, self._next_number, part
         )
         self._next_number += 1
@@ -188,91 +190,63 @@ class _S3Writer(ObjectWriter):
             key=self.key,
             size=self.size,
             created=datetime.now(UTC),
-            filename=self.filename,
-            content_type=self.content_type,
+            filename=self.meta.filename,
+            content_type=self.meta.content_type,
             sha256=sha256,
             etag=None,
-            metadata=dict(self.metadata),
+            metadata=dict(self.meta.metadata),
         )
 
     def _shutdown(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
-            self._executor = None
-        self._in_flight = set()
+        in_flight, self._in_flight = self._in_flight, set()
+        for future in in_flight:
+            future.cancel()
+        wait(in_flight)
 
     def _abort(self) -> None:
         self._part = None
         self._shutdown()
         if self._upload_id is not None:
-            with contextlib.suppress(StorageError):
-                self._storage.abort_multipart(self.key, self._upload_id)
+            self._storage._abort_or_remember(self.key, self._upload_id)
+            self._upload_id = None
 
 
-class _S3Reader(io.RawIOBase):
+class _S3Reader(RangeReader):
     """A seekable stream over ``[start, stop)`` of an object, fetched by ranged GETs."""
 
     def __init__(
         self, storage: S3Storage, key: str, start: int, stop: int, body: Any | None
     ) -> None:
-        super().__init__()
+        super().__init__(stop - start)
         self._storage = storage
         self._key = key
         self._start = start
-        self._length = max(0, stop - start)
-        self._pos = 0
         self._body = body
 
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        left = self._length - self._pos
-        if left <= 0:
-            return 0
-        view = memoryview(buffer).cast("B")
-        want = min(len(view), left)
+    def _read_at(self, pos: int, view: memoryview) -> int:
         if self._body is None:
-            first = self._start + self._pos
+            first = self._start + pos
             last = self._start + self._length - 1
             self._body = self._storage._get(self._key, f"bytes={first}-{last}")["Body"]
         with _errors(f"reading {self._key!r}", self._key):
-            data = self._body.read(want)
+            data = self._body.read(len(view))
         if not data:
             msg = f"the object {self._key!r} ended early (changed while reading?)"
             raise StorageError(msg)
         view[: len(data)] = data
-        self._pos += len(data)
         return len(data)
 
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._length}[whence]
-        pos = base + offset
-        if pos < 0:
-            raise ValueError(f"negative seek position {pos}")
-        if pos != self._pos:
-            self._drop_body()
-            self._pos = pos
-        return pos
+    def _moved(self, old: int, new: int) -> None:
+        self._release()  # the next read asks for the range from the new position
 
-    def tell(self) -> int:
-        return self._pos
-
-    def _drop_body(self) -> None:
+    def _release(self) -> None:
         if self._body is not None:
             with contextlib.suppress(Exception):
                 self._body.close()
             self._body = None
 
-    def close(self) -> None:
-        self._drop_body()
-        super().close()
 
-
-class S3Storage(Storage):
+class S3Storage(ResumableStorage):
     """Objects in an S3 bucket under ``prefix``; see the module docstring.
 
     Args:
@@ -303,6 +277,7 @@ class S3Storage(Storage):
         part_size: int = 8 * MiB,
         concurrency: int = 4,
         client: Any | None = None,
+        stale_after: float = 24 * 3600.0,
     ) -> None:
         if part_size < MIN_PART_SIZE:
             raise ValueError(f"part_size must be at least {MIN_PART_SIZE} (5 MiB), not {part_size}")
@@ -313,6 +288,11 @@ class S3Storage(Storage):
         self.bucket = bucket
         self.part_size = part_size
         self.concurrency = concurrency
+        self.stale_after = stale_after
+        # Multipart uploads this process writes, and those whose abort failed.
+        self._writing: set[str] = set()
+        self._to_abort: dict[str, str] = {}
+        self._lock = threading.Lock()
         if client is None:
             config = Config(
                 max_pool_connections=max(10, 2 * concurrency),
@@ -327,25 +307,23 @@ class S3Storage(Storage):
     def _key(self, key: str) -> str:
         return self.prefix + validate_key(key)
 
-    def _user_metadata(
-        self, filename: str | None, metadata: Mapping[str, str], sha256: str | None = None
-    ) -> dict[str, str]:
-        meta = {name: encode_metadata_value(value) for name, value in metadata.items()}
-        if filename is not None:
-            meta["filename"] = encode_metadata_value(filename)
+    def _user_metadata(self, meta: ObjectMeta, sha256: str | None = None) -> dict[str, str]:
+        user = {name: encode_metadata_value(value) for name, value in meta.metadata.items()}
+        if meta.filename is not None:
+            user["filename"] = encode_metadata_value(meta.filename)
         if sha256 is not None:
-            meta["sha256"] = sha256
-        return meta
+            user["sha256"] = sha256
+        return user
 
     def _put(self, writer: _S3Writer, data: bytes | bytearray, sha256: str) -> None:
         args: dict[str, Any] = {
             "Bucket": self.bucket,
             "Key": self._key(writer.key),
             "Body": data,
-            "Metadata": self._user_metadata(writer.filename, writer.metadata, sha256),
+            "Metadata": self._user_metadata(writer.meta, sha256),
         }
-        if writer.content_type is not None:
-            args["ContentType"] = writer.content_type
+        if writer.meta.content_type is not None:
+            args["ContentType"] = writer.meta.content_type
         with _errors(f"writing {writer.key!r}"):
             self.client.put_object(**args)
 
@@ -359,16 +337,9 @@ class S3Storage(Storage):
 
     # -- the interface -------------------------------------------------------------------
 
-    def open_writer(
-        self,
-        key: str,
-        *,
-        filename: str | None = None,
-        content_type: str | None = None,
-        metadata: Mapping[str, str] | None = None,
-    ) -> ObjectWriter:
+    def open_writer(self, key: str, meta: ObjectMeta | None = None) -> ObjectWriter:
         """Start a streamed write of ``key``; see :class:`ObjectWriter` and the module."""
-        return _S3Writer(self, key, filename=filename, content_type=content_type, metadata=metadata)
+        return _S3Writer(self, key, meta)
 
     def open(self, key: str, *, start: int = 0, end: int | None = None) -> BinaryIO:
         """A buffered, seekable stream over the object or a range (GetObject ``Range``)."""
@@ -467,14 +438,7 @@ class S3Storage(Storage):
     # -- moving ----------------------------------------------------------------------------
 
     def move(
-        self,
-        src: str,
-        dest: str,
-        *,
-        filename: str | None = None,
-        content_type: str | None = None,
-        metadata: Mapping[str, str] | None = None,
-        sha256: str | None = None,
+        self, src: str, dest: str, *, meta: ObjectMeta | None = None, sha256: str | None = None
     ) -> ObjectInfo:
         """A server-side copy with the new metadata, then DeleteObject of ``src``.
 
@@ -485,35 +449,32 @@ class S3Storage(Storage):
         """
         validate_key(dest)
         old = self.stat(src)
-        filename = old.filename if filename is None else filename
-        content_type = old.content_type if content_type is None else content_type
-        extra = validate_metadata(
-            filename, content_type, old.metadata if metadata is None else metadata
-        )
-        meta = self._user_metadata(filename, extra, sha256 or old.sha256)
+        checked = (old.meta if meta is None else meta).checked()
+        content_type = checked.content_type
+        user = self._user_metadata(checked, sha256 or old.sha256)
         if old.size <= self.max_copy_size:
             args: dict[str, Any] = {
                 "Bucket": self.bucket,
                 "Key": self._key(dest),
                 "CopySource": {"Bucket": self.bucket, "Key": self._key(src)},
                 "MetadataDirective": "REPLACE",
-                "Metadata": meta,
+                "Metadata": user,
             }
             if content_type is not None:
                 args["ContentType"] = content_type
             with _errors(f"copying {src!r} to {dest!r}", src):
                 self.client.copy_object(**args)
         else:
-            self._copy_in_parts(src, dest, old.size, content_type=content_type, meta=meta)
+            self._copy_in_parts(src, dest, old.size, content_type=content_type, user=user)
         if src != dest:
             self.delete(src)
         return self.stat(dest)
 
     def _copy_in_parts(
-        self, src: str, dest: str, size: int, *, content_type: str | None, meta: dict[str, str]
+        self, src: str, dest: str, size: int, *, content_type: str | None, user: dict[str, str]
     ) -> None:
         part = max(self.copy_part_size, -(-size // MAX_PARTS))
-        upload_id = self._begin(dest, content_type, meta)
+        upload_id = self._begin(dest, content_type, user)
         source = {"Bucket": self.bucket, "Key": self._key(src)}
 
         def copy(number: int) -> PartInfo:
@@ -532,12 +493,10 @@ class S3Storage(Storage):
             return PartInfo(number, last - first + 1, etag)
 
         try:
-            with ThreadPoolExecutor(self.concurrency, thread_name_prefix="spoolup-s3") as pool:
-                parts = list(pool.map(copy, range(1, -(-size // part) + 1)))
+            parts = list(io_pool().map(copy, range(1, -(-size // part) + 1)))
             self.complete_multipart(dest, upload_id, parts, describe=False)
         except BaseException:
-            with contextlib.suppress(StorageError):
-                self.abort_multipart(dest, upload_id)
+            self._abort_or_remember(dest, upload_id)
             raise
 
     def _begin(self, key: str, content_type: str | None, user_metadata: dict[str, str]) -> str:
@@ -550,21 +509,69 @@ class S3Storage(Storage):
             args["ContentType"] = content_type
         with _errors(f"starting an upload of {key!r}"):
             response = self.client.create_multipart_upload(**args)
-        return str(response["UploadId"])
+        upload_id = str(response["UploadId"])
+        with self._lock:
+            self._writing.add(upload_id)
+        return upload_id
+
+    def _abort_or_remember(self, key: str, upload_id: str) -> None:
+        """Abort, retrying a little; if the store still refuses, leave it to :meth:`cleanup`."""
+        for pause in (*_ABORT_PAUSES, None):
+            try:
+                self.abort_multipart(key, upload_id)
+            except StorageError as exc:
+                if pause is None:
+                    logger.warning(
+                        "aborting the upload of %r failed (%s); the next cleanup retries", key, exc
+                    )
+                    with self._lock:
+                        self._to_abort[upload_id] = key
+                    return
+                time.sleep(pause)
+            else:
+                return
+
+    def cleanup(self, older_than: float | None = None, *, keep: Container[str] = ()) -> int:
+        """Abort orphaned multipart uploads under the prefix; return how many were aborted.
+
+        Aborts those whose abort failed earlier, and every incomplete upload started
+        more than ``older_than`` seconds ago (``stale_after`` by default) that this
+        process is not writing and whose upload id is not in ``keep`` (the live
+        resumable uploads). Each abort is logged. Raises :class:`StorageError` when the
+        store cannot be listed.
+        """
+        age = self.stale_after if older_than is None else older_than
+        limit = datetime.now(UTC).timestamp() - age
+        with self._lock:
+            doomed = dict(self._to_abort)
+            writing = set(self._writing)
+        pages = self.client.get_paginator("list_multipart_uploads")
+        with _errors("listing incomplete uploads"):
+            for page in pages.paginate(Bucket=self.bucket, Prefix=self.prefix):
+                for upload in page.get("Uploads", ()):
+                    upload_id, name = str(upload["UploadId"]), str(upload["Key"])
+                    old = _utc(upload["Initiated"]).timestamp() <= limit
+                    if old and upload_id not in writing and upload_id not in keep:
+                        doomed[upload_id] = name.removeprefix(self.prefix)
+        aborted = 0
+        for upload_id, key in doomed.items():
+            try:
+                self.abort_multipart(key, upload_id)
+            except (StorageError, InvalidKey) as exc:
+                logger.warning("aborting the orphaned upload of %r failed: %s", key, exc)
+                continue
+            logger.info("aborted the orphaned multipart upload %s of %r", upload_id, key)
+            with self._lock:
+                self._to_abort.pop(upload_id, None)
+            aborted += 1
+        return aborted
 
     # -- resumable (multipart) uploads -------------------------------------------------------
 
-    def begin_multipart(
-        self,
-        key: str,
-        *,
-        filename: str | None = None,
-        content_type: str | None = None,
-        metadata: Mapping[str, str] | None = None,
-    ) -> str:
+    def begin_multipart(self, key: str, meta: ObjectMeta | None = None) -> str:
         """CreateMultipartUpload with the object's metadata; returns the upload id."""
-        extra = validate_metadata(filename, content_type, metadata)
-        return self._begin(key, content_type, self._user_metadata(filename, extra))
+        checked = ObjectMeta() if meta is None else meta.checked()
+        return self._begin(key, checked.content_type, self._user_metadata(checked))
 
     def upload_part(
         self, key: str, upload_id: str, number: int, data: bytes | bytearray
@@ -634,6 +641,8 @@ class S3Storage(Storage):
                     "Parts": [{"PartNumber": p.number, "ETag": p.etag} for p in ordered]
                 },
             )
+        with self._lock:
+            self._writing.discard(upload_id)
         if sha256 is not None:
             # Best effort: an endpoint without tagging keeps the object, without the tag.
             with contextlib.suppress(StorageError), _errors(f"tagging {key!r}"):
@@ -650,6 +659,8 @@ class S3Storage(Storage):
 
     def abort_multipart(self, key: str, upload_id: str) -> None:
         """AbortMultipartUpload; an unknown or finished upload is not an error."""
+        with self._lock:
+            self._writing.discard(upload_id)
         try:
             with _errors(f"aborting the upload of {key!r}"):
                 self.client.abort_multipart_upload(

@@ -6,7 +6,8 @@ Mount it where the collection lives (``/tus`` in ``spoolup serve``)::
 
 State is kept in the store, never only in memory, so an upload survives a restart and
 another server sharing the store can continue it. One PATCH at a time writes an upload:
-an in-process set stops a second one here, a lease in the store stops one on another
+an in-process set stops a second one here, a short lease (:mod:`spoolup.tus.lock`),
+renewed while the request lives and checked before every write, stops one on another
 server; either answers 423. Store calls and hashing run in worker threads, never on the
 event loop. A finished upload goes through the handler chain (hashing by default, and
 any content or size checks given) and is handed to ``on_complete`` as an
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import errno
 import hashlib
 import inspect
 import json
@@ -38,7 +40,8 @@ from spoolup.form import receive_file
 from spoolup.handlers import HandlerSpec, HashingHandler, UploadHandler, resolve_handlers
 from spoolup.headers import safe_filename
 from spoolup.limits import Limits
-from spoolup.storage.base import ObjectNotFound, Storage
+from spoolup.storage import InsufficientStorage, ObjectNotFound, ResumableStorage
+from spoolup.tus.lock import DEFAULT_TTL, LeaseKeeper, UploadLock, lock_for
 from spoolup.tus.protocol import (
     Create,
     Delete,
@@ -102,7 +105,8 @@ class TusApp:
         protocol: TusProtocol,
         on_complete: CompletionCallback | None = None,
         handlers: Sequence[HandlerSpec] | None = None,
-        lease: float = 30.0,
+        lease: float = DEFAULT_TTL,
+        lock: UploadLock | None = None,
         sweep_interval: float | None = 300.0,
         clock: Callable[[], float] = time.time,
         checkpoint_bytes: int = 64 * MiB,
@@ -121,11 +125,12 @@ class TusApp:
         self.protocol = protocol
         self.on_complete = on_complete
         self.handlers = handlers
-        self.lease = lease
+        self.lock = lock if lock is not None else lock_for(store, ttl=lease, clock=clock)
         self.sweep_interval = sweep_interval
         self.clock = clock
         self.owner = secrets.token_hex(8)
         self._busy: set[str] = set()
+        self._keepers: dict[str, LeaseKeeper] = {}
         self._sweeper: asyncio.Task[None] | None = None
 
     # -- ASGI ---------------------------------------------------------------------
@@ -209,8 +214,9 @@ class TusApp:
             except UploadError:
                 info = None
             gone = info is None or (info.expires is not None and now >= info.expires)
-            if gone and self.store.try_lock(upload_id, self.owner, now, self.lease):
+            if gone and self.lock.acquire(upload_id, self.owner) is not None:
                 self.store.delete(upload_id)
+                self.lock.discard(upload_id)
                 self._live.pop(upload_id, None)
                 removed.append(upload_id)
             elif info is not None and not info.is_complete:
@@ -321,6 +327,7 @@ class TusApp:
     async def _remove(self, upload_id: str, *, unfinished: bool = True) -> None:
         self._live.pop(upload_id, None)
         await asyncio.to_thread(self.store.delete, upload_id)
+        await asyncio.to_thread(self.lock.discard, upload_id)
         if unfinished:
             self._closed_one()
 
@@ -362,31 +369,36 @@ class TusApp:
 
     async def _locked(self, upload_id: str, work: Awaitable[_T], *, release: bool = True) -> _T:
         # The one place an upload is locked: in this process by a set, across servers
-        # by the store's lease.
+        # by a lease, kept while the work runs and checked before each of its writes.
         if upload_id in self._busy:
             _close_awaitable(work)
             msg = "another request is writing this upload"
             raise UploadLocked(msg)
         self._busy.add(upload_id)
         try:
-            got = await asyncio.to_thread(
-                self.store.try_lock, upload_id, self.owner, self.clock(), self.lease
-            )
-            if not got:
+            lease = await asyncio.to_thread(self.lock.acquire, upload_id, self.owner)
+            if lease is None:
                 _close_awaitable(work)
                 msg = "another server is writing this upload"
                 raise UploadLocked(msg)
-            try:
+            # A termination removes the lease with the upload: nothing to release.
+            keeper = LeaseKeeper(self.lock, lease, release=release)
+            self._keepers[upload_id] = keeper
+            async with keeper:
                 return await work
-            finally:
-                if release:
-                    await asyncio.to_thread(self.store.unlock, upload_id, self.owner)
         finally:
+            self._keepers.pop(upload_id, None)
             self._busy.discard(upload_id)
 
-    def _renew(self, upload_id: str) -> None:
-        """Keep the lease of a long request running (called at each checkpoint)."""
-        self.store.try_lock(upload_id, self.owner, self.clock(), self.lease)
+    def _fence(self, upload_id: str) -> None:
+        """Before a write: :class:`~spoolup.tus.lock.LeaseLost` (423) if the lease is gone."""
+        keeper = self._keepers.get(upload_id)
+        if keeper is not None:
+            keeper.check()
+
+    def _fenced(self, upload_id: str, func: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        self._fence(upload_id)
+        return func(*args, **kwargs)
 
     # -- writing ------------------------------------------------------------------
 
@@ -437,13 +449,14 @@ class TusApp:
     def _checkpoint(self, writer: DataWriter, snapshot: UploadInfo) -> None:
         writer.sync_snapshot()
         snapshot.expires = self.protocol.expires_at(self.clock())
-        self.store.save(snapshot)
-        self._renew(snapshot.id)
+        self._fenced(snapshot.id, self.store.save, snapshot)
 
     def _save_written(self, writer: DataWriter, sync: bool) -> None:
-        writer.flush(final=True, sync=sync)
+        # Once the lease is lost, what this request still holds is dropped, never
+        # written over the work of the server that took the upload over.
+        self._fenced(writer.info.id, writer.flush, final=True, sync=sync)
         writer.info.expires = self.protocol.expires_at(self.clock())
-        self.store.save(writer.info, durable=sync)
+        self._fenced(writer.info.id, self.store.save, writer.info, durable=sync)
 
     async def _after_write(self, info: UploadInfo, hasher: hashlib._Hash | None) -> None:
         if not info.is_complete:
@@ -451,7 +464,7 @@ class TusApp:
         self._live.pop(info.id, None)
         if info.concat == "partial":
             # A partial upload is no file of its own: its final concatenation will be.
-            await asyncio.to_thread(self.store.finish, info)
+            await asyncio.to_thread(self._fenced, info.id, self.store.finish, info)
             self._closed_one()
             return
         digest = None if hasher is None else hasher.hexdigest()
@@ -459,7 +472,7 @@ class TusApp:
 
     async def _concat(self, info: UploadInfo, parts: list[UploadInfo]) -> None:
         try:
-            digest = await asyncio.to_thread(self.store.concat, info, parts)
+            digest = await asyncio.to_thread(self._fenced, info.id, self.store.concat, info, parts)
         except (FileNotFoundError, ObjectNotFound):
             # The parts are not locked while they are copied: one was terminated or
             # expired meanwhile.
@@ -470,7 +483,7 @@ class TusApp:
     async def _complete(self, info: UploadInfo, digest: str | None) -> None:
         """Hand the finished upload to the handlers, then to the completion callback."""
         try:
-            await asyncio.to_thread(self.store.finish, info, sha256=digest)
+            await asyncio.to_thread(self._fenced, info.id, self.store.finish, info, sha256=digest)
             upload = await asyncio.to_thread(self._receive_finished, info, digest)
             if upload is None:  # a handler skipped the file: nothing is kept
                 await asyncio.to_thread(self.store.discard_data, info)
@@ -489,7 +502,7 @@ class TusApp:
         info.record = dict(record) if isinstance(record, Mapping) else None
         if self.on_complete is not None:
             # The callback took the file; without one the data stays in the store.
-            await asyncio.to_thread(self.store.discard_data, info)
+            await asyncio.to_thread(self._fenced, info.id, self.store.discard_data, info)
 
     def _receive_finished(self, info: UploadInfo, digest: str | None) -> UploadedFile | None:
         """The finished upload through :func:`~spoolup.receive_file` and the handlers.
@@ -565,7 +578,9 @@ class _Stream:
                 snapshot = writer.snapshot()
                 if snapshot is not None:
                     self.checkpoint = _in_thread(app._checkpoint, writer, snapshot)
-            self.pending = _in_thread(_write_hashed, writer, self.hasher, batch)
+            self.pending = _in_thread(
+                app._fenced, writer.info.id, _write_hashed, writer, self.hasher, batch
+            )
         await self._written()
 
     async def _written(self) -> None:
@@ -586,6 +601,9 @@ class _Stream:
                     await self.pending
                 if self.pending.cancelled() or self.pending.exception() is not None:
                     self.hasher = None
+                    if self.checkpoint is not None:  # it may have failed too (a lost lease)
+                        with contextlib.suppress(BaseException):
+                            await self.checkpoint
                     return  # nothing is saved past the failed write
             if self.checkpoint is not None:
                 await self.checkpoint
@@ -638,7 +656,13 @@ async def _verified(body: AsyncIterator[bytes], request: Patch) -> AsyncIterator
     with tempfile.SpooledTemporaryFile(max_size=_BATCH) as spool:
         async for batch in body:
             hasher.update(batch)
-            await asyncio.to_thread(spool.write, batch)
+            try:
+                await asyncio.to_thread(spool.write, batch)
+            except OSError as exc:  # the temp folder, not the storage, is full
+                if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                    raise
+                msg = "no space left in the temp folder to verify the chunk"
+                raise InsufficientStorage(msg) from None
         request.checksum.verify(hasher)
         spool.seek(0)
         while chunk := await asyncio.to_thread(spool.read, _BATCH):
@@ -723,7 +747,8 @@ def create_tus_app(
     handlers: Sequence[HandlerSpec] | None = None,
     allow_origins: Sequence[str] = ("*",),
     limits: TusLimits | None = None,
-    lease: float = 30.0,
+    lease: float = DEFAULT_TTL,
+    lock: UploadLock | None = None,
     sweep_interval: float | None = 300.0,
     clock: Callable[[], float] = time.time,
     checkpoint_bytes: int = 64 * MiB,
@@ -742,9 +767,10 @@ def create_tus_app(
 
     ``handlers`` is the chain a finished upload is run through (none by default: its
     sha256 is computed while it is received); ``on_complete`` then receives it (see
-    :data:`CompletionCallback`). ``lease`` bounds how long a crashed server's write
-    lock blocks an upload. ``on_create`` may refuse an upload, or change its metadata,
-    before it is created (see :data:`CreationCallback`).
+    :data:`CompletionCallback`). ``lease`` (seconds) bounds how long a crashed server's
+    write lease blocks an upload; ``lock`` is where leases are kept (by default beside
+    the uploads, see :func:`~spoolup.tus.lock.lock_for`). ``on_create`` may refuse an
+    upload, or change its metadata, before it is created (see :data:`CreationCallback`).
 
     Durability: the bytes and the offset are made durable at checkpoints, every
     ``checkpoint_bytes`` or ``checkpoint_seconds`` of a request, whichever comes first,
@@ -768,6 +794,7 @@ def create_tus_app(
         on_complete=on_complete,
         handlers=handlers,
         lease=lease,
+        lock=lock,
         sweep_interval=sweep_interval,
         clock=clock,
         checkpoint_bytes=checkpoint_bytes,
@@ -781,7 +808,7 @@ def tus_store_for(storage: object) -> TusStore:
     """The :class:`TusStore` for a storage backend, a folder, or a store given as is."""
     if isinstance(storage, TusStore):
         return storage
-    if isinstance(storage, str | Path | Storage):
+    if isinstance(storage, str | Path | ResumableStorage):
         return TusStore(storage)
     msg = f"no tus store for {type(storage).__name__}"
     raise TypeError(msg)

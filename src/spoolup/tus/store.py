@@ -1,32 +1,33 @@
 """Where tus uploads live between requests: one store over any spoolup storage backend.
 
 :class:`TusStore` keeps, under ``prefix`` + ``<id>/`` of a
-:class:`~spoolup.storage.base.Storage` (local or S3): ``info`` (the state, JSON),
-``lock`` (the write lease) and, on backends with a minimum part size, ``tail`` (the
-bytes short of a part between requests). The bytes go into the backend's resumable
-(multipart) upload for ``<id>/data``, whose id is kept in the state, so any server
-sharing the storage continues the upload and nothing is only in memory.
+:class:`~spoolup.storage.ResumableStorage` (local or S3): ``info`` (the state, JSON),
+``lock`` (the write lease on S3, see :mod:`spoolup.tus.lock`) and, on backends with a
+minimum part size, ``tail`` (the bytes short of a part between requests). The bytes go
+into the backend's resumable (multipart) upload for ``<id>/data``, whose id is kept in
+the state, so any server sharing the storage continues the upload and nothing is only in
+memory.
 
-A request's bytes are streamed by a :class:`DataWriter`: on a backend whose uploads
-are one growing file (local), straight onto its end; on S3, gathered into parts of
-``part_size`` (8 MiB), so at most one part per upload is ever held in memory.
-Durability comes at checkpoints, not per write (see :meth:`DataWriter.snapshot`).
-All methods block; the tus app calls them in worker threads.
+A request's bytes are streamed by a :class:`DataWriter`: on a backend whose uploads are
+one growing file (local), straight onto its end; on S3, gathered into parts of
+``part_size`` (8 MiB), so at most one part per upload is ever held in memory. Durability
+comes at checkpoints, not per write (see :meth:`DataWriter.snapshot`). All methods
+block; the tus app calls them in worker threads.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import secrets
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from spoolup.files import FileInfo, UploadedFile
-from spoolup.storage.base import ObjectNotFound, PartAppender, PartInfo, Storage, StorageError
+from spoolup.storage import ObjectMeta, ObjectNotFound, PartInfo, ResumableStorage, StorageError
 from spoolup.storage.handler import StoredFile
+from spoolup.storage.resumable import PartAppender
 from spoolup.tus.protocol import is_upload_id
 from spoolup.tus.state import StateError, UploadInfo
 
@@ -39,14 +40,8 @@ _COPY_CHUNK = 1024 * 1024
 _S3_PART = 8 * 1024 * 1024
 
 
-@dataclass(frozen=True, slots=True)
-class _Lease:
-    owner: str
-    until: float
-
-
 class TusStore:
-    """tus uploads kept in a spoolup :class:`~spoolup.storage.base.Storage`.
+    """tus uploads kept in a spoolup :class:`~spoolup.storage.ResumableStorage`.
 
     ``storage`` is a backend or a folder (a :class:`~spoolup.storage.LocalStorage`
     is made over it). ``part_size`` is the size of the parts sent to a backend with a
@@ -54,9 +49,9 @@ class TusStore:
     """
 
     def __init__(
-        self, storage: Storage | str | Path, *, prefix: str = "tus/", part_size: int = 0
+        self, storage: ResumableStorage | str | Path, *, prefix: str = "tus/", part_size: int = 0
     ) -> None:
-        if not isinstance(storage, Storage):
+        if not isinstance(storage, ResumableStorage):
             from spoolup.storage.local import LocalStorage
 
             storage = LocalStorage(storage)
@@ -107,42 +102,6 @@ class TusStore:
             if token is None:
                 return
 
-    # -- the write lease -----------------------------------------------------------
-
-    def try_lock(self, upload_id: str, owner: str, now: float, lease: float) -> bool:
-        """Write ``<id>/lock`` unless another owner's lease is still running.
-
-        Read back after writing: of two servers racing for a free lease, at most one
-        sees its own name. The lease needs no durability (a crash frees it anyway).
-        """
-        key = self.key(upload_id, "lock")
-        held = self._lease(key)
-        if held is not None and held.owner != owner and held.until > now:
-            return False
-        record = json.dumps({"owner": owner, "until": now + lease}).encode()
-        self.storage.write(key, record, durable=False)
-        held = self._lease(key)
-        return held is not None and held.owner == owner
-
-    def _lease(self, key: str) -> _Lease | None:
-        try:
-            raw = json.loads(self.storage.read_bytes(key))
-            return _Lease(str(raw["owner"]), float(raw["until"]))
-        except (ObjectNotFound, ValueError, TypeError, KeyError):
-            return None
-
-    def lease_owner(self, upload_id: str) -> str | None:
-        """Who holds the lease on the upload (running or lapsed), if anyone."""
-        held = self._lease(self.key(upload_id, "lock"))
-        return None if held is None else held.owner
-
-    def unlock(self, upload_id: str, owner: str) -> None:
-        """Delete ``<id>/lock`` if it is ours."""
-        key = self.key(upload_id, "lock")
-        held = self._lease(key)
-        if held is not None and held.owner == owner:
-            self._delete_key(key)
-
     def _delete_key(self, key: str) -> None:
         with contextlib.suppress(ObjectNotFound):
             self.storage.delete(key)
@@ -152,7 +111,7 @@ class TusStore:
     def create(self, info: UploadInfo) -> None:
         """Begin the backend's resumable upload and save the state with its id."""
         mpu = self.storage.begin_multipart(
-            self.key(info.id, "data"), filename=info.filename, content_type=info.content_type
+            self.key(info.id, "data"), ObjectMeta(info.filename, info.content_type)
         )
         info.backend = {"mpu": mpu, "parts": [], "tail": 0}
         self.save(info)
@@ -191,7 +150,7 @@ class TusStore:
         else:
             # An empty upload: S3 cannot complete a multipart upload without parts.
             self.storage.abort_multipart(key, backend["mpu"])
-            self.storage.write(key, b"", filename=info.filename, content_type=info.content_type)
+            self.storage.write(key, b"", ObjectMeta(info.filename, info.content_type))
         backend.update(done=True, tail=0, parts=[])
         info.synced = info.offset
         self.save(info)
@@ -341,21 +300,24 @@ class _PartWriter(DataWriter):
         self._parts: list[list[object]] = [list(p) for p in info.backend["parts"]]
         self._in_parts = info.offset - len(self._buffer)
 
-    def _send(self, data: bytes) -> None:
+    def _send(self, data: bytes | bytearray) -> None:
         number = len(self._parts) + 1
         part = self.store.storage.upload_part(self.key, self.info.backend["mpu"], number, data)
         self._parts.append([part.number, part.size, part.etag])
         self._in_parts += part.size
 
     def write(self, data: bytes) -> None:
-        self._buffer += data
         self.offset += len(data)
         size = self.store.part_size
-        while len(self._buffer) >= size:
-            with memoryview(self._buffer) as view:
-                chunk = bytes(view[:size])
-            del self._buffer[:size]
-            self._send(chunk)
+        with memoryview(data) as view:
+            while view:
+                # Filled to one part exactly, then sent as it is: no copy of the part.
+                room = size - len(self._buffer)
+                self._buffer += view[:room]
+                view = view[room:]  # noqa: PLW2901
+                if len(self._buffer) >= size:
+                    full, self._buffer = self._buffer, bytearray()
+                    self._send(full)
 
     def snapshot(self) -> UploadInfo | None:
         # Parts are durable once sent; the bytes still in the buffer are not counted.
@@ -366,8 +328,8 @@ class _PartWriter(DataWriter):
 
     def flush(self, *, final: bool = False, sync: bool = False) -> None:
         if len(self._buffer) >= self.store.storage.min_part_size:
-            self._send(bytes(self._buffer))
-            self._buffer.clear()
+            full, self._buffer = self._buffer, bytearray()
+            self._send(full)
         elif self._buffer:
             self.store.storage.write(self.store.key(self.info.id, "tail"), bytes(self._buffer))
         backend = self.info.backend

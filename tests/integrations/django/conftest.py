@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from benchmarks.serving import free_port, stop, wait_for_port
 
 _BASE = Path(tempfile.mkdtemp(prefix="spoolup-django-"))
 os.environ["SPOOLUP_DJANGO_DIR"] = str(_BASE)
@@ -58,13 +58,6 @@ def empty_folders() -> None:
         folder.mkdir(parents=True)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @dataclass
 class Server:
     """A server running the project on 127.0.0.1."""
@@ -87,12 +80,7 @@ class Server:
 
     def stop(self) -> None:
         if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=20)
+            stop(self.process)
 
 
 def start_server(kind: str, env: dict[str, str] | None = None) -> Server:
@@ -131,16 +119,9 @@ def start_server(kind: str, env: dict[str, str] | None = None) -> Server:
             env={**os.environ, **(env or {})},
         )
     server = Server(f"http://127.0.0.1:{port}", port, process, log)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{kind} exited with {process.returncode}:\n{server.output()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-        except OSError:
-            time.sleep(0.1)
-    else:
+    try:
+        wait_for_port(port, process)
+    except RuntimeError as exc:
         server.stop()
-        raise RuntimeError(f"{kind} did not listen within 60 s:\n{server.output()}")
+        raise RuntimeError(f"{kind}: {exc}:\n{server.output()}") from exc
     return server

@@ -19,6 +19,7 @@ from django.core.exceptions import SuspiciousOperation
 from django.http import HttpRequest, QueryDict
 from django.utils.datastructures import MultiValueDict
 
+from spoolup import _io
 from spoolup import form as _form
 from spoolup.errors import RequestTooLarge, UploadAborted, UploadError
 from spoolup.files import UploadedFile
@@ -26,7 +27,7 @@ from spoolup.form import Form
 from spoolup.handlers import HandlerSpec
 from spoolup.headers import parse_options_header
 from spoolup.limits import Limits
-from spoolup.multipart import MultipartParser, PartData, PartStart
+from spoolup.multipart import MultipartParser, PartData, PartEnd, PartStart
 from spoolup.wsgi import content_length
 
 from .config import Options, options_for
@@ -94,7 +95,7 @@ def _chunks(request: HttpRequest, length: int | None) -> Iterator[bytes]:
     received = 0
     while True:
         try:
-            chunk = read(_form.READ_SIZE)
+            chunk = read(_io.READ_SIZE)
         except OSError as exc:
             raise UploadAborted(f"reading the request body failed: {exc}") from exc
         if not chunk:
@@ -141,20 +142,19 @@ class _FormMemory:
         self._total = 0
         self._in_field = False
 
-    def _count(self, events: Sequence[object]) -> None:
+    def _count(self, events: Sequence[PartStart | PartData | PartEnd]) -> None:
         for event in events:
-            kind = type(event)
-            if kind is PartData:
+            if type(event) is PartData:
                 if self._in_field:
-                    self._total += len(event.data)  # type: ignore[attr-defined]
+                    self._total += len(event.data)
                     if self._total > self._limit:
                         raise RequestTooLarge.for_limit(
                             "DATA_UPLOAD_MAX_MEMORY_SIZE", self._limit, "the form's non-file data"
                         )
-            elif kind is PartStart:
-                self._in_field = event.filename is None  # type: ignore[attr-defined]
+            elif type(event) is PartStart:
+                self._in_field = event.filename is None
 
-    def feed(self, data: bytes) -> Sequence[object]:
+    def feed(self, data: bytes) -> Sequence[PartStart | PartData | PartEnd]:
         events = self._parser.feed(data)
         self._count(events)
         return events

@@ -46,7 +46,7 @@ from django.core.files.storage import FileSystemStorage, Storage, default_storag
 from django.core.files.utils import validate_file_name
 
 from spoolup._cleanup import SpoolFile
-from spoolup.files import FileInfo, UploadedFile
+from spoolup.files import FileInfo, UploadedFile, _fsync_dir
 from spoolup.handlers import StopFutureHandlers, UploadContext, UploadHandler
 
 __all__ = ["DjangoStorageHandler", "StoredFile"]
@@ -125,33 +125,19 @@ class _FileSystemWriter:
         self._tmp.unlink(missing_ok=True)
 
 
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platform dependent
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover - platform dependent
-        pass
-    finally:
-        os.close(fd)
-
-
 class _S3Writer:
     """django-storages' S3: spoolup's streamed multipart writer, on the storage's client."""
 
     def __init__(self, storage: Any, name: str, info: FileInfo) -> None:
         from storages.utils import clean_name
 
+        from spoolup.storage.meta import ObjectMeta
         from spoolup.storage.s3 import S3Storage
 
         self._name = storage.get_available_name(name)
         key = storage._normalize_name(clean_name(self._name))
         backend = S3Storage(storage.bucket_name, client=storage.connection.meta.client)
-        self._writer = backend.open_writer(
-            key, filename=info.filename, content_type=info.content_type
-        )
+        self._writer = backend.open_writer(key, ObjectMeta(info.filename, info.content_type))
 
     def write(self, data: bytes) -> None:
         self._writer.write(data)

@@ -2,8 +2,11 @@
 
 ``$BENCH_APP`` names the factory (``benchmarks.frameworks.flask_app:native_app``).
 uvicorn serves ``benchmarks.frameworks.serve:asgi`` (``--factory``), gunicorn
-``benchmarks.frameworks.serve:wsgi()``. Every response carries ``x-bench-read``: the
-body bytes the app had read when it answered (what "refused before reading" means).
+``benchmarks.frameworks.serve:wsgi()``. Each answer's status and the body bytes the app had read
+when it answered (what "refused before reading" means) are written as a line
+``<status> <bytes>`` to the pipe ``$BENCH_LOG_FD`` before the answer is sent (a pipe: a
+file, even on tmpfs, would count as the app's disk bytes). A client cut off while still
+sending (a server closing after an early 413) may never read the answer; the pipe has it.
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-HEADER = "x-bench-read"
+
+def _record(status: int, read: int) -> None:
+    os.write(int(os.environ["BENCH_LOG_FD"]), f"{status} {read}\n".encode())
 
 
 def _load() -> Any:
@@ -39,8 +44,7 @@ def asgi() -> Any:
 
         async def counting_send(message: Any) -> None:
             if message["type"] == "http.response.start":
-                headers = [*message.get("headers", []), (HEADER.encode(), str(read).encode())]
-                message = {**message, "headers": headers}
+                _record(message["status"], read)
             await send(message)
 
         await app(scope, counting_receive, counting_send)
@@ -80,7 +84,8 @@ def wsgi() -> Any:
         stream = environ["wsgi.input"] = _CountingInput(environ["wsgi.input"])
 
         def counting_start(status: str, headers: list[tuple[str, str]], *rest: Any) -> Any:
-            return start_response(status, [*headers, (HEADER, str(stream.read_bytes))], *rest)
+            _record(int(status.split(maxsplit=1)[0]), stream.read_bytes)
+            return start_response(status, headers, *rest)
 
         result: Iterable[bytes] = app(environ, counting_start)
         return result

@@ -182,16 +182,23 @@ def test_errors_and_cancel(browser: object, tmp_path: Path) -> None:
     running = start_server(config, tmpdir)
     try:
         page = browser.new_page()  # type: ignore[attr-defined]
+        sent: list[str] = []
+        page.on("request", lambda r: sent.append(r.method) if r.method != "GET" else None)
         page.goto(running.url)
         sync_api.expect(page.locator("#files-empty")).to_be_visible()
+        sync_api.expect(page.locator("#limits-line")).to_contain_text("Files up to 1 MB each")
 
-        # The server's own words for a file over the limit.
+        # A file over the limit: said in plain words, before a byte is sent.
         big = tmp_path / "too-big.bin"
         big.write_bytes(os.urandom(1_500_000))
         page.set_input_files("#file-input", str(big))
         item = page.locator('#queue .item[data-filename="too-big.bin"]')
         sync_api.expect(item).to_have_attribute("data-state", "failed", timeout=15_000)
-        sync_api.expect(item.locator(".item-stats")).to_contain_text("max_file_size=1000000")
+        sync_api.expect(item.locator(".item-stats")).to_have_text(
+            "too-big.bin is 1.5 MB; this server takes files up to 1 MB."
+        )
+        assert sent == []
+        sync_api.expect(item.locator(".retry")).to_be_hidden()  # retrying cannot help
 
         # A slow upload, cancelled midway: nothing is stored, nothing left behind.
         cdp = page.context.new_cdp_session(page)

@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+
 from benchmarks.serving import (
     free_port,
     process_tree,
@@ -81,6 +83,8 @@ def serve(kind: str, app: str, folder: Path) -> Iterator[Server]:
     process = subprocess.Popen(command, cwd=ROOT, env=env)
     try:
         wait_for_port(port, process)
+        # One request first: a pre-fork worker exists and has loaded the app.
+        httpx.get(f"http://127.0.0.1:{port}/", timeout=60)
         yield Server(f"http://127.0.0.1:{port}", port, process, tmpdir, storage)
     finally:
         stop(process)

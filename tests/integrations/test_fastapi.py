@@ -83,11 +83,33 @@ def test_the_route_max_body_size_is_honoured_before_reading(client: TestClient) 
     assert response.json() == {"fields": {"title": "ok"}}
 
 
+def test_fastapi_form_limits_apply(client: TestClient) -> None:
+    files = [("doc", ("a.txt", b"a")), ("doc", ("b.txt", b"b"))]
+    response = client.post("/few", files=files)
+    assert response.status_code == 413
+    assert "max_files=1" in response.json()["error"]
+    response = client.post("/few", data={"title": "x" * 11})
+    assert response.status_code == 413
+    assert "max_field_size=10" in response.json()["error"]
+    response = client.post("/few", data={f"f{i}": "v" for i in range(21)})  # the app's
+    assert response.status_code == 413
+    assert "max_fields=20" in response.json()["error"]
+    response = client.post("/few", data={"title": "ok"}, files=files[:1])
+    assert response.json() == {"fields": 1, "files": 1}
+
+
 def test_a_body_already_read_is_a_clear_error_at_once(client: TestClient) -> None:
     with pytest.raises(RuntimeError, match=r"already read by request\.form\(\)"):
         client.post("/consumed", data={"title": "x"})
     with pytest.raises(RuntimeError, match=r"already read by request\.body\(\)"):
         client.post("/read-first", data={"title": "x"})
+
+
+def test_the_form_is_closed_after_the_response(client: TestClient, tmp_path: Path) -> None:
+    data = os.urandom(3 * 1024 * 1024)  # past the memory threshold: a temp file
+    response = client.post("/echo", files={"file": ("big.bin", data)})
+    assert response.content == data
+    assert [p for p in tmp_path.iterdir() if p.is_file()] == []
 
 
 def test_raw_body_as_one_file(client: TestClient) -> None:

@@ -62,6 +62,12 @@ def test_request_max_body_size_is_honoured(client: TestClient) -> None:  # type:
     response = client.post("/limited", content=body, headers={"content-type": FORM})
     assert response.status_code == 413
     assert response.json() == {"error": "request body exceeds the limit max_body_size=1000"}
+    parts = [(f"f{i}", None, b"v") for i in range(3)] + [(f"d{i}", "d.txt", b"d") for i in range(3)]
+    response = client.post(
+        "/avatar", content=multipart(BOUNDARY, *parts), headers={"content-type": FORM}
+    )
+    assert response.status_code == 413
+    assert "multipart_form_part_limit=5" in response.json()["error"]
     small = multipart(BOUNDARY, ("title", None, b"ok"))
     response = client.post("/limited", content=small, headers={"content-type": FORM})
     assert response.json() == {"fields": {"title": "ok"}}

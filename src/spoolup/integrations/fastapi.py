@@ -18,8 +18,10 @@
         image = data.files["image"]
         ...
 
-The form is closed (temp files removed) after the response is sent. The route's
-``max_body_size`` applies (a declared length over it is a 413 before reading), and a
+The form is closed (temp files removed) after the response is sent. FastAPI's own
+limits apply: the route's ``max_body_size`` (a declared length over it is a 413 before
+reading) and ``form_limits`` (``max_files``, ``max_fields``, ``max_part_size`` for one
+text value) of the app, its routers and the route. A
 body already read by a ``Form()``/``File()`` parameter or ``request.form()`` is a
 ``RuntimeError`` at once. With :func:`spoolup.integrations.starlette.install`, the
 route's OpenAPI operation shows a ``multipart/form-data`` body whose ``files`` are
@@ -29,6 +31,7 @@ picker) and the 400/413/415 answers.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
@@ -46,7 +49,14 @@ from spoolup.headers import parse_options_header
 from spoolup.integrations import starlette
 from spoolup.limits import Limits
 
-__all__ = ["FormDependency", "UploadFileDependency", "document", "form", "upload_file"]
+__all__ = [
+    "FormDependency",
+    "UploadFileDependency",
+    "document",
+    "form",
+    "form_limits",
+    "upload_file",
+]
 
 _ERROR_SCHEMA = {
     "type": "object",
@@ -67,6 +77,33 @@ def _file_schema() -> dict[str, Any]:
     # offers the same file picker.
     schema: dict[str, Any] = TypeAdapter(UploadFile).json_schema(mode="validation")
     return schema
+
+
+# FastAPI's form_limits (app, router and route), by the Limits field each one bounds.
+_FORM_LIMITS = {
+    "max_files": "max_files",
+    "max_fields": "max_fields",
+    "max_part_size": "max_field_size",
+}
+
+
+def form_limits(request: Request, limits: Limits | None) -> Limits:
+    """``limits`` (or the defaults) lowered to FastAPI's ``form_limits`` for the route.
+
+    FastAPI keeps the app's and routers' ``form_limits`` in the request scope and the
+    route's own on the route; the route's win, as in FastAPI's own form parsing.
+    """
+    limits = Limits() if limits is None else limits
+    fastapi_scope = request.scope.get("fastapi")
+    inherited = fastapi_scope.get("form_limits") if isinstance(fastapi_scope, dict) else None
+    own = getattr(request.scope.get("route"), "form_limits", None)
+    settings = {**(inherited or {}), **(own or {})}
+    changes = {
+        field: min(getattr(limits, field), settings[name])
+        for name, field in _FORM_LIMITS.items()
+        if isinstance(settings.get(name), int)
+    }
+    return dataclasses.replace(limits, **changes) if changes else limits
 
 
 class FormDependency:
@@ -90,7 +127,8 @@ class FormDependency:
 
     async def __call__(self, request: Request) -> AsyncIterator[Form]:
         """Parse the body, yield the form, close it when FastAPI is done with it."""
-        parsed = await starlette.parse_form(request, limits=self.limits, handlers=self.handlers)
+        limits = form_limits(request, self.limits)
+        parsed = await starlette.parse_form(request, limits=limits, handlers=self.handlers)
         try:
             yield parsed
         finally:

@@ -20,8 +20,9 @@ closed after the handler, and an exception handler that answers every
 :class:`~spoolup.UploadError` with JSON ``{"error": ...}`` and its status. The route's
 ``request_max_body_size`` (Litestar's own, layered from app to handler; 10 MB unless
 set) lowers ``Limits.max_body_size``: a declared length over it is a 413 before the
-body is read. A body already read (a ``data`` parameter, ``request.body()``,
-``request.form()``, ``request.stream()``) is a ``RuntimeError`` at once.
+body is read; the app's ``multipart_form_part_limit`` bounds the parts. A body already
+read (a ``data`` parameter, ``request.body()``, ``request.form()``, ``request.stream()``)
+is a ``RuntimeError`` at once.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from litestar.utils.empty import value_or_default
 from litestar.utils.scope.state import ScopeState
 
 from spoolup import asgi
-from spoolup.errors import UploadError
+from spoolup.errors import TooManyParts, UploadError
 from spoolup.form import Form
 from spoolup.handlers import HandlerSpec
 from spoolup.limits import Limits
@@ -65,12 +66,21 @@ def upload_options(
 
 
 def request_limits(request: Request[Any, Any, Any], limits: Limits | None) -> Limits:
-    """``limits`` (or the defaults) lowered to the route's ``request_max_body_size``."""
+    """``limits`` (or the defaults) lowered to Litestar's settings for the request.
+
+    The route's ``request_max_body_size`` bounds the body; the app's
+    ``multipart_form_part_limit`` bounds the files and the fields (and their sum, checked
+    once the form is read).
+    """
     limits = Limits() if limits is None else limits
-    framework = request.route_handler.resolve_request_max_body_size()
-    if framework is not None and framework < limits.max_body_size:
-        return dataclasses.replace(limits, max_body_size=framework)
-    return limits
+    changes: dict[str, int] = {}
+    body = request.route_handler.resolve_request_max_body_size()
+    if body is not None and body < limits.max_body_size:
+        changes["max_body_size"] = body
+    parts = request.app.multipart_form_part_limit
+    changes["max_files"] = min(limits.max_files, parts)
+    changes["max_fields"] = min(limits.max_fields, parts)
+    return dataclasses.replace(limits, **changes)
 
 
 def _check_unread(request: Request[Any, Any, Any]) -> None:
@@ -141,12 +151,19 @@ async def _parse(
     request: Request[Any, Any, Any], limits: Limits | None, handlers: Iterable[HandlerSpec] | None
 ) -> Form:
     _check_unread(request)
-    return await asgi.parse_form(
+    parsed = await asgi.parse_form(
         cast(asgi.Scope, request.scope),
         cast(asgi.Receive, request.receive),
         limits=request_limits(request, limits),
         handlers=handlers,
     )
+    parts = len(parsed.fields.multi_items()) + len(parsed.files.multi_items())
+    if parts > request.app.multipart_form_part_limit:
+        await parsed.aclose()
+        raise TooManyParts.for_limit(
+            "multipart_form_part_limit", request.app.multipart_form_part_limit, "form parts"
+        )
+    return parsed
 
 
 def upload_error_response(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:

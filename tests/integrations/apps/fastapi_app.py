@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi import Form as FormParam
+from fastapi.responses import StreamingResponse
 
 from spoolup import Form, Limits, UploadedFile
 from spoolup.handlers import HashingHandler, MemoryFileHandler, SpooledFileHandler
@@ -13,7 +14,7 @@ from spoolup.integrations.fastapi import form, upload_file
 from spoolup.integrations.starlette import install, parse_form
 from tests.integrations.apps.common import IMAGE_LIMIT, image_size, storage
 
-app = FastAPI()
+app = FastAPI(form_limits={"max_fields": 20})
 install(app)
 
 avatar_form = form(
@@ -45,9 +46,20 @@ async def backup(data: Annotated[Form, Depends(backup_form)]) -> dict[str, Any]:
     return {"name": kept.name, "size": file.size, "sha256": file.hashes["sha256"]}
 
 
+@app.post("/echo")
+async def echo(data: Annotated[Form, Depends(form())]) -> StreamingResponse:
+    # The form is closed after the response: the file streams back from its temp file.
+    return StreamingResponse(data.files["file"].achunks())
+
+
 @app.post("/limited", max_body_size=1_000_000)
 async def limited(data: Annotated[Form, Depends(form())]) -> dict[str, Any]:
     return {"fields": dict(data.fields)}
+
+
+@app.post("/few", form_limits={"max_files": 1, "max_part_size": 10})
+async def few(data: Annotated[Form, Depends(form())]) -> dict[str, Any]:
+    return {"fields": len(data.fields), "files": len(data.files)}
 
 
 @app.post("/consumed")

@@ -68,4 +68,10 @@ async def read_first(form: NamedDependency[Form]) -> dict[str, Any]:
 def make_app(debug: bool = False) -> Litestar:
     """The app (``uvicorn --factory``); ``debug`` shows a bug's message in its 500."""
     handlers = [avatar, backup, limited, consumed, read_first]
-    return Litestar(handlers, plugins=[SpoolupPlugin()], debug=debug, logging_config=None)
+    return Litestar(
+        handlers,
+        plugins=[SpoolupPlugin()],
+        multipart_form_part_limit=5,
+        debug=debug,
+        logging_config=None,
+    )

@@ -1,12 +1,17 @@
 // spoolup's page. Plain JavaScript, no build step, nothing fetched from outside.
 //
 // Layout of this file:
-//   format helpers | auth (token asked once, kept in sessionStorage) | apiFetch
+//   format helpers | plain-language errors | auth (token asked once, kept in
+//   sessionStorage) | apiFetch | limits (GET /api/limits, checked before sending)
 //   uploaders: one function per transport that uploads ONE file and reports progress
 //              (formUpload: one multipart POST; tusUpload: resumable, /tus/ via tus.js);
 //              pickUploader(file) chooses one by size (TUS_THRESHOLD)
-//   upload queue (UI items, speed and time left, at most MAX_PARALLEL at once)
-//   stored files list | image check panel | start-up
+//   upload queue (UI items, retry, clear finished, at most MAX_PARALLEL at once)
+//   unfinished uploads (resume or forget) | stored files (search, sort, pages,
+//   copy link / sha256 / curl, share links) | upload links | image check | start-up
+//
+// At /u/<link> (an upload link) the page is upload-only: every file goes to
+// /u/<link>/files, no token is asked, nothing else is shown.
 "use strict";
 
 ((global) => {
@@ -19,21 +24,29 @@
   // Pauses before resuming a tus upload whose connection is lost (tus.js has already
   // retried each request a few times by then).
   const TUS_RESUME_DELAYS = [1000, 2000, 5000, 10000, 20000, 30000];
+  // Room for the multipart framing around one file in a form upload.
+  const FORM_OVERHEAD = 16 * 1024;
+  const PAGE_SIZE = 50;
+  const UPLOAD_LINK = global.location.pathname.match(/^\/u\/([^/]+)$/);
+  const LINK_BASE = UPLOAD_LINK ? `/u/${UPLOAD_LINK[1]}` : null;
 
   const $ = (id) => document.getElementById(id);
 
   // ---------------------------------------------------------------- format helpers
 
+  // Decimal units, three significant digits, no trailing zeros: "5.1 MB", "3 MB"
+  // (the same words as the CLI and the server's banner).
   function formatBytes(n) {
     if (!Number.isFinite(n)) return "–";
-    const units = ["B", "kB", "MB", "GB", "TB"];
+    const units = ["B", "kB", "MB", "GB", "TB", "PB"];
     let i = 0;
     while (n >= 1000 && i < units.length - 1) {
       n /= 1000;
       i += 1;
     }
-    const digits = i === 0 || n >= 100 ? 0 : n >= 10 ? 1 : 2;
-    return `${n.toFixed(digits)} ${units[i]}`;
+    if (i === 0) return `${Math.floor(n)} B`;
+    const digits = n >= 100 ? 0 : n >= 10 ? 1 : 2;
+    return `${String(Number(n.toFixed(digits)))} ${units[i]}`;
   }
 
   function formatDuration(seconds) {
@@ -53,20 +66,43 @@
     });
   }
 
-  // Reads the server's JSON {"error": "..."}, else says what the status was.
-  function errorText(status, body) {
+  // ---------------------------------------------------------------- plain-language errors
+
+  // The server's {"error": "..."} as a sentence (capitalised), or "".
+  function serverMessage(body) {
     try {
       const parsed = JSON.parse(body);
-      if (parsed && typeof parsed.error === "string") return parsed.error;
+      if (parsed && typeof parsed.error === "string" && parsed.error) {
+        return parsed.error[0].toUpperCase() + parsed.error.slice(1);
+      }
     } catch (_) {
-      // not JSON: fall through
+      // not JSON
     }
-    if (status === 0) return "The connection to the server was lost.";
-    return `The server answered ${status}.`;
+    return "";
   }
 
-  async function responseError(response) {
-    return errorText(response.status, await response.text());
+  // What went wrong with `file`, in words a person acts on (never a limit's code name).
+  function plainError(file, status, body) {
+    const said = serverMessage(body);
+    if (status === 0) return "The connection to the server was lost. Retry when it is back.";
+    if (status === 413) {
+      const most = limits.largestFor(file);
+      if (most !== null && file && file.size > most) return tooBig(file, most);
+      return file ? `${file.name} is more than this server takes in one upload.` : "That is more than this server takes.";
+    }
+    if (status === 401 || status === 403) return said || "The token was refused.";
+    if (status === 410) return said || "This link has expired.";
+    if (status === 507) return "The server's storage is full. Nothing was stored.";
+    if (status >= 500) return "The server could not store the file. Try again later.";
+    return said || `The server refused it (${status}).`;
+  }
+
+  function tooBig(file, most) {
+    return `${file.name} is ${formatBytes(file.size)}; this server takes files up to ${formatBytes(most)}.`;
+  }
+
+  async function responseError(response, file) {
+    return plainError(file, response.status, await response.text());
   }
 
   // ---------------------------------------------------------------- auth
@@ -75,7 +111,7 @@
     pending: null,
 
     get token() {
-      return sessionStorage.getItem(TOKEN_KEY);
+      return LINK_BASE ? null : sessionStorage.getItem(TOKEN_KEY);
     },
 
     headers() {
@@ -113,8 +149,54 @@
     for (;;) {
       const headers = { ...(options.headers || {}), ...auth.headers() };
       const response = await fetch(path, { ...options, headers });
-      if (response.status !== 401) return response;
+      if (response.status !== 401 || LINK_BASE) return response;
       await auth.ask();
+    }
+  }
+
+  // ---------------------------------------------------------------- limits
+
+  const limits = {
+    info: null,
+
+    async load() {
+      const response = LINK_BASE ? await fetch(`${LINK_BASE}/limits`) : await apiFetch("/api/limits");
+      if (!response.ok) throw new Error(await responseError(response, null));
+      this.info = await response.json();
+      return this.info;
+    },
+
+    // The largest file this server takes the way `file` would travel (null: unknown).
+    largestFor(file) {
+      if (!this.info) return null;
+      let most = this.info.max_file_size;
+      if (file && pickUploader(file) === formUpload && this.info.max_body_size !== undefined) {
+        most = Math.min(most, this.info.max_body_size - FORM_OVERHEAD);
+      }
+      return most;
+    },
+
+    // Why the server would refuse `file`, before a byte is sent; null when it would not.
+    refusal(file) {
+      const most = this.largestFor(file);
+      return most !== null && file.size > most ? tooBig(file, most) : null;
+    },
+  };
+
+  function showLimits(info) {
+    const line = $("limits-line");
+    if (LINK_BASE) {
+      const until = formatDate(info.expires);
+      line.textContent = info.files_left > 0
+        ? `You can send ${info.files_left} more file${info.files_left === 1 ? "" : "s"}, up to ${formatBytes(info.max_file_size)} each, until ${until}.`
+        : "This link has taken all the files it allows.";
+      return;
+    }
+    line.textContent = `Files up to ${formatBytes(info.max_file_size)} each. Large files resume after a reload or a lost connection.`;
+    $("inspect-limit").textContent = `Images up to ${formatBytes(info.inspect_max_size)}. Is it all white? Checked in memory, never stored.`;
+    $("request-card").hidden = !info.links;
+    if (!$("request-size").value) {
+      $("request-size").value = String(Math.round(Math.min(info.max_file_size, 1e12) / 1e6));
     }
   }
 
@@ -122,17 +204,18 @@
 
   class Cancelled extends Error {}
 
-  // Uploads one file as multipart/form-data to POST /api/files.
+  // Uploads one file as multipart/form-data to POST /api/files (or an upload link).
   //   onProgress(sentBytes, totalBytes) is called as bytes leave the browser.
   //   Returns { promise, cancel }: promise resolves to the server's record for the file
-  //   and rejects with Cancelled or an Error whose message is the server's.
+  //   and rejects with Cancelled or an Error whose message is a plain sentence.
   function formUpload(file, onProgress) {
     let xhr = null;
     let cancelled = false;
+    const target = LINK_BASE ? `${LINK_BASE}/files` : "/api/files";
 
     const attempt = () => new Promise((resolve, reject) => {
       xhr = new XMLHttpRequest();
-      xhr.open("POST", "/api/files");
+      xhr.open("POST", target);
       for (const [name, value] of Object.entries(auth.headers())) xhr.setRequestHeader(name, value);
       xhr.upload.onprogress = (event) => {
         // The multipart body is a little larger than the file: report file bytes.
@@ -156,13 +239,14 @@
           return JSON.parse(body)[0];
         }
         // A 401 (or a connection closed on us before we read it): get a token, retry once.
-        const authProblem = status === 401 || (status === 0 && tries === 0 && (await needsToken()));
+        const authProblem = !LINK_BASE &&
+          (status === 401 || (status === 0 && tries === 0 && (await needsToken())));
         if (authProblem && tries < 2 && !cancelled) {
           await auth.ask();
           onProgress(0, file.size);
           continue;
         }
-        throw new Error(errorText(status, body));
+        throw new Error(plainError(file, status, body));
       }
     };
 
@@ -226,37 +310,51 @@
             await sleep(delay);
             continue;
           }
-          throw new Error(error.status === 0 ? errorText(0, "") : error.message);
+          throw new Error(plainError(file, error.status, JSON.stringify({ error: error.message })));
         }
       }
     };
 
     return {
+      key,
       promise: run(),
       cancel() {
         cancelled = true;
-        if (handle) handle.abort();
-        // Cancelled means not wanted: end the upload on the server too (termination).
+        // Cancelled means not wanted: end the upload on the server too (termination),
+        // once the aborted request has ended.
         const url = localStorage.getItem(key);
         localStorage.removeItem(key);
-        if (url) terminate(url);
+        if (handle) handle.abort();
+        if (url) terminate(url, handle ? handle.done : Promise.resolve());
       },
     };
   }
 
-  async function terminate(url) {
-    // 423 while the aborted PATCH is still ending on the server: try again shortly.
-    for (let tries = 0; tries < 5; tries += 1) {
+  // Ends an upload on the server. The server refuses a DELETE (423) while the aborted
+  // PATCH is still ending there, which the browser would log as an error: so first wait
+  // until the aborted request settled and the server's offset stopped moving.
+  async function terminate(url, settled) {
+    try {
+      await settled;
+    } catch (_) {
+      // aborted: expected
+    }
+    const tus = { "Tus-Resumable": "1.0.0", ...auth.headers() };
+    let last = null;
+    for (let tries = 0; tries < 40; tries += 1) {
       try {
-        const response = await fetch(url, {
-          method: "DELETE",
-          headers: { "Tus-Resumable": "1.0.0", ...auth.headers() },
-        });
-        if (response.status !== 423) return;
+        const head = await fetch(url, { method: "HEAD", headers: tus });
+        if (!head.ok) return; // gone already
+        const offset = head.headers.get("Upload-Offset");
+        if (offset === last) {
+          const response = await fetch(url, { method: "DELETE", headers: tus });
+          if (response.status !== 423) return;
+        }
+        last = offset;
       } catch (_) {
-        // the server is unreachable: it expires the upload by itself
+        return; // the server is unreachable: it expires the upload by itself
       }
-      await sleep(500);
+      await sleep(300);
     }
   }
 
@@ -284,38 +382,9 @@
     return record;
   }
 
-  // Unfinished tus uploads kept by tus.js in localStorage: "name:size:mtime" after the
-  // endpoint. Shown so the user knows that picking the same file again resumes it.
-  function unfinishedUploads() {
-    const prefix = `spoolup-tus:${TUS_ENDPOINT}:`;
-    const found = [];
-    try {
-      for (let i = 0; i < localStorage.length; i += 1) {
-        const name = localStorage.key(i);
-        if (!name || !name.startsWith(prefix)) continue;
-        const parts = name.slice(prefix.length).split(":");
-        if (parts.length < 3) continue;
-        const size = Number(parts[parts.length - 2]);
-        found.push({ name: parts.slice(0, -2).join(":"), size });
-      }
-    } catch (_) {
-      // localStorage unavailable: nothing to resume
-    }
-    return found;
-  }
-
-  function showUnfinished() {
-    const hint = $("resume-hint");
-    const found = unfinishedUploads();
-    hint.hidden = found.length === 0;
-    if (found.length === 0) return;
-    const names = found.map((u) => `${u.name} (${formatBytes(u.size)})`).join(", ");
-    hint.textContent = `Unfinished: ${names}. Choose the same file again to resume where it stopped.`;
-  }
-
   async function needsToken() {
     try {
-      const response = await fetch("/api/files", { headers: auth.headers() });
+      const response = await fetch("/api/files?limit=1", { headers: auth.headers() });
       return response.status === 401;
     } catch (_) {
       return false;
@@ -323,7 +392,9 @@
   }
 
   // The one place that decides how a file travels: large files by tus (resumable).
+  // Upload links take only form uploads (tus needs the token).
   function pickUploader(file) {
+    if (LINK_BASE) return formUpload;
     return file.size >= TUS_THRESHOLD && global.SpoolupTus ? tusUpload : formUpload;
   }
 
@@ -331,6 +402,7 @@
 
   const waiting = [];
   let active = 0;
+  const FINISHED = new Set(["done", "failed", "cancelled"]);
 
   class QueueItem {
     constructor(file) {
@@ -343,21 +415,34 @@
       this.fill = node.querySelector(".bar span");
       this.stats = node.querySelector(".item-stats");
       this.cancelButton = node.querySelector(".cancel");
+      this.retryButton = node.querySelector(".retry");
       node.querySelector(".item-name").textContent = file.name;
       node.querySelector(".item-name").title = file.name;
       node.dataset.filename = file.name;
       this.cancelButton.addEventListener("click", () => this.cancel());
-      this.setState("waiting", `Waiting · ${formatBytes(file.size)}`);
+      this.retryButton.addEventListener("click", () => this.retry());
+      node.item = this;
       $("queue").prepend(node);
+      const refused = limits.refusal(file);
+      if (refused) {
+        // Refused before a byte is sent: the server would say no.
+        this.setState("failed", refused);
+        this.retryButton.hidden = true;
+      } else {
+        this.setState("waiting", `Waiting · ${formatBytes(file.size)}`);
+        waiting.push(this);
+      }
+      showQueueHead();
     }
 
     setState(state, text) {
       this.node.className = `item ${state}`;
       this.node.dataset.state = state;
       this.stats.textContent = text;
-      const finished = state === "done" || state === "failed" || state === "cancelled";
+      const finished = FINISHED.has(state);
       this.cancelButton.title = finished ? "Remove" : "Cancel";
-      this.cancelButton.setAttribute("aria-label", this.cancelButton.title);
+      this.cancelButton.setAttribute("aria-label", `${this.cancelButton.title} ${this.file.name}`);
+      this.retryButton.hidden = state !== "failed" && state !== "cancelled";
     }
 
     setPercent(percent) {
@@ -403,6 +488,7 @@
       const started = performance.now();
       this.samples = [[started / 1000, 0]];
       this.resumedFrom = 0;
+      this.setPercent(0);
       this.setState("uploading", `0 B of ${formatBytes(this.file.size)} · 0 %`);
       const upload = pickUploader(this.file);
       this.node.dataset.transport = upload === tusUpload ? "tus" : "form";
@@ -410,6 +496,7 @@
         resumed: (offset) => this.resumed(offset),
         retrying: (seconds) => this.retrying(seconds),
       });
+      unfinished.show();
       try {
         const record = await this.handle.promise;
         const seconds = (performance.now() - started) / 1000;
@@ -419,13 +506,23 @@
           "done",
           `Stored · ${formatBytes(record.size)} in ${formatDuration(seconds)} · sha256 ${record.sha256.slice(0, 12)}…${resumed}`,
         );
-        this.node.dataset.id = record.id;
-        files.refresh();
+        if (record.id) this.node.dataset.id = record.id;
+        if (LINK_BASE) limits.load().then(showLimits, () => {});
+        else files.refresh();
       } catch (error) {
         if (error instanceof Cancelled) this.setState("cancelled", "Cancelled");
         else this.setState("failed", error.message);
       }
-      showUnfinished();
+      this.handle = null;
+      unfinished.show();
+    }
+
+    // Sends the same file again (a tus upload continues where the server stopped).
+    retry() {
+      if (!FINISHED.has(this.node.dataset.state) || limits.refusal(this.file)) return;
+      this.setState("waiting", `Waiting · ${formatBytes(this.file.size)}`);
+      waiting.push(this);
+      pump();
     }
 
     cancel() {
@@ -437,12 +534,24 @@
         this.handle.cancel();
       } else {
         this.node.remove();
+        showQueueHead();
       }
     }
   }
 
+  function showQueueHead() {
+    $("queue-head").hidden = $("queue").children.length === 0;
+  }
+
+  function clearFinished() {
+    for (const node of Array.from($("queue").children)) {
+      if (FINISHED.has(node.dataset.state)) node.remove();
+    }
+    showQueueHead();
+  }
+
   function enqueue(fileList) {
-    for (const file of fileList) waiting.push(new QueueItem(file));
+    for (const file of fileList) new QueueItem(file);
     pump();
   }
 
@@ -457,11 +566,10 @@
     }
   }
 
-  function setUpDropzone() {
-    const zone = $("dropzone");
-    const input = $("file-input");
+  // A label with a file input that also takes files dropped on it.
+  function dropTarget(zone, input, take) {
     input.addEventListener("change", () => {
-      if (input.files.length) enqueue(Array.from(input.files));
+      if (input.files.length) take(Array.from(input.files));
       input.value = "";
     });
     for (const type of ["dragenter", "dragover"]) {
@@ -476,11 +584,95 @@
     zone.addEventListener("drop", (event) => {
       event.preventDefault();
       const dropped = Array.from(event.dataTransfer.files || []);
-      if (dropped.length) enqueue(dropped);
+      if (dropped.length) take(dropped);
     });
-    // A file dropped beside the zone must not replace the page.
-    window.addEventListener("dragover", (event) => event.preventDefault());
-    window.addEventListener("drop", (event) => event.preventDefault());
+  }
+
+  // ---------------------------------------------------------------- unfinished uploads
+
+  // Unfinished tus uploads kept by tus.js in localStorage ("name:size:mtime" after the
+  // endpoint), minus those the queue is sending now. Each can be forgotten: its key is
+  // dropped and the upload ended on the server.
+  const unfinished = {
+    list() {
+      const prefix = `spoolup-tus:${TUS_ENDPOINT}:`;
+      const sending = new Set(
+        Array.from($("queue").children)
+          .map((node) => node.item)
+          .filter((item) => item && item.handle && item.handle.key)
+          .map((item) => item.handle.key),
+      );
+      const found = [];
+      try {
+        for (let i = 0; i < localStorage.length; i += 1) {
+          const key = localStorage.key(i);
+          if (!key || !key.startsWith(prefix) || sending.has(key)) continue;
+          const parts = key.slice(prefix.length).split(":");
+          if (parts.length < 3) continue;
+          found.push({ key, name: parts.slice(0, -2).join(":"), size: Number(parts[parts.length - 2]) });
+        }
+      } catch (_) {
+        // localStorage unavailable: nothing to resume
+      }
+      return found;
+    },
+
+    show() {
+      if (LINK_BASE) return;
+      const found = this.list();
+      $("resume-hint").hidden = found.length === 0;
+      $("resume-list").replaceChildren(...found.map((u) => {
+        const li = document.createElement("li");
+        li.dataset.filename = u.name;
+        const name = document.createElement("span");
+        name.className = "resume-name";
+        name.textContent = `${u.name} (${formatBytes(u.size)})`;
+        const forget = document.createElement("button");
+        forget.type = "button";
+        forget.className = "button ghost small forget";
+        forget.textContent = "Forget";
+        forget.setAttribute("aria-label", `Forget the unfinished upload of ${u.name}`);
+        forget.addEventListener("click", () => {
+          const url = localStorage.getItem(u.key);
+          localStorage.removeItem(u.key);
+          if (url) terminate(url, Promise.resolve());
+          this.show();
+        });
+        li.append(name, forget);
+        return li;
+      }));
+    },
+  };
+
+  // ---------------------------------------------------------------- copying
+
+  let toastTimer = null;
+
+  function toast(text) {
+    const box = $("toast");
+    box.textContent = text;
+    box.hidden = false;
+    clearTimeout(toastTimer);
+    toastTimer = setTimeout(() => { box.hidden = true; }, 5000);
+  }
+
+  // Copies `text`; where the browser does not let the page do it (plain http beyond
+  // localhost), shows it selected in a dialog instead.
+  async function copyText(text, what) {
+    document.body.dataset.copied = text;
+    try {
+      await navigator.clipboard.writeText(text);
+      toast(`Copied ${what}.`);
+    } catch (_) {
+      const area = $("copy-text");
+      area.value = text;
+      $("copy-dialog").showModal();
+      area.select();
+    }
+  }
+
+  function shellQuote(text) {
+    return `'${text.replace(/'/g, "'\\''")}'`;
   }
 
   // ---------------------------------------------------------------- stored files
@@ -488,6 +680,16 @@
   const files = {
     loading: null,
     again: false,
+    cursor: null,
+    shown: 0,
+
+    query() {
+      const [sort, order] = $("files-sort").value.split(":");
+      const params = new URLSearchParams({ sort, order, limit: String(PAGE_SIZE) });
+      const search = $("files-search").value.trim();
+      if (search) params.set("q", search);
+      return params;
+    },
 
     // One listing at a time; a refresh asked for meanwhile runs once after it.
     refresh() {
@@ -495,7 +697,7 @@
         this.again = true;
         return this.loading;
       }
-      this.loading = this.load().finally(() => {
+      this.loading = this.load(null).finally(() => {
         this.loading = null;
         if (this.again) {
           this.again = false;
@@ -505,52 +707,91 @@
       return this.loading;
     },
 
-    async load() {
+    more() {
+      if (this.loading || !this.cursor) return this.loading;
+      this.loading = this.load(this.cursor).finally(() => { this.loading = null; });
+      return this.loading;
+    },
+
+    async load(cursor) {
       const errorBox = $("files-error");
+      const params = this.query();
+      if (cursor) params.set("cursor", cursor);
       try {
-        const response = await apiFetch("/api/files");
-        if (!response.ok) throw new Error(await responseError(response));
+        const response = await apiFetch(`/api/files?${params}`);
+        if (!response.ok) throw new Error(await responseError(response, null));
         const records = await response.json();
         errorBox.hidden = true;
-        this.render(records);
+        this.cursor = response.headers.get("Spoolup-Next-Cursor");
+        const rows = records.map((record) => this.row(record));
+        if (cursor) $("file-rows").append(...rows);
+        else $("file-rows").replaceChildren(...rows);
+        this.shown = $("file-rows").children.length;
+        this.totals(response.headers, params.get("q"));
       } catch (error) {
         errorBox.textContent = error.message;
         errorBox.hidden = false;
       }
     },
 
-    render(records) {
-      records.sort((a, b) => (a.created < b.created ? 1 : a.created > b.created ? -1 : 0));
-      const rows = $("file-rows");
-      rows.replaceChildren(...records.map((record) => this.row(record)));
-      $("files-count").textContent = records.length ? String(records.length) : "";
-      $("files-empty").hidden = records.length > 0;
-      $("file-table").hidden = records.length === 0;
+    totals(headers, search) {
+      const total = Number(headers.get("Spoolup-Total-Count") || this.shown);
+      const totalSize = Number(headers.get("Spoolup-Total-Size") || 0);
+      const matched = Number(headers.get("Spoolup-Match-Count") || this.shown);
+      const matchedSize = Number(headers.get("Spoolup-Match-Size") || 0);
+      $("files-count").textContent = total ? String(total) : "";
+      let text = `${total} file${total === 1 ? "" : "s"} · ${formatBytes(totalSize)} in all`;
+      if (search) text = `${matched} of ${total} match “${search}” · ${formatBytes(matchedSize)}`;
+      if (this.shown < matched) text += ` · showing ${this.shown}`;
+      $("files-total").textContent = total ? text : "";
+      $("files-empty").textContent = search ? `No file name contains “${search}”.` : "No files yet. Uploaded files appear here.";
+      $("files-empty").hidden = this.shown > 0;
+      $("file-table").hidden = this.shown === 0;
+      $("files-more").hidden = !this.cursor;
     },
 
     row(record) {
       const tr = document.createElement("tr");
       tr.dataset.id = record.id;
       tr.dataset.filename = record.filename;
-      const cell = (className, text, title) => {
+      const cell = (className, label, text, title) => {
         const td = document.createElement("td");
         td.className = className;
-        td.textContent = text;
+        td.dataset.label = label;
+        if (text !== null) td.textContent = text;
         if (title) td.title = title;
         tr.append(td);
         return td;
       };
-      cell("name", record.filename, `${record.filename}\n${record.content_type}`);
-      cell("num", formatBytes(record.size), `${record.size} bytes`);
-      cell("sha", `${record.sha256.slice(0, 16)}…`, record.sha256);
-      cell("when", formatDate(record.created), record.created);
-      const actions = cell("actions", "");
+      const button = (className, text, label, onClick) => {
+        const b = document.createElement("button");
+        b.type = "button";
+        b.className = `action ${className}`;
+        b.textContent = text;
+        b.setAttribute("aria-label", `${label} ${record.filename}`);
+        b.addEventListener("click", onClick);
+        return b;
+      };
+      cell("name", "Name", record.filename, `${record.filename}\n${record.content_type}`);
+      cell("num", "Size", formatBytes(record.size), `${record.size} bytes`);
+      const sha = cell("sha", "sha256", null, record.sha256);
+      const shaText = document.createElement("span");
+      shaText.className = "sha-text";
+      shaText.textContent = `${record.sha256.slice(0, 16)}…`;
+      sha.append(
+        shaText,
+        button("copy-sha", "Copy", "Copy the sha256 of", () => copyText(record.sha256, "the sha256")),
+      );
+      cell("when", "Uploaded", formatDate(record.created), record.created);
+      const actions = cell("actions", "", null);
 
+      const fileUrl = new URL(`/api/files/${encodeURIComponent(record.id)}`, global.location.href).href;
       const download = document.createElement("a");
       download.className = "action download";
       download.textContent = "Download";
-      download.href = `/api/files/${encodeURIComponent(record.id)}`;
+      download.href = fileUrl;
       download.download = record.filename;
+      download.setAttribute("aria-label", `Download ${record.filename}`);
       download.addEventListener("click", (event) => {
         // A link cannot carry the Authorization header: with a token, fetch the bytes.
         if (!auth.token) return;
@@ -558,10 +799,31 @@
         downloadWithToken(record).catch((error) => showFilesError(error.message));
       });
 
-      const remove = document.createElement("button");
-      remove.type = "button";
-      remove.className = "action delete";
-      remove.textContent = "Delete";
+      const link = button("copy-link", "Link", "Copy a link to", async () => {
+        if (!auth.token) {
+          copyText(fileUrl, "the download link");
+          return;
+        }
+        // With a token, a signed share link that works without it, for a while.
+        const response = await apiFetch(`/api/files/${encodeURIComponent(record.id)}/share`, {
+          method: "POST",
+          headers: { "Content-Type": "application/json" },
+          body: "{}",
+        });
+        if (!response.ok) {
+          showFilesError(await responseError(response, null));
+          return;
+        }
+        const made = await response.json();
+        copyText(made.url, `a share link (valid until ${formatDate(made.expires)})`);
+      });
+
+      const curl = button("copy-curl", "curl", "Copy a curl command for", () => {
+        const auth_ = auth.token ? ' -H "Authorization: Bearer $SPOOLUP_TOKEN"' : "";
+        copyText(`curl -fL${auth_} -o ${shellQuote(record.filename)} ${shellQuote(fileUrl)}`, "a curl command");
+      });
+
+      const remove = button("delete", "Delete", "Delete", null);
       let timer = null;
       remove.addEventListener("click", async () => {
         if (!remove.classList.contains("confirm")) {
@@ -580,11 +842,11 @@
           tr.remove();
           this.refresh();
         } else {
-          showFilesError(await responseError(response));
+          showFilesError(await responseError(response, null));
           remove.disabled = false;
         }
       });
-      actions.append(download, remove);
+      actions.append(download, link, curl, remove);
       return tr;
     },
   };
@@ -597,7 +859,7 @@
 
   async function downloadWithToken(record) {
     const response = await apiFetch(`/api/files/${encodeURIComponent(record.id)}`);
-    if (!response.ok) throw new Error(await responseError(response));
+    if (!response.ok) throw new Error(await responseError(response, null));
     const url = URL.createObjectURL(await response.blob());
     const link = document.createElement("a");
     link.href = url;
@@ -608,23 +870,66 @@
     setTimeout(() => URL.revokeObjectURL(url), 60000);
   }
 
+  function setUpFiles() {
+    let timer = null;
+    $("files-search").addEventListener("input", () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => files.refresh(), 250);
+    });
+    $("files-sort").addEventListener("change", () => files.refresh());
+    $("files-more").addEventListener("click", () => files.more());
+    $("refresh").addEventListener("click", () => files.refresh());
+  }
+
+  // ---------------------------------------------------------------- upload links
+
+  function setUpRequests() {
+    $("request-form").addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const errorBox = $("request-error");
+      errorBox.hidden = true;
+      const body = {
+        max_files: Number($("request-files").value) || 10,
+        max_size: Math.round(Number($("request-size").value) * 1e6) || undefined,
+        ttl: $("request-ttl").value,
+      };
+      const response = await apiFetch("/api/upload-links", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify(body),
+      });
+      if (!response.ok) {
+        errorBox.textContent = await responseError(response, null);
+        errorBox.hidden = false;
+        return;
+      }
+      const made = await response.json();
+      $("request-url").value = made.url;
+      $("request-note").textContent =
+        `Up to ${made.max_files} file${made.max_files === 1 ? "" : "s"} of ${formatBytes(made.max_size)} each, until ${formatDate(made.expires)}.`;
+      $("request-result").hidden = false;
+    });
+    $("request-copy").addEventListener("click", () => copyText($("request-url").value, "the upload link"));
+  }
+
   // ---------------------------------------------------------------- image check
 
   function setUpInspect() {
-    const input = $("image-input");
     let previewUrl = null;
-    input.addEventListener("change", async () => {
-      const file = input.files[0];
-      input.value = "";
-      if (!file) return;
+    const check = async (file) => {
       const errorBox = $("inspect-error");
       const result = $("inspect-result");
       errorBox.hidden = true;
-      const form = new FormData();
-      form.append("image", file, file.name);
+      const most = limits.info ? limits.info.inspect_max_size : null;
       try {
+        if (most !== null && file.size > most) throw new Error(tooBig(file, most));
+        const form = new FormData();
+        form.append("image", file, file.name);
         const response = await apiFetch("/api/inspect/image", { method: "POST", body: form });
-        if (!response.ok) throw new Error(await responseError(response));
+        if (!response.ok) {
+          const said = serverMessage(await response.clone().text());
+          throw new Error(response.status === 415 && said ? said : await responseError(response, file));
+        }
         const info = await response.json();
         if (previewUrl) URL.revokeObjectURL(previewUrl);
         previewUrl = URL.createObjectURL(file);
@@ -644,7 +949,8 @@
         errorBox.textContent = error.message;
         errorBox.hidden = false;
       }
-    });
+    };
+    dropTarget($("image-drop"), $("image-input"), (list) => check(list[0]));
   }
 
   // ---------------------------------------------------------------- start-up
@@ -661,12 +967,40 @@
     }
   }
 
+  async function startLinkPage() {
+    document.body.classList.add("link-mode");
+    for (const id of ["inspect-card", "files-card", "request-card"]) $(id).remove();
+    $("tagline").textContent = "send files";
+    $("upload-title").textContent = "Send files";
+    try {
+      showLimits(await limits.load());
+    } catch (error) {
+      $("dropzone").hidden = true;
+      const box = $("upload-error");
+      box.textContent = error.message;
+      box.hidden = false;
+    }
+  }
+
   function start() {
-    setUpDropzone();
-    setUpInspect();
-    $("refresh").addEventListener("click", () => files.refresh());
-    showUnfinished();
+    dropTarget($("dropzone"), $("file-input"), enqueue);
+    // A file dropped beside a drop zone must not replace the page.
+    window.addEventListener("dragover", (event) => event.preventDefault());
+    window.addEventListener("drop", (event) => event.preventDefault());
+    $("clear-finished").addEventListener("click", clearFinished);
     checkHealth();
+    if (LINK_BASE) {
+      startLinkPage();
+      return;
+    }
+    setUpInspect();
+    setUpFiles();
+    setUpRequests();
+    unfinished.show();
+    limits.load().then(showLimits, (error) => {
+      $("upload-error").textContent = error.message;
+      $("upload-error").hidden = false;
+    });
     files.refresh();
   }
 

@@ -227,7 +227,7 @@ class _StoringHandler(UploadHandler):
         self._writer: Batcher | None = None
 
     def _release(self) -> None:
-        self._chunks = []
+        self._chunks.clear()
         if self._writer is not None:
             self._writer.cancel()
             self._writer = None
@@ -246,9 +246,10 @@ class _StoringHandler(UploadHandler):
         return writer
 
     def _memory_file(self, info: FileInfo) -> UploadedFile:
+        # One list for every file of the request, emptied after each.
         chunks = self._chunks
-        self._chunks = []
         data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
         return UploadedFile.from_bytes(info, data)
 
     def _disk_file(self, info: FileInfo, size: int) -> UploadedFile:
@@ -358,7 +359,7 @@ class SpooledFileHandler(_StoringHandler):
         writer = self._start_spool()
         for chunk in self._chunks:
             writer.add(chunk)
-        self._chunks = []
+        self._chunks.clear()
         writer.add(data)
         return None
 

@@ -87,7 +87,7 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await respond(send, 405, {"error": "use POST"})
         return
     try:
-        async with await spoolup.asgi.parse_form(
+        async with spoolup.asgi.parse_form(
             scope, receive, limits=LIMITS, handlers=HANDLERS
         ) as form:
             upload = form.files.get("image")

@@ -85,6 +85,7 @@ class Seaweed:
     access_key: str = ACCESS_KEY
     secret_key: str = SECRET_KEY
     region: str = REGION
+    command: tuple[str, ...] = ()
 
     def client(self, *, secret_key: str | None = None, **config: Any) -> Any:
         """A boto3 S3 client for this server (``secret_key`` to try wrong credentials)."""
@@ -109,6 +110,12 @@ class Seaweed:
         """The end of the server's output, for error messages."""
         log = self.folder / "weed.out"
         return log.read_text(errors="replace")[-4000:] if log.exists() else ""
+
+    def restart(self, timeout: float = 30.0) -> None:
+        """Start the stopped server again on the same ports and data, and wait for it."""
+        self.stop()
+        self.process = _launch(self.folder, list(self.command))
+        _wait_for_bucket(self, timeout)
 
     def stop(self) -> None:
         """Terminate the server, then kill it if it lingers."""
@@ -150,14 +157,22 @@ def start_seaweed(folder: Path, *, bucket: str = BUCKET, timeout: float = 30.0) 
         f"-admin.port.grpc={admin + 10000}",
         f"-bucket={bucket}",
     ]
+    process = _launch(folder, command)
+    server = Seaweed(f"http://127.0.0.1:{s3}", bucket, process, folder, command=tuple(command))
+    _wait_for_bucket(server, timeout)
+    return server
+
+
+def _launch(folder: Path, command: list[str]) -> subprocess.Popen[bytes]:
     env = {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
     for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
         env.pop(name, None)
-    with (folder / "weed.out").open("wb") as out:
-        process = subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=folder
-        )
-    server = Seaweed(f"http://127.0.0.1:{s3}", bucket, process, folder)
+    with (folder / "weed.out").open("ab") as out:
+        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=folder)
+
+
+def _wait_for_bucket(server: Seaweed, timeout: float) -> None:
+    process, bucket = server.process, server.bucket
     client = server.client(connect_timeout=1, read_timeout=2, retries={"max_attempts": 1})
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
@@ -171,7 +186,7 @@ def start_seaweed(folder: Path, *, bucket: str = BUCKET, timeout: float = 30.0) 
             last_error = exc
             time.sleep(0.1)
         else:
-            return server
+            return
     server.stop()
     msg = f"SeaweedFS did not answer in {timeout}s ({last_error!r}):\n{server.output()}"
     raise RuntimeError(msg)

@@ -135,3 +135,27 @@ async def test_receive_file(tmp: Path) -> None:
     with pytest.raises(UploadAborted):
         await receive_file(scope(), Receive(FILE, disconnect_at=20), filename="big")
     assert list(tmp.iterdir()) == []
+
+
+async def test_parse_form_as_a_context_manager_without_await(tmp: Path) -> None:
+    # As Starlette's request.form(): the form is closed (temp files removed) at the end.
+    async with parse_form(scope((b"content-type", CT)), Receive(BODY)) as form:
+        assert form.fields["t"] == "hi"
+        assert form.files["f"].read() == FILE
+        assert list(tmp.iterdir())  # the large file spooled to disk
+    assert form.files["f"].closed
+    assert list(tmp.iterdir()) == []
+
+
+async def test_parse_form_old_spelling_with_await(tmp: Path) -> None:
+    async with await parse_form(scope((b"content-type", CT)), Receive(BODY)) as form:
+        assert form.fields["t"] == "hi"
+    assert list(tmp.iterdir()) == []
+
+
+async def test_parse_form_context_manager_error_cleans_up(tmp: Path) -> None:
+    request = parse_form(scope((b"content-type", CT)), Receive(BODY, disconnect_at=3))
+    with pytest.raises(UploadAborted):
+        async with request:
+            pytest.fail("the body never completed")
+    assert list(tmp.iterdir()) == []

@@ -337,11 +337,13 @@ async def test_event_loop_stays_responsive_during_a_large_upload(tmp: Path) -> N
             last = now
 
     tick = asyncio.create_task(ticker())
+    started = time.perf_counter()
     try:
         form = await spoolup.aparse_form(
             source(), CT, handlers=[HashingHandler, SpooledFileHandler]
         )
     finally:
+        elapsed = time.perf_counter() - started
         done = True
         await tick
     expected = hashlib.sha256()
@@ -352,7 +354,9 @@ async def test_event_loop_stays_responsive_during_a_large_upload(tmp: Path) -> N
         assert f.size == count * 65536
         assert f.hashes["sha256"] == expected.hexdigest()
     assert len(gaps) > 5
-    assert max(gaps) < 0.1, f"the loop was blocked for {max(gaps) * 1000:.0f} ms"
+    # Work on the loop would block it for most of the upload; a ratio, not a budget, so
+    # that a loaded machine (slower ticks, slower upload alike) does not fail it.
+    assert max(gaps) < elapsed / 4, f"the loop was blocked {max(gaps):.3f}s of {elapsed:.3f}s"
 
 
 # -- raw bodies ------------------------------------------------------------------
@@ -601,8 +605,7 @@ def test_form_close_closes_every_file_even_if_one_fails(tmp: Path) -> None:
     body = part("a", b"x", "a.txt") + part("b", big, "b.txt") + end()
     form = spoolup.parse_form(body, CT, handlers=[SpooledFileHandler(memory_threshold=10)])
     bad = BadClose(io.BytesIO(b""), size=0, filename="x")
-    form.files._add("a", bad)
-    form.files._pairs.insert(0, form.files._pairs.pop())  # the failing one first
+    form = Form(form.fields, MultiDict([("a", bad), *form.files.multi_items()]))  # failing first
     with pytest.raises(OSError, match="close failed"):
         form.close()
     assert form.files["b"].closed

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["format_duration", "format_size"]
+__all__ = ["format_duration", "format_size", "plural"]
 
 _SIZE_UNITS = ("B", "kB", "MB", "GB", "TB", "PB")
 
@@ -35,3 +35,8 @@ def format_duration(seconds: float) -> str:
             big, rest = divmod(whole, unit)
             return f"{big} {name}" if rest == 0 else f"{big} {name} {format_duration(rest)}"
     return f"{whole} s"
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 file``, ``2 files``: the count and the noun, in the number that fits."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

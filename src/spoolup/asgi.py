@@ -3,8 +3,12 @@
 ::
 
     async def app(scope, receive, send):
-        async with await spoolup.asgi.parse_form(scope, receive) as form:
+        async with spoolup.asgi.parse_form(scope, receive) as form:
             ...
+
+:func:`parse_form` returns a :class:`FormRequest`: ``async with`` it (the form is closed
+at the end of the block), or ``await`` it for the :class:`~spoolup.form.Form` (as
+Starlette's ``request.form()``); ``async with await parse_form(...)`` works too.
 
 The request's ``Content-Type`` and ``Content-Length`` come from the scope's headers;
 a declared length over ``max_body_size`` is a 413 before a byte is received, and a
@@ -16,7 +20,16 @@ everything received was cleaned up. The work runs in worker threads as described
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Generator,
+    Iterable,
+    MutableMapping,
+)
+from types import TracebackType
 from typing import Any, TypeAlias
 
 from spoolup import form as _form
@@ -26,7 +39,15 @@ from spoolup.form import Form
 from spoolup.handlers import HandlerSpec
 from spoolup.limits import Limits
 
-__all__ = ["Receive", "Scope", "body_chunks", "parse_form", "receive_file", "request_headers"]
+__all__ = [
+    "FormRequest",
+    "Receive",
+    "Scope",
+    "body_chunks",
+    "parse_form",
+    "receive_file",
+    "request_headers",
+]
 
 Scope: TypeAlias = MutableMapping[str, Any]
 Receive: TypeAlias = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -70,18 +91,60 @@ async def body_chunks(receive: Receive) -> AsyncIterator[bytes]:
             raise UploadAborted("the client disconnected before the body was complete")
 
 
-async def parse_form(
+class FormRequest:
+    """The form of a request, to ``await`` or to use with ``async with``.
+
+    ``await`` gives the :class:`~spoolup.form.Form` (close it when done);
+    ``async with`` gives it too and closes it when the block ends. Use it once.
+    """
+
+    __slots__ = ("_form", "_parse")
+
+    def __init__(self, parse: Coroutine[Any, Any, Form]) -> None:
+        self._parse = parse
+        self._form: Form | None = None
+
+    def __await__(self) -> Generator[Any, None, Form]:
+        return self._parse.__await__()
+
+    async def __aenter__(self) -> Form:
+        self._form = await self._parse
+        return self._form
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._form is not None:
+            await self._form.aclose()
+
+
+def parse_form(
     scope: Scope,
     receive: Receive,
     *,
     limits: Limits | None = None,
     handlers: Iterable[HandlerSpec] | None = None,
-) -> Form:
+) -> FormRequest:
     """Read the request's ``multipart/form-data`` or urlencoded body into a :class:`Form`.
 
-    Same options and errors as :func:`spoolup.aparse_form`; a request with no
+    Returns a :class:`FormRequest`: ``await`` it or use it with ``async with``. Same
+    options and errors as :func:`spoolup.aparse_form`; a request with no
     ``Content-Type`` is an :class:`~spoolup.UnsupportedMediaType`.
     """
+    return FormRequest(_parse_form(scope, receive, limits=limits, handlers=handlers))
+
+
+async def _parse_form(
+    scope: Scope,
+    receive: Receive,
+    *,
+    limits: Limits | None,
+    handlers: Iterable[HandlerSpec] | None,
+) -> Form:
+    # The headers are read when the parsing starts (at the first await), not before.
     content_type, length = request_headers(scope)
     return await _form.aparse_form(
         body_chunks(receive),

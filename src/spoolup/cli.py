@@ -115,6 +115,12 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--max-connections", type=int, help="open connections at most (4096)")
     serve.add_argument(
+        "--sweep-interval", type=float, metavar="S", help="seconds between leftover sweeps (300)"
+    )
+    serve.add_argument(
+        "--min-free-space", metavar="SIZE", help="free room /healthz requires (64MiB)"
+    )
+    serve.add_argument(
         "--allowed-host",
         dest="allowed_hosts",
         action="append",
@@ -212,6 +218,7 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     names += [*_OPERATOR_SETTINGS, "header_limit", "header_timeout", "body_timeout"]
     names += ["max_connections", "allowed_hosts", "cors_origins", *_TUS_SETTINGS]
     names += ["lock", "lease"]
+    names += ["sweep_interval", "min_free_space"]
     overrides = {name: getattr(args, name) for name in names}
     try:
         config = load_config(file=args.config, environ=environ, overrides=overrides)

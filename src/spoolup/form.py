@@ -28,7 +28,7 @@ from types import TracebackType
 from typing import IO, Protocol, Self, TypeAlias, TypeVar
 
 from spoolup._io import BATCH_SIZE, READ_AHEAD, READ_SIZE
-from spoolup.errors import MalformedRequest, RequestTooLarge, UnsupportedMediaType
+from spoolup.errors import FileTooLarge, MalformedRequest, RequestTooLarge, UnsupportedMediaType
 from spoolup.files import FileInfo, UploadedFile
 from spoolup.handlers import (
     HandlerSpec,
@@ -42,12 +42,12 @@ from spoolup.handlers import (
 from spoolup.headers import media_type, multipart_boundary, parse_options_header, safe_filename
 from spoolup.limits import Limits
 from spoolup.multipart import MultipartParser, PartData, PartEnd, PartStart
+from spoolup.urlencoded import Field, URLEncodedParser
 
 __all__ = [
     "Body",
     "Form",
     "MultiDict",
-    "Receiver",
     "aparse_form",
     "areceive_file",
     "parse_form",
@@ -62,6 +62,9 @@ Body: TypeAlias = bytes | bytearray | memoryview | IO[bytes] | Iterable[bytes]
 _MIN_BATCH = 64 * 1024
 
 _DEFAULT_LIMITS = Limits()
+# A field's bytes before its first chunk (a field may have none).
+_NO_DATA = b""
+_ZEROS = [0] * 8
 _MULTIPART = "multipart/form-data"
 _URLENCODED = "application/x-www-form-urlencoded"
 
@@ -74,44 +77,54 @@ class MultiDict(Mapping[str, V]):
     ``(key, value)`` pair in the order they arrived.
     """
 
-    __slots__ = ("_lists", "_pairs")
+    # Keys and values in two lists, the first value of each key in a dict, and lists
+    # only for the keys given more than once: a form of thousands of parts holds no
+    # container object per part (fewer objects for the garbage collector to track).
+    __slots__ = ("_first", "_keys", "_more", "_values")
 
     def __init__(self, pairs: Iterable[tuple[str, V]] = ()) -> None:
-        self._lists: dict[str, list[V]] = {}
-        self._pairs: list[tuple[str, V]] = []
+        keys: list[str] = []
+        values: list[V] = []
+        first: dict[str, V] = {}
+        more: dict[str, list[V]] = {}
         for key, value in pairs:
-            self._add(key, value)
-
-    def _add(self, key: str, value: V) -> None:
-        values = self._lists.get(key)
-        if values is None:
-            self._lists[key] = [value]
-        else:
+            keys.append(key)
             values.append(value)
-        self._pairs.append((key, value))
+            if key not in first:
+                first[key] = value
+            elif key in more:
+                more[key].append(value)
+            else:
+                more[key] = [value]
+        self._keys = keys
+        self._values = values
+        self._first = first
+        self._more = more
 
     def __getitem__(self, key: str) -> V:
-        return self._lists[key][0]
+        return self._first[key]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._lists)
+        return iter(self._first)
 
     def __len__(self) -> int:
-        return len(self._lists)
+        return len(self._first)
 
     def __contains__(self, key: object) -> bool:
-        return key in self._lists
+        return key in self._first
 
     def getlist(self, key: str) -> list[V]:
         """Every value of ``key`` in arrival order (a new list; empty if none)."""
-        return list(self._lists.get(key, ()))
+        if key not in self._first:
+            return []
+        return [self._first[key], *self._more.get(key, ())]
 
     def multi_items(self) -> list[tuple[str, V]]:
         """Every ``(key, value)`` pair in arrival order."""
-        return list(self._pairs)
+        return list(zip(self._keys, self._values, strict=True))
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self._pairs!r})"
+        return f"{type(self).__name__}({self.multi_items()!r})"
 
 
 def _close_all(files: Iterable[UploadedFile]) -> None:
@@ -188,9 +201,13 @@ class Form:
 # -- the core ------------------------------------------------------------------
 
 
+_Event: TypeAlias = PartStart | PartData | PartEnd | Field
+"""What a parser gives the receiver: multipart events, or urlencoded fields."""
+
+
 class _Parser(Protocol):
-    def feed(self, data: bytes, /) -> Sequence[object]: ...
-    def close(self) -> Sequence[object] | None: ...
+    def feed(self, data: bytes, /) -> Sequence[_Event]: ...
+    def close(self) -> Sequence[_Event] | None: ...
 
 
 class _RawBody:
@@ -203,13 +220,11 @@ class _RawBody:
         self._limit = limits.max_file_size
         self._size = 0
 
-    def feed(self, data: bytes) -> list[object]:
+    def feed(self, data: bytes) -> list[_Event]:
         self._size += len(data)
         if self._size > self._limit:
-            from spoolup.errors import FileTooLarge
-
             raise FileTooLarge.for_limit("max_file_size", self._limit, "file")
-        events: list[object] = []
+        events: list[_Event] = []
         if self._start is not None:
             events.append(self._start)
             self._start = None
@@ -217,8 +232,8 @@ class _RawBody:
             events.append(PartData(data))
         return events
 
-    def close(self) -> list[object]:
-        events: list[object] = [] if self._start is None else [self._start]
+    def close(self) -> list[_Event]:
+        events: list[_Event] = [] if self._start is None else [self._start]
         self._start = None
         events.append(PartEnd())
         return events
@@ -230,14 +245,12 @@ class _URLEncoded:
     __slots__ = ("_parser",)
 
     def __init__(self, limits: Limits, charset: str) -> None:
-        from spoolup.urlencoded import URLEncodedParser
-
         self._parser = URLEncodedParser(limits=limits, charset=charset)
 
-    def feed(self, data: bytes) -> Sequence[object]:
+    def feed(self, data: bytes) -> Sequence[_Event]:
         return self._parser.feed(data)
 
-    def close(self) -> Sequence[object]:
+    def close(self) -> Sequence[_Event]:
         return self._parser.close()
 
 
@@ -259,7 +272,7 @@ def _form_parser(content_type: str, limits: Limits) -> _Parser:
 
 
 class Receiver:
-    """Feeds one body to a parser and its events to the handler chain.
+    """Feeds one body to a parser and its events to the handler chain (internal).
 
     The single core behind every driver: ``feed`` each chunk (or ``feed_many`` a
     batch), then ``finish`` for the :class:`Form`; on any exception call ``abort``.
@@ -289,17 +302,21 @@ class Receiver:
         self._content_length = content_length
         self._lock = threading.Lock()
         self.received = 0
-        self._fields: MultiDict[str] = MultiDict()
-        self._files: MultiDict[UploadedFile] = MultiDict()
+        # What the form will hold, in arrival order (made into MultiDicts at the end).
+        self._field_names: list[str] = []
+        self._field_values: list[str] = []
+        self._file_names: list[str] = []
+        self._file_values: list[UploadedFile] = []
         self._progress = [
             h for h in handlers if type(h).body_progress is not UploadHandler.body_progress
         ]
-        # The part being received: a file (_active set), a field (_field set) or a
-        # part being skipped (neither).
+        # The part being received: a file (_active set), a field (_field set: its
+        # bytes so far, one chunk or a list of them) or a part being skipped (neither).
         self._info: FileInfo | None = None
         self._active: list[UploadHandler] | None = None
+        self._chain: list[UploadHandler] = []
         self._offsets: list[int] = []
-        self._field: list[bytes] | None = None
+        self._field: bytes | list[bytes] | None = None
         self._field_name = ""
         self._field_charset = "utf-8"
         self._stopped: StopUpload | None = None
@@ -311,7 +328,7 @@ class Receiver:
     @property
     def files(self) -> MultiDict[UploadedFile]:
         """The files received so far, in arrival order (the form's files once finished)."""
-        return self._files
+        return MultiDict(zip(self._file_names, self._file_values, strict=True))
 
     # -- feeding ---------------------------------------------------------------
 
@@ -348,63 +365,51 @@ class Receiver:
     def _keep_reading(self) -> bool:
         return self._stopped is None or not self._stopped.connection_reset
 
-    def _dispatch(self, events: Sequence[object]) -> None:
+    def _dispatch(self, events: Sequence[_Event]) -> None:
         for event in events:
-            kind = type(event)
-            if kind is PartData:
-                data: bytes = event.data  # type: ignore[attr-defined]
-                if self._active is not None:
-                    try:
-                        self._file_data(data)
-                    except SkipFile:
-                        self._skip()
-                    except StopUpload as stop:
-                        self._stop(stop)
-                        return
-                elif self._field is not None:
-                    self._field.append(data)
-            elif kind is PartEnd:
-                if self._active is not None:
-                    try:
+            # One handler of the control exceptions for every hook a part calls.
+            try:
+                if type(event) is PartData:
+                    if self._active is not None:
+                        self._file_data(event.data)
+                    elif self._field is not None:
+                        self._field_data(event.data)
+                elif type(event) is PartEnd:
+                    if self._active is not None:
                         self._file_end()
-                    except SkipFile:
-                        self._skip()
-                    except StopUpload as stop:
-                        self._stop(stop)
-                        return
-                elif self._field is not None:
-                    self._field_end()
-                self._info = None
-            elif kind is PartStart:
-                assert isinstance(event, PartStart)
-                if event.filename is None:
-                    self._field = []
-                    self._field_name = event.name
-                    self._field_charset = event.charset or "utf-8"
-                else:
-                    try:
-                        self._file_start(event)
-                    except SkipFile:
-                        self._skip()
-                    except StopUpload as stop:
-                        self._stop(stop)
-                        return
-            else:
-                # spoolup.urlencoded.Field
-                self._fields._add(event.name, event.value)  # type: ignore[attr-defined]
+                    elif self._field is not None:
+                        self._field_end()
+                    self._info = None
+                elif type(event) is PartStart:
+                    if event.filename is None:
+                        self._field = _NO_DATA
+                        self._field_name = event.name
+                        self._field_charset = event.charset or "utf-8"
+                    else:
+                        self._file_start(event, event.filename)
+                elif type(event) is Field:
+                    self._field_names.append(event.name)
+                    self._field_values.append(event.value)
+            except SkipFile:
+                self._skip()
+            except StopUpload as stop:
+                self._stop(stop)
+                return
 
-    def _file_start(self, event: PartStart) -> None:
-        assert event.filename is not None
+    def _file_start(self, event: PartStart, filename: str) -> None:
         info = self._info = FileInfo(
             event.name,
-            event.filename,
+            filename,
             event.raw_filename,
             event.content_type,
             event.charset,
             event.headers,
             self._content_length,
         )
-        active: list[UploadHandler] = []
+        # One list of active handlers and one of offsets for the request, refilled
+        # for each file: no new lists per part.
+        active = self._chain
+        active.clear()
         self._active = active
         for handler in self._handlers:
             active.append(handler)
@@ -412,12 +417,18 @@ class Receiver:
                 handler.new_file(info)
             except StopFutureHandlers:
                 break
-        self._offsets = [0] * len(active)
+        offsets = self._offsets
+        offsets.clear()
+        offsets.extend(_ZEROS[: len(active)] if len(active) <= len(_ZEROS) else [0] * len(active))
 
     def _file_data(self, data: bytes) -> None:
         active = self._active
         assert active is not None
         offsets = self._offsets
+        if len(active) == 1:  # the usual chain of one storing handler
+            active[0].receive_data_chunk(data, offsets[0])
+            offsets[0] += len(data)
+            return
         for i, handler in enumerate(active):
             size = len(data)
             out = handler.receive_data_chunk(data, offsets[i])
@@ -448,13 +459,25 @@ class Receiver:
         if info.hashes and file.hashes is not info.hashes:
             for name, digest in info.hashes.items():
                 file.hashes.setdefault(name, digest)
-        self._files._add(info.field_name, file)
+        self._file_names.append(info.field_name)
+        self._file_values.append(file)
+
+    def _field_data(self, data: bytes) -> None:
+        # A field is mostly one chunk: keep it as it is, make a list only for a second.
+        held = self._field
+        if held is _NO_DATA:
+            self._field = data
+        elif isinstance(held, list):
+            held.append(data)
+        else:
+            assert held is not None
+            self._field = [held, data]
 
     def _field_end(self) -> None:
-        chunks = self._field
-        assert chunks is not None
+        held = self._field
+        assert held is not None
         self._field = None
-        raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        raw = b"".join(held) if isinstance(held, list) else held
         try:
             value = raw.decode(self._field_charset)
         # ValueError covers every UnicodeError (the "undefined" codec raises a bare one)
@@ -463,7 +486,8 @@ class Receiver:
             raise MalformedRequest(
                 f"field {self._field_name[:100]!r} is not valid {self._field_charset[:32]}"
             ) from None
-        self._fields._add(self._field_name, value)
+        self._field_names.append(self._field_name)
+        self._field_values.append(value)
 
     def _skip(self) -> None:
         active = self._active
@@ -496,7 +520,10 @@ class Receiver:
             for handler in self._handlers:
                 handler.upload_complete()
             self._closed = True
-            return Form(self._fields, self._files)
+            return Form(
+                MultiDict(zip(self._field_names, self._field_values, strict=True)),
+                MultiDict(zip(self._file_names, self._file_values, strict=True)),
+            )
 
     def abort(self) -> None:
         """Tell every handler the upload failed and close every file received. Idempotent."""
@@ -512,7 +539,7 @@ class Receiver:
                 except Exception as exc:
                     errors.append(exc)
             try:
-                _close_all(file for _, file in self._files.multi_items())
+                _close_all(self._file_values)
             except Exception as exc:
                 errors.append(exc)
             if errors:
@@ -686,8 +713,6 @@ def _file_receiver(
     limits = _DEFAULT_LIMITS if limits is None else limits
     _check_declared(limits, content_length)
     if content_length is not None and content_length > limits.max_file_size:
-        from spoolup.errors import FileTooLarge
-
         raise FileTooLarge.for_limit("max_file_size", limits.max_file_size, "file")
     mime: str | None = None
     charset: str | None = None

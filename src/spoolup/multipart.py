@@ -142,6 +142,7 @@ _MAX_KNOWN_TYPES = 16
 _MAX_TAILS = 16
 _MAX_TAIL_SIZE = 256
 _Headers: TypeAlias = tuple[tuple[str, str], ...]
+_Events: TypeAlias = list["PartStart | PartData | PartEnd"]
 # A part's (headers, Content-Disposition, content type, charset).
 _HeaderBlock: TypeAlias = tuple[_Headers, str | None, str | None, str | None]
 # The header names clients send, spelled as they send them, already checked and lowercased.
@@ -203,7 +204,7 @@ class MultipartParser:
         # The header lines after a part's first one, by their bytes (see _header_block).
         self._tails: dict[bytes, tuple[_Headers, str | None, str | None]] = {}
 
-    def feed(self, data: bytes) -> list[Event]:
+    def feed(self, data: bytes) -> list[PartStart | PartData | PartEnd]:
         """Parse the next chunk of the body and return the events it completes.
 
         Raises :class:`~spoolup.errors.MalformedRequest` for a body that breaks the
@@ -219,7 +220,7 @@ class MultipartParser:
             self._error = exc
             raise
 
-    def _feed(self, data: bytes) -> list[Event]:
+    def _feed(self, data: bytes) -> list[PartStart | PartData | PartEnd]:
         if type(data) is not bytes:
             data = bytes(data)
         self._fed += len(data)
@@ -247,7 +248,7 @@ class MultipartParser:
                     self._raise_part_too_large()
                 self._part_size = size
                 return [PartData(data if end == n else data[:end])]
-        events: list[Event] = []
+        events: _Events = []
         if not carry:
             self._run(data, 0, events)
         elif self._state != _DATA:
@@ -285,7 +286,7 @@ class MultipartParser:
             self._error = MalformedRequest(msg)
             raise self._error
 
-    def _emit(self, data: bytes, events: list[Event]) -> None:
+    def _emit(self, data: bytes, events: _Events) -> None:
         size = self._part_size + len(data)
         if size > self._part_limit:
             self._raise_part_too_large()
@@ -300,12 +301,12 @@ class MultipartParser:
         limit = self._limits.max_field_size
         raise RequestTooLarge.for_limit("max_field_size", limit, what)
 
-    def _end_part(self, events: list[Event]) -> None:
+    def _end_part(self, events: _Events) -> None:
         events.append(_PART_END)
         self._part_size = 0
         self._state = _AFTER_BOUNDARY
 
-    def _run(self, buf: bytes, i: int, events: list[Event]) -> None:
+    def _run(self, buf: bytes, i: int, events: _Events) -> None:
         """Parse ``buf[i:]``; keep what cannot be decided yet in the carry or header buffer."""
         delim = self._delim
         dlen = len(delim)
@@ -423,7 +424,7 @@ class MultipartParser:
                 break
         self._state = state
 
-    def _headers(self, buf: bytes, i: int, events: list[Event]) -> int:
+    def _headers(self, buf: bytes, i: int, events: _Events) -> int:
         """Collect a header block starting at the CRLF ending the boundary line.
 
         Returns the index of the part's first data byte, or -1 when the block is not
@@ -453,7 +454,7 @@ class MultipartParser:
         limit = self._limits.max_header_size
         return RequestTooLarge.for_limit("max_header_size", limit, "a part's header block")
 
-    def _start_part(self, block: bytes, events: list[Event]) -> None:
+    def _start_part(self, block: bytes, events: _Events) -> None:
         limits = self._limits
         if not block:
             raise MalformedRequest("a part has no headers")

@@ -67,7 +67,7 @@ def test_upload_folder_then_ls_get_rm(capsys: pytest.CaptureFixture[str], tmp_pa
     assert "two.txt" in out
     assert "2.5 kB" in out
     assert "one.txt" not in out
-    assert "1 files matching 'two', 2.5 kB in all" in err
+    assert "1 file matching 'two', 2.5 kB in all" in err
 
     code, out, err = run(capsys, "get", "two.txt", "-o", str(tmp_path / "copy.txt"))
     assert code == 0, err
@@ -127,7 +127,7 @@ def test_upload_link_from_the_cli(
 ) -> None:
     code, out, err = run(capsys, "share", "--upload", "--max-size", "10kB", "--max-files", "1")
     assert code == 0, err
-    assert "up to 1 files of 10 kB each" in err
+    assert "up to 1 file of 10 kB each" in err
     link = out.strip()
     monkeypatch.delenv("SPOOLUP_TOKEN")
     small, big = tmp_path / "small.txt", tmp_path / "big.txt"
@@ -217,7 +217,7 @@ def test_ctrl_c_stops_an_upload_with_a_resume_hint(server: RunningServer, tmp_pa
             process.wait()
     assert process.returncode == 130
     assert "Traceback" not in err
-    assert "interrupted. 0 uploaded (0 B) of 1 files" in err
+    assert "interrupted. 0 uploaded (0 B) of 1 file" in err
     assert "Run the same command again to resume" in err
 
 

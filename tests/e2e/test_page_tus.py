@@ -179,6 +179,8 @@ def test_cancelled_tus_upload_is_terminated(
 ) -> None:
     path = big_file(tmp_path)
     page = browser.new_page()  # type: ignore[attr-defined]
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.goto(served.running.url)
     cdp = page.context.new_cdp_session(page)
     conditions = {"offline": False, "latency": 0, "downloadThroughput": -1}
@@ -195,6 +197,8 @@ def test_cancelled_tus_upload_is_terminated(
     assert page.evaluate("localStorage.length") == 0
     with served.running.client() as client:
         assert client.get("/api/files").json() == []
+    # The termination waited for the aborted PATCH to end: no 423 in the console.
+    assert not [e for e in errors if "423" in e], errors
     page.close()
 
 

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from spoolup.server.listing import FileIndex
 from spoolup.server.store import RecordStore
-from spoolup.storage import ObjectMeta
+from spoolup.storage import ListPage, ObjectInfo, ObjectMeta, ObjectNotFound
 from spoolup.storage.local import LocalStorage
+from spoolup.storage.s3 import S3Storage
+from tests.seaweed import Seaweed
 from tests.server.conftest import RunningServer
 
 
@@ -123,3 +127,96 @@ async def test_pages_come_from_the_index_not_from_storage(tmp_path: Any) -> None
     assert [r.filename for r in page.records] == ["new.bin"]
     # One more key listing, and only the new object described.
     assert (CountingStorage.lists, CountingStorage.stats) == (2, 31)
+
+
+class ManyFiles(LocalStorage):
+    """10,000 file objects described from memory, counting the calls made to storage."""
+
+    count = 10_000
+
+    def __init__(self, root: Any) -> None:
+        super().__init__(root)
+        self.lists = 0
+        self.stats = 0
+        when = datetime(2026, 1, 1, tzinfo=UTC)
+        self.objects = {
+            f"files/{i:032x}": ObjectInfo(
+                key=f"files/{i:032x}",
+                size=i,
+                created=when,
+                filename=f"file-{i:05d}.bin",
+                sha256="0" * 64,
+            )
+            for i in range(self.count)
+        }
+
+    def list(self, prefix: str = "", *, limit: int = 1000, token: str | None = None) -> ListPage:
+        self.lists += 1
+        keys = sorted(k for k in self.objects if k.startswith(prefix) and (not token or k > token))
+        page = keys[:limit]
+        more = len(keys) > limit
+        return ListPage([self.objects[k] for k in page], page[-1] if more else None)
+
+    def stat(self, key: str) -> ObjectInfo:
+        self.stats += 1
+        if key not in self.objects:
+            raise ObjectNotFound(key)
+        return self.objects[key]
+
+
+async def test_ten_thousand_files_page_by_cursor_with_one_listing(tmp_path: Any) -> None:
+    storage = ManyFiles(tmp_path)
+    index = FileIndex(RecordStore(storage), max_age=3600)
+    seen: list[str] = []
+    page = await index.query(sort="size", descending=False, limit=1000)
+    assert page.total == (10_000, sum(range(10_000)))
+    while True:
+        seen += [r.filename for r in page.records]
+        if page.next_cursor is None:
+            break
+        page = await index.query(sort="size", descending=False, cursor=page.next_cursor)
+    assert seen == [f"file-{i:05d}.bin" for i in range(10_000)]
+    # One key listing (10 pages of 1,000 keys) and one stat per file, for all 10 pages.
+    assert (storage.lists, storage.stats) == (10, 10_000)
+    found = await index.query(search="file-0999", limit=50)
+    assert [r.filename for r in found.records][:1] == ["file-09999.bin"]
+    assert found.matched[0] == 10
+    assert (storage.lists, storage.stats) == (10, 10_000)
+
+
+class CountingS3(S3Storage):
+    lists = 0
+    stats = 0
+
+    def list(self, *args: Any, **kwargs: Any) -> Any:
+        CountingS3.lists += 1
+        return super().list(*args, **kwargs)
+
+    def stat(self, *args: Any, **kwargs: Any) -> Any:
+        CountingS3.stats += 1
+        return super().stat(*args, **kwargs)
+
+
+@pytest.mark.s3
+async def test_pages_on_s3_come_from_the_index(seaweed: Seaweed) -> None:
+    client = seaweed.client()
+    storage = CountingS3(seaweed.bucket, f"list-{uuid.uuid4().hex[:8]}", client=client)
+    try:
+        for i in range(12):
+            storage.write(f"files/{i:032x}", b"x" * i, meta=ObjectMeta(filename=f"s3-{i:02d}.bin"))
+        index = FileIndex(RecordStore(storage), max_age=3600)
+        names: list[str] = []
+        page = await index.query(sort="name", descending=False, limit=5)
+        while True:
+            names += [r.filename for r in page.records]
+            if page.next_cursor is None:
+                break
+            page = await index.query(
+                sort="name", descending=False, limit=5, cursor=page.next_cursor
+            )
+        assert names == [f"s3-{i:02d}.bin" for i in range(12)]
+        assert (CountingS3.lists, CountingS3.stats) == (1, 12)
+    finally:
+        listing = client.list_objects_v2(Bucket=seaweed.bucket, Prefix=storage.prefix)
+        for entry in listing.get("Contents", []):
+            client.delete_object(Bucket=seaweed.bucket, Key=entry["Key"])

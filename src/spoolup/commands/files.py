@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from spoolup._units import format_size
+from spoolup._units import format_size, plural
 from spoolup.commands.common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -145,7 +145,7 @@ def run_ls(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             )
     what = f" matching {args.search!r}" if args.search else ""
     more = f"; {matched - shown} more (--all, or --limit N)" if matched > shown else ""
-    sys.stderr.write(f"{matched} files{what}, {format_size(size)} in all{more}\n")
+    sys.stderr.write(f"{plural(matched, 'file')}{what}, {format_size(size)} in all{more}\n")
     return EXIT_OK
 
 
@@ -263,7 +263,8 @@ def run_share(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     sys.stdout.write(made["url"] + "\n")
     caps = ""
     if args.upload:
-        caps = f"; up to {made['max_files']} files of {format_size(made['max_size'])} each"
+        files = plural(made["max_files"], "file")
+        caps = f"; up to {files} of {format_size(made['max_size'])} each"
     sys.stderr.write(f"valid until {made['expires']}{caps}\n")
     return EXIT_OK
 

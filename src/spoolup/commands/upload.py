@@ -28,7 +28,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from spoolup._units import format_duration, format_size
+from spoolup._units import format_duration, format_size, plural
 from spoolup.commands.common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -306,7 +306,7 @@ class _Tally:
             parts.append(f"{self.skipped} already there")
         if self.failed:
             parts.append(f"{self.failed} failed")
-        return f"{', '.join(parts)} of {self.total} files in {format_duration(seconds)}"
+        return f"{', '.join(parts)} of {plural(self.total, 'file')} in {format_duration(seconds)}"
 
 
 def _limits(client: httpx.Client, link: str | None) -> dict[str, Any] | None:

@@ -43,6 +43,7 @@ from spoolup.limits import Limits
 from spoolup.server.about import limits_json
 from spoolup.server.auth import BearerAuthMiddleware
 from spoolup.server.config import ConfigError, ServerConfig
+from spoolup.server.health import space_problem
 from spoolup.server.hooks import HookCallable, HookDispatcher
 from spoolup.server.inspect import inspect_image
 from spoolup.server.listing import FileIndex, list_files
@@ -53,6 +54,7 @@ from spoolup.server.origins import OriginGuardMiddleware, default_allowed_hosts
 from spoolup.server.records import FileRecord, is_file_id
 from spoolup.server.share import LinkSigner, link_routes
 from spoolup.server.store import RecordStore, open_store
+from spoolup.server.sweep import LeftoverSweeper
 from spoolup.storage import StorageError
 
 if TYPE_CHECKING:
@@ -117,12 +119,16 @@ async def index(request: Request) -> Response:
 
 
 async def healthz(request: Request) -> Response:
-    """``GET /healthz``: 200 when the storage answers, else 503."""
+    """``GET /healthz``: 200 when the storage answers and has room, else 503 saying why."""
     try:
         await _store(request).check()
     except Exception as exc:
         logger.warning("health check failed: %s", exc)
         return _error(503, "storage unavailable")
+    store, min_free = _store(request), _config(request).min_free_space
+    problem = await run_in_threadpool(space_problem, store.storage, min_free)
+    if problem is not None:
+        return JSONResponse({"status": "degraded", "error": problem}, status_code=503)
     return JSONResponse({"status": "ok"})
 
 
@@ -520,15 +526,24 @@ def create_app(
     if config.token:
         middleware.append(Middleware(BearerAuthMiddleware, token=config.token))
 
+    sweeper = LeftoverSweeper(
+        store.storage,
+        tus=tus.store if tus is not None else None,
+        orphan_age=(tus.protocol.expiry if tus is not None else None) or 24 * 3600.0,
+        interval=config.sweep_interval,
+    )
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await store.start()
+        sweeper.start()
         stop_metrics = None
         if config.metrics and config.metrics_port is not None:
             stop_metrics = metrics.serve(config.host, config.metrics_port)
         try:
             yield
         finally:
+            await sweeper.aclose()
             if tus is not None:
                 await tus.aclose()
             await dispatcher.aclose()

@@ -112,6 +112,10 @@ class ServerConfig:
             a domain and its subdomains); empty: the names ``host`` listens on.
         cors_origins: origins (``https://app.example.org``) whose pages may use the API;
             empty: none but the server's own.
+        sweep_interval: seconds between sweeps of what crashes and outages left in
+            storage (300; one runs at start).
+        min_free_space: bytes the storage folder and the temp folder must have free for
+            ``/healthz`` to answer 200 (64 MiB).
         log_format: ``plain`` or ``json`` (one JSON object per line).
         metrics: collect Prometheus metrics, served at ``/metrics`` (on).
         metrics_port: serve ``/metrics`` on this port instead (same host, no token).
@@ -148,6 +152,8 @@ class ServerConfig:
     max_connections: int = 4096
     allowed_hosts: tuple[str, ...] = ()
     cors_origins: tuple[str, ...] = ()
+    sweep_interval: float = 300.0
+    min_free_space: int = 64 * 1024 * 1024
     log_format: str = "plain"
     metrics: bool = True
     metrics_port: int | None = None
@@ -198,8 +204,8 @@ class ServerConfig:
         if self.header_limit < 1024 or self.max_connections < 1:
             msg = "header_limit must be at least 1024 bytes and max_connections at least 1"
             raise ConfigError(msg)
-        if self.header_timeout <= 0 or self.body_timeout <= 0:
-            msg = "header_timeout and body_timeout must be positive"
+        if self.header_timeout <= 0 or self.body_timeout <= 0 or self.sweep_interval <= 0:
+            msg = "header_timeout, body_timeout and sweep_interval must be positive"
             raise ConfigError(msg)
         for origin in self.cors_origins:
             if origin != "*" and not _ORIGIN.fullmatch(origin):
@@ -365,6 +371,8 @@ _SETTINGS: dict[str, Any] = {
     "max_connections": _parse_int,
     "allowed_hosts": _parse_names,
     "cors_origins": _parse_names,
+    "sweep_interval": _parse_float,
+    "min_free_space": parse_size,
     "log_format": lambda v, n: _parse_str(v, n).lower(),
     "metrics": _parse_bool,
     "metrics_port": _parse_int,

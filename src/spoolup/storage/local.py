@@ -283,6 +283,7 @@ class _Appender(PartAppender):
             raise StorageError(msg)
         self._fd: int | None = fd
         self.size = offset
+        self._synced = offset  # bytes known durable: a checkpoint may count them
         self._sync = BackgroundSync(fd)
 
     def write(self, data: bytes) -> None:
@@ -292,16 +293,24 @@ class _Appender(PartAppender):
             _write_all(fd, data)
             self._sync.wrote(len(data))
         except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                # A full disk: give back the room of every byte no checkpoint can
+                # count yet, so that the upload holds nothing unaccounted.
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, self._synced)
+                self.size = self._synced
             raise _storage_error(exc, "appending to an upload") from exc
         self.size += len(data)
 
     def sync(self) -> None:
         assert self._fd is not None
+        written = self.size  # every byte up to here is in the file: the sync covers it
         try:
             self._sync.wait()
             _io.fdatasync(self._fd)
         except OSError as exc:
             raise _storage_error(exc, "syncing an upload") from exc
+        self._synced = max(self._synced, written)
 
     def close(self) -> None:
         fd, self._fd = self._fd, None
@@ -623,7 +632,9 @@ class LocalStorage(ResumableStorage):
             raise _storage_error(exc, f"starting an upload of {key!r}") from exc
         return upload_id
 
-    def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> PartInfo:
+    def upload_part(
+        self, key: str, upload_id: str, number: int, data: bytes | bytearray
+    ) -> PartInfo:
         """Append part ``number`` (the next one, or the last one again)."""
         folder, state = self._load_state(key, upload_id)
         sizes: list[int] = state["parts"]

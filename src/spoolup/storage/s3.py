@@ -11,9 +11,11 @@ with at most ``concurrency`` parts in flight: memory stays near
 created with the first full part and completed only when the whole stream is in; any
 failure (the source raising, the client leaving, a part refused) aborts it, so no
 object and no incomplete upload is left. An object smaller than one part is sent
-with a single ``put_object`` at commit. Only a process killed outright cannot abort:
-give the bucket a lifecycle rule (``AbortIncompleteMultipartUpload`` after a day) for
-that case, and for resumable uploads that are never finished.
+with a single ``put_object`` at commit. An abort that fails (the store is down) is
+retried a few times, then remembered; :meth:`S3Storage.cleanup` retries the remembered
+ones and aborts every incomplete upload under the prefix older than ``stale_after``
+that this process is not writing and the caller does not name as live. A lifecycle
+rule (``AbortIncompleteMultipartUpload`` after a day) on the bucket does no harm.
 
 **Metadata** is S3 user metadata (``x-amz-meta-*``): ``filename`` and free-form
 values percent-encoded into ASCII, the content type as ``Content-Type``. The sha256
@@ -28,8 +30,11 @@ from __future__ import annotations
 import builtins
 import contextlib
 import io
+import logging
+import threading
+import time
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Container, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from datetime import UTC, datetime
 from typing import Any, BinaryIO
@@ -54,6 +59,10 @@ from spoolup.storage.resumable import ResumableStorage
 from spoolup.storage.writer import ObjectWriter
 
 __all__ = ["S3Storage"]
+
+logger = logging.getLogger("spoolup.storage")
+# Pauses between the attempts to abort a multipart upload before it is left to cleanup.
+_ABORT_PAUSES = (0.2, 1.0)
 
 MiB = 1024 * 1024
 MIN_PART_SIZE = 5 * MiB
@@ -94,6 +103,10 @@ def _check_upload_id(upload_id: str) -> str:
     return upload_id
 
 
+# The first buffer of a write, before it is known to be large.
+_FIRST_BUFFER = 64 * 1024
+
+
 class _S3Writer(ObjectWriter):
     def __init__(self, storage: S3Storage, key: str, meta: ObjectMeta | None) -> None:
         super().__init__(key, meta)
@@ -113,9 +126,16 @@ class _S3Writer(ObjectWriter):
         position = 0
         while position < len(view):
             if self._part is None:
-                self._part = bytearray(part_size)
+                # Most objects written in one go are small (upload state, leases): the
+                # first buffer fits what came, and grows to a part only if more comes.
+                first = self._upload_id is None
+                start = max(_FIRST_BUFFER, len(view) - position) if first else part_size
+                self._part = bytearray(min(part_size, start))
                 self._filled = 0
             take = min(part_size - self._filled, len(view) - position)
+            if self._filled + take > len(self._part):
+                grown = min(part_size, max(2 * len(self._part), self._filled + take))
+                self._part.extend(bytes(grown - len(self._part)))
             self._part[self._filled : self._filled + take] = view[position : position + take]
             self._filled += take
             position += take
@@ -187,8 +207,8 @@ class _S3Writer(ObjectWriter):
         self._part = None
         self._shutdown()
         if self._upload_id is not None:
-            with contextlib.suppress(StorageError):
-                self._storage.abort_multipart(self.key, self._upload_id)
+            self._storage._abort_or_remember(self.key, self._upload_id)
+            self._upload_id = None
 
 
 class _S3Reader(RangeReader):
@@ -257,6 +277,7 @@ class S3Storage(ResumableStorage):
         part_size: int = 8 * MiB,
         concurrency: int = 4,
         client: Any | None = None,
+        stale_after: float = 24 * 3600.0,
     ) -> None:
         if part_size < MIN_PART_SIZE:
             raise ValueError(f"part_size must be at least {MIN_PART_SIZE} (5 MiB), not {part_size}")
@@ -267,6 +288,11 @@ class S3Storage(ResumableStorage):
         self.bucket = bucket
         self.part_size = part_size
         self.concurrency = concurrency
+        self.stale_after = stale_after
+        # Multipart uploads this process writes, and those whose abort failed.
+        self._writing: set[str] = set()
+        self._to_abort: dict[str, str] = {}
+        self._lock = threading.Lock()
         if client is None:
             config = Config(
                 max_pool_connections=max(10, 2 * concurrency),
@@ -470,8 +496,7 @@ class S3Storage(ResumableStorage):
             parts = list(io_pool().map(copy, range(1, -(-size // part) + 1)))
             self.complete_multipart(dest, upload_id, parts, describe=False)
         except BaseException:
-            with contextlib.suppress(StorageError):
-                self.abort_multipart(dest, upload_id)
+            self._abort_or_remember(dest, upload_id)
             raise
 
     def _begin(self, key: str, content_type: str | None, user_metadata: dict[str, str]) -> str:
@@ -484,7 +509,62 @@ class S3Storage(ResumableStorage):
             args["ContentType"] = content_type
         with _errors(f"starting an upload of {key!r}"):
             response = self.client.create_multipart_upload(**args)
-        return str(response["UploadId"])
+        upload_id = str(response["UploadId"])
+        with self._lock:
+            self._writing.add(upload_id)
+        return upload_id
+
+    def _abort_or_remember(self, key: str, upload_id: str) -> None:
+        """Abort, retrying a little; if the store still refuses, leave it to :meth:`cleanup`."""
+        for pause in (*_ABORT_PAUSES, None):
+            try:
+                self.abort_multipart(key, upload_id)
+            except StorageError as exc:
+                if pause is None:
+                    logger.warning(
+                        "aborting the upload of %r failed (%s); the next cleanup retries", key, exc
+                    )
+                    with self._lock:
+                        self._to_abort[upload_id] = key
+                    return
+                time.sleep(pause)
+            else:
+                return
+
+    def cleanup(self, older_than: float | None = None, *, keep: Container[str] = ()) -> int:
+        """Abort orphaned multipart uploads under the prefix; return how many were aborted.
+
+        Aborts those whose abort failed earlier, and every incomplete upload started
+        more than ``older_than`` seconds ago (``stale_after`` by default) that this
+        process is not writing and whose upload id is not in ``keep`` (the live
+        resumable uploads). Each abort is logged. Raises :class:`StorageError` when the
+        store cannot be listed.
+        """
+        age = self.stale_after if older_than is None else older_than
+        limit = datetime.now(UTC).timestamp() - age
+        with self._lock:
+            doomed = dict(self._to_abort)
+            writing = set(self._writing)
+        pages = self.client.get_paginator("list_multipart_uploads")
+        with _errors("listing incomplete uploads"):
+            for page in pages.paginate(Bucket=self.bucket, Prefix=self.prefix):
+                for upload in page.get("Uploads", ()):
+                    upload_id, name = str(upload["UploadId"]), str(upload["Key"])
+                    old = _utc(upload["Initiated"]).timestamp() <= limit
+                    if old and upload_id not in writing and upload_id not in keep:
+                        doomed[upload_id] = name.removeprefix(self.prefix)
+        aborted = 0
+        for upload_id, key in doomed.items():
+            try:
+                self.abort_multipart(key, upload_id)
+            except (StorageError, InvalidKey) as exc:
+                logger.warning("aborting the orphaned upload of %r failed: %s", key, exc)
+                continue
+            logger.info("aborted the orphaned multipart upload %s of %r", upload_id, key)
+            with self._lock:
+                self._to_abort.pop(upload_id, None)
+            aborted += 1
+        return aborted
 
     # -- resumable (multipart) uploads -------------------------------------------------------
 
@@ -561,6 +641,8 @@ class S3Storage(ResumableStorage):
                     "Parts": [{"PartNumber": p.number, "ETag": p.etag} for p in ordered]
                 },
             )
+        with self._lock:
+            self._writing.discard(upload_id)
         if sha256 is not None:
             # Best effort: an endpoint without tagging keeps the object, without the tag.
             with contextlib.suppress(StorageError), _errors(f"tagging {key!r}"):
@@ -577,6 +659,8 @@ class S3Storage(ResumableStorage):
 
     def abort_multipart(self, key: str, upload_id: str) -> None:
         """AbortMultipartUpload; an unknown or finished upload is not an error."""
+        with self._lock:
+            self._writing.discard(upload_id)
         try:
             with _errors(f"aborting the upload of {key!r}"):
                 self.client.abort_multipart_upload(

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import errno
 import hashlib
 import inspect
 import json
@@ -39,7 +40,7 @@ from spoolup.form import receive_file
 from spoolup.handlers import HandlerSpec, HashingHandler, UploadHandler, resolve_handlers
 from spoolup.headers import safe_filename
 from spoolup.limits import Limits
-from spoolup.storage import ObjectNotFound, ResumableStorage
+from spoolup.storage import InsufficientStorage, ObjectNotFound, ResumableStorage
 from spoolup.tus.lock import DEFAULT_TTL, LeaseKeeper, UploadLock, lock_for
 from spoolup.tus.protocol import (
     Create,
@@ -655,7 +656,13 @@ async def _verified(body: AsyncIterator[bytes], request: Patch) -> AsyncIterator
     with tempfile.SpooledTemporaryFile(max_size=_BATCH) as spool:
         async for batch in body:
             hasher.update(batch)
-            await asyncio.to_thread(spool.write, batch)
+            try:
+                await asyncio.to_thread(spool.write, batch)
+            except OSError as exc:  # the temp folder, not the storage, is full
+                if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                    raise
+                msg = "no space left in the temp folder to verify the chunk"
+                raise InsufficientStorage(msg) from None
         request.checksum.verify(hasher)
         spool.seek(0)
         while chunk := await asyncio.to_thread(spool.read, _BATCH):

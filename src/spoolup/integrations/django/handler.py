@@ -64,13 +64,13 @@ class _Events:
     __slots__ = ("events",)
 
     def __init__(self) -> None:
-        self.events: list[object] = []
+        self.events: list[PartStart | PartData | PartEnd] = []
 
-    def feed(self, data: bytes) -> list[object]:
+    def feed(self, data: bytes) -> list[PartStart | PartData | PartEnd]:
         events, self.events = self.events, []
         return events
 
-    def close(self) -> list[object]:
+    def close(self) -> list[PartStart | PartData | PartEnd]:
         return self.feed(b"")
 
 
@@ -109,7 +109,7 @@ class SpoolupUploadHandler(django_uploadhandler.FileUploadHandler):  # type: ign
             content_type=META.get("CONTENT_TYPE"),
         )
 
-    def _push(self, event: object, data: bytes = b"") -> None:
+    def _push(self, event: PartStart | PartData | PartEnd, data: bytes = b"") -> None:
         assert self._receiver is not None
         self._events.events.append(event)
         try:

@@ -27,7 +27,7 @@ from spoolup.form import Form
 from spoolup.handlers import HandlerSpec
 from spoolup.headers import parse_options_header
 from spoolup.limits import Limits
-from spoolup.multipart import MultipartParser, PartData, PartStart
+from spoolup.multipart import MultipartParser, PartData, PartEnd, PartStart
 from spoolup.wsgi import content_length
 
 from .config import Options, options_for
@@ -142,20 +142,19 @@ class _FormMemory:
         self._total = 0
         self._in_field = False
 
-    def _count(self, events: Sequence[object]) -> None:
+    def _count(self, events: Sequence[PartStart | PartData | PartEnd]) -> None:
         for event in events:
-            kind = type(event)
-            if kind is PartData:
+            if type(event) is PartData:
                 if self._in_field:
-                    self._total += len(event.data)  # type: ignore[attr-defined]
+                    self._total += len(event.data)
                     if self._total > self._limit:
                         raise RequestTooLarge.for_limit(
                             "DATA_UPLOAD_MAX_MEMORY_SIZE", self._limit, "the form's non-file data"
                         )
-            elif kind is PartStart:
-                self._in_field = event.filename is None  # type: ignore[attr-defined]
+            elif type(event) is PartStart:
+                self._in_field = event.filename is None
 
-    def feed(self, data: bytes) -> Sequence[object]:
+    def feed(self, data: bytes) -> Sequence[PartStart | PartData | PartEnd]:
         events = self._parser.feed(data)
         self._count(events)
         return events

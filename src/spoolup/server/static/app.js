@@ -68,10 +68,13 @@
 
   // ---------------------------------------------------------------- plain-language errors
 
+  // The server's {"error": "..."} as a sentence (capitalised), or "".
   function serverMessage(body) {
     try {
       const parsed = JSON.parse(body);
-      if (parsed && typeof parsed.error === "string") return parsed.error;
+      if (parsed && typeof parsed.error === "string" && parsed.error) {
+        return parsed.error[0].toUpperCase() + parsed.error.slice(1);
+      }
     } catch (_) {
       // not JSON
     }

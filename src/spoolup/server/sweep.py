@@ -1,0 +1,92 @@
+"""The server's leftover sweep: what crashes and outages left in storage, removed.
+
+At start and every ``sweep_interval`` seconds, in a worker thread:
+
+- local storage: temp files of writers that died (``kill -9``), whatever their age, and
+  older leftovers nobody can vouch for (:meth:`~spoolup.storage.LocalStorage.cleanup`);
+- S3: multipart uploads whose abort failed while the store was down, and incomplete
+  uploads older than the tus expiry that no live tus upload holds
+  (:meth:`~spoolup.storage.s3.S3Storage.cleanup`).
+
+A failing sweep is logged and tried again after a growing pause (:func:`repeat`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from typing import TYPE_CHECKING
+
+from spoolup._periodic import repeat
+from spoolup.storage.local import LocalStorage
+
+if TYPE_CHECKING:
+    from spoolup.storage.base import Storage
+    from spoolup.tus.store import TusStore
+
+__all__ = ["LeftoverSweeper"]
+
+logger = logging.getLogger("spoolup.server")
+
+
+class LeftoverSweeper:
+    """Sweeps ``storage`` (see the module docstring); ``tus`` names the live uploads."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        tus: TusStore | None,
+        orphan_age: float,
+        interval: float,
+    ) -> None:
+        self.storage = storage
+        self.tus = tus
+        self.orphan_age = orphan_age
+        self.interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    def sweep(self) -> int:
+        """Sweep once (blocking); return how many leftovers were removed."""
+        removed = 0
+        if isinstance(self.storage, LocalStorage):
+            removed = self.storage.cleanup()
+        else:
+            s3 = sys.modules.get("spoolup.storage.s3")
+            if s3 is not None and isinstance(self.storage, s3.S3Storage):
+                removed = self.storage.cleanup(self.orphan_age, keep=self._live_multipart())
+        if removed:
+            logger.info("the storage sweep removed %d leftovers", removed)
+        return removed
+
+    def _live_multipart(self) -> set[str]:
+        """The multipart upload ids that live tus uploads hold."""
+        live: set[str] = set()
+        if self.tus is None:
+            return live
+        for upload_id in self.tus.ids():
+            info = self.tus.load(upload_id)
+            mpu = info.backend.get("mpu") if info is not None else None
+            if isinstance(mpu, str):
+                live.add(mpu)
+        return live
+
+    def start(self) -> None:
+        """Sweep now and then every ``interval`` seconds, in the background."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(
+                repeat(
+                    lambda: asyncio.to_thread(self.sweep),
+                    self.interval,
+                    what="the storage sweep",
+                    logger=logger,
+                )
+            )
+
+    async def aclose(self) -> None:
+        """Stop sweeping (a sweep in its worker thread finishes on its own)."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None

@@ -1,0 +1,98 @@
+"""`kill -9` mid-POST, mid-PUT and mid-PATCH, then a restart: nothing partial, nothing left."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.chaos.conftest import TUS, MiB, SlowSend, leftovers, payload
+from tests.serve_process import free_port, serve
+
+pytestmark = [pytest.mark.chaos, pytest.mark.slow]
+
+
+def _multipart(data: bytes) -> tuple[bytes, str]:
+    boundary = "chaosboundary7MA4YWxkTrZu0gW"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="f"; filename="big.bin"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
+    return (
+        head + data + f"\r\n--{boundary}--\r\n".encode(),
+        f"multipart/form-data; boundary={boundary}",
+    )
+
+
+def _patch_headers(offset: int) -> dict[str, str]:
+    return {
+        **TUS,
+        "Upload-Offset": str(offset),
+        "Content-Type": "application/offset+octet-stream",
+    }
+
+
+def test_kill9_mid_post_and_mid_put_leaves_nothing(tmp_path: Path) -> None:
+    port = free_port()
+    data = payload(12 * MiB)
+    body, content_type = _multipart(data)
+    with serve(tmp_path, port=port) as running:
+        kept = httpx.put(f"{running.url}/api/files/kept.txt", content=b"kept").json()
+        post = SlowSend("POST", f"{running.url}/api/files", body, {"Content-Type": content_type})
+        put = SlowSend("PUT", f"{running.url}/api/files/big.bin", data)
+        post.start()
+        put.start()
+        post.wait_sent(4 * MiB)
+        put.wait_sent(4 * MiB)
+        assert leftovers(tmp_path / "data"), "the uploads were not being written"
+        running.kill9()
+        post.join()
+        put.join()
+    with serve(tmp_path, port=port) as restarted:
+        listed = httpx.get(f"{restarted.url}/api/files").json()
+        assert [r["id"] for r in listed] == [kept["id"]]  # nothing partial is listed
+        # The dead server's temp files went at start, however young.
+        assert leftovers(tmp_path / "data") == []
+
+
+def test_kill9_mid_patch_then_resume_to_the_right_sha256(tmp_path: Path) -> None:
+    port = free_port()
+    data = payload(20 * MiB, seed=2)
+    with serve(tmp_path, port=port) as running:
+        created = httpx.post(
+            f"{running.url}/tus/", headers={**TUS, "Upload-Length": str(len(data))}
+        )
+        assert created.status_code == 201
+        location = created.headers["location"]
+        url = location if location.startswith("http") else running.url + location
+        headers = _patch_headers(0)
+        # About 4 s of sending: at least one timed checkpoint (every 2 s) happens.
+        patch = SlowSend("PATCH", url, data[: 16 * MiB], headers, pause=0.06).start()
+        patch.wait_sent(14 * MiB)
+        running.kill9()
+        patch.join()
+    with serve(tmp_path, port=port) as restarted:
+        url = url.replace(running.url, restarted.url)
+        head = httpx.head(url, headers=TUS)
+        assert head.status_code == 200
+        offset = int(head.headers["upload-offset"])
+        assert 0 < offset <= 14 * MiB  # a crash loses at most what came after a checkpoint
+        assert httpx.get(f"{restarted.url}/api/files").json() == []
+        # The dead server's write lease runs out (30 s): a tus client retries a 423.
+        deadline = time.monotonic() + 90
+        while True:
+            rest = httpx.patch(
+                url, content=data[offset:], headers=_patch_headers(offset), timeout=60
+            )
+            if rest.status_code != 423 or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert rest.status_code == 204, rest.text
+        records = httpx.get(f"{restarted.url}/api/files").json()
+        assert len(records) == 1
+        assert records[0]["sha256"] == hashlib.sha256(data).hexdigest()
+        assert records[0]["size"] == len(data)
+        assert leftovers(tmp_path / "data") == []

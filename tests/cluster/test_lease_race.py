@@ -21,9 +21,12 @@ import httpx
 import pytest
 
 from tests.cluster.servers import TUS, RawPatch, SpoolupServer, head_offset
+from tests.redis_server import redis_server
 from tests.seaweed import Seaweed
 
 pytestmark = [pytest.mark.s3, pytest.mark.slow]
+
+__all__ = ["redis_server"]
 
 MiB = 1024 * 1024
 
@@ -132,12 +135,19 @@ def test_a_stalled_patch_writes_nothing_after_its_lease_was_taken_over(
     assert "Traceback" not in a.log() + b.log()
 
 
+@pytest.mark.parametrize("where", ["store", "redis"])
 def test_a_killed_server_releases_its_upload_within_seconds(
-    tmp_path: Path, seaweed: Seaweed, prefix: str
+    tmp_path: Path, seaweed: Seaweed, prefix: str, where: str, request: pytest.FixtureRequest
 ) -> None:
-    """kill -9 mid-PATCH: another server continues once the 3 s lease lapses (issue: 5 s)."""
+    """kill -9 mid-PATCH: another server continues once the 3 s lease lapses (issue: 5 s).
+
+    With the leases in the bucket (conditional writes), and in Redis (``--lock``).
+    """
+    extra = []
+    if where == "redis":
+        extra = ["--lock", request.getfixturevalue("redis_server").url]
     data = random.Random(9).randbytes(3 * MiB)
-    a, b = start_pair(tmp_path, seaweed, prefix)
+    a, b = start_pair(tmp_path, seaweed, prefix, *extra)
     try:
         path = create(a, len(data))
         stale = RawPatch(a.url + path, 0, len(data))

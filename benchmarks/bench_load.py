@@ -233,6 +233,11 @@ def measure_uploads(sizes: Sizes, table: Table) -> None:
         elapsed = time.perf_counter() - started
         peak = peak_rss(many.process.pid)
     rate = sizes.uploads * sizes.upload_size / MB / elapsed
+    table.notes.append(
+        f"bound: peak server RSS < 300 MiB: {'met' if peak < 300 * MiB else 'NOT met'} "
+        f"({peak / MiB:.0f} MiB, {(peak - 60 * MiB) / MiB / sizes.uploads:.1f} MiB per "
+        "upload over a 60 MiB idle server)"
+    )
     table.add(
         "1 upload alone",
         f"{sizes.upload_size // MB} MB",
@@ -297,6 +302,8 @@ def measure_slow_clients(sizes: Sizes, table: Table) -> None:
     def p(times: list[float], q: float) -> float:
         return times[min(len(times) - 1, int(q * len(times)))] * 1000
 
+    verdict = "met" if p(loaded, 0.99) < 1000 else "NOT met"
+    table.notes.append(f"bound: /healthz p99 < 1 s under the slow connections: {verdict}")
     table.add("no slow connection", f"{p(idle, 0.5):.1f}", f"{p(idle, 0.99):.1f}", "1.0")
     table.add(
         f"{count} slow connections",
@@ -345,6 +352,8 @@ def measure_large_patch(sizes: Sizes, table: Table) -> None:
         idle = running.rss
         sha256, elapsed = asyncio.run(send(running.port))
         growth = peak_rss(running.process.pid) - idle
+    verdict = "met" if growth < 64 * MiB else "NOT met"
+    table.notes.append(f"bound: RSS growth < 64 MiB: {verdict}")
     table.add(
         f"{repeats * len(data) // MiB} MiB in one PATCH",
         "yes" if sha256 == expected.hexdigest() else "NO",

@@ -152,6 +152,18 @@ def test_bad_files(tmp_path: Path) -> None:
         load_config(file=bad)
 
 
+def test_tus_settings() -> None:
+    config = load_config(
+        environ={"SPOOLUP_TUS_CHECKPOINT": "8MiB", "SPOOLUP_TUS_MAX_OPEN_UPLOADS": "50"},
+        overrides={"tus_checkpoint_seconds": 0.5},
+    )
+    assert (config.tus_checkpoint, config.tus_checkpoint_seconds) == (8 * 1024 * 1024, 0.5)
+    assert config.tus_max_open_uploads == 50
+    for bad in ({"tus_checkpoint": 0}, {"tus_checkpoint_seconds": 0}, {"tus_max_open_uploads": 0}):
+        with pytest.raises(ConfigError, match="tus_"):
+            load_config(overrides=bad)
+
+
 def test_lock_and_lease() -> None:
     config = load_config(overrides={"lock": "redis://127.0.0.1:6379/0", "lease": "2.5"})
     assert (config.lock, config.lease) == ("redis://127.0.0.1:6379/0", 2.5)
@@ -160,3 +172,77 @@ def test_lock_and_lease() -> None:
         load_config(overrides={"lock": "http://127.0.0.1:6379"})
     with pytest.raises(ConfigError, match="lease must be between"):
         load_config(environ={"SPOOLUP_LEASE": "0"})
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (90, 90.0),
+        ("90", 90.0),
+        ("15m", 900.0),
+        ("12h", 43200.0),
+        ("7d", 604800.0),
+        ("1.5h", 5400.0),
+    ],
+)
+def test_parse_duration(value: object, expected: float) -> None:
+    from spoolup.server.config import parse_duration
+
+    assert parse_duration(value) == expected
+
+
+@pytest.mark.parametrize("value", ["soon", "-1", "3w", True, -5, None])
+def test_parse_duration_refuses(value: object) -> None:
+    from spoolup.server.config import parse_duration
+
+    with pytest.raises(ConfigError, match="duration"):
+        parse_duration(value)
+
+
+def test_link_settings() -> None:
+    config = load_config(environ={"SPOOLUP_SHARE_TTL": "1h", "SPOOLUP_SHARE_SECRET": "s" * 16})
+    assert config.share_ttl == 3600
+    assert config.share_secret == "s" * 16
+    assert load_config(environ={"SPOOLUP_SHARE_SECRET": ""}).share_secret is None
+    with pytest.raises(ConfigError, match="share_secret must be at least 16"):
+        load_config(overrides={"share_secret": "short"})
+    with pytest.raises(ConfigError, match="share_ttl must be"):
+        load_config(overrides={"share_ttl": "400d"})
+
+
+def test_operator_settings_from_the_environment() -> None:
+    config = load_config(
+        environ={
+            "SPOOLUP_HOOK_URL": "http://127.0.0.1:9/hooks",
+            "SPOOLUP_HOOK_SECRET": "s",
+            "SPOOLUP_HOOK_TIMEOUT": "2.5",
+            "SPOOLUP_HOOK_RETRIES": "0",
+            "SPOOLUP_HOOK_PROGRESS_INTERVAL": "0.2",
+            "SPOOLUP_METRICS_PORT": "9100",
+            "SPOOLUP_LOG_FORMAT": "JSON",
+        }
+    )
+    assert config.hook_url == "http://127.0.0.1:9/hooks"
+    assert (config.hook_secret, config.hook_timeout, config.hook_retries) == ("s", 2.5, 0)
+    assert config.hook_progress_interval == 0.2
+    assert (config.metrics, config.metrics_port, config.log_format) == (True, 9100, "json")
+    assert load_config(environ={"SPOOLUP_METRICS": "off"}).metrics is False
+    assert load_config(environ={"SPOOLUP_HOOK_URL": ""}).hook_url is None
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        ({"hook_url": "ftp://example/"}, "hook_url"),
+        ({"hook_url": "/relative"}, "hook_url"),
+        ({"hook_timeout": 0}, "hook_timeout"),
+        ({"hook_timeout": 1000}, "hook_timeout"),
+        ({"hook_retries": 11}, "hook_retries"),
+        ({"hook_progress_interval": -1}, "hook_progress_interval"),
+        ({"metrics_port": 70000}, "metrics_port"),
+        ({"log_format": "xml"}, "log_format"),
+    ],
+)
+def test_refuses_bad_operator_settings(overrides: dict[str, object], match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        load_config(overrides=overrides)

@@ -632,7 +632,9 @@ class LocalStorage(ResumableStorage):
             raise _storage_error(exc, f"starting an upload of {key!r}") from exc
         return upload_id
 
-    def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> PartInfo:
+    def upload_part(
+        self, key: str, upload_id: str, number: int, data: bytes | bytearray
+    ) -> PartInfo:
         """Append part ``number`` (the next one, or the last one again)."""
         folder, state = self._load_state(key, upload_id)
         sizes: list[int] = state["parts"]

@@ -51,7 +51,9 @@ class ResumableStorage(Storage):
         """Start a resumable upload to ``key``; return its upload id (store it)."""
 
     @abc.abstractmethod
-    def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> PartInfo:
+    def upload_part(
+        self, key: str, upload_id: str, number: int, data: bytes | bytearray
+    ) -> PartInfo:
         """Store part ``number`` of the upload (uploading a number again replaces it).
 
         Keep the returned :class:`PartInfo` and complete with those: after a part

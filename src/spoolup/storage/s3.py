@@ -103,6 +103,10 @@ def _check_upload_id(upload_id: str) -> str:
     return upload_id
 
 
+# The first buffer of a write, before it is known to be large.
+_FIRST_BUFFER = 64 * 1024
+
+
 class _S3Writer(ObjectWriter):
     def __init__(self, storage: S3Storage, key: str, meta: ObjectMeta | None) -> None:
         super().__init__(key, meta)
@@ -122,9 +126,16 @@ class _S3Writer(ObjectWriter):
         position = 0
         while position < len(view):
             if self._part is None:
-                self._part = bytearray(part_size)
+                # Most objects written in one go are small (upload state, leases): the
+                # first buffer fits what came, and grows to a part only if more comes.
+                first = self._upload_id is None
+                start = max(_FIRST_BUFFER, len(view) - position) if first else part_size
+                self._part = bytearray(min(part_size, start))
                 self._filled = 0
             take = min(part_size - self._filled, len(view) - position)
+            if self._filled + take > len(self._part):
+                grown = min(part_size, max(2 * len(self._part), self._filled + take))
+                self._part.extend(bytes(grown - len(self._part)))
             self._part[self._filled : self._filled + take] = view[position : position + take]
             self._filled += take
             position += take

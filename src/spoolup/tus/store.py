@@ -300,21 +300,24 @@ class _PartWriter(DataWriter):
         self._parts: list[list[object]] = [list(p) for p in info.backend["parts"]]
         self._in_parts = info.offset - len(self._buffer)
 
-    def _send(self, data: bytes) -> None:
+    def _send(self, data: bytes | bytearray) -> None:
         number = len(self._parts) + 1
         part = self.store.storage.upload_part(self.key, self.info.backend["mpu"], number, data)
         self._parts.append([part.number, part.size, part.etag])
         self._in_parts += part.size
 
     def write(self, data: bytes) -> None:
-        self._buffer += data
         self.offset += len(data)
         size = self.store.part_size
-        while len(self._buffer) >= size:
-            with memoryview(self._buffer) as view:
-                chunk = bytes(view[:size])
-            del self._buffer[:size]
-            self._send(chunk)
+        with memoryview(data) as view:
+            while view:
+                # Filled to one part exactly, then sent as it is: no copy of the part.
+                room = size - len(self._buffer)
+                self._buffer += view[:room]
+                view = view[room:]  # noqa: PLW2901
+                if len(self._buffer) >= size:
+                    full, self._buffer = self._buffer, bytearray()
+                    self._send(full)
 
     def snapshot(self) -> UploadInfo | None:
         # Parts are durable once sent; the bytes still in the buffer are not counted.
@@ -325,8 +328,8 @@ class _PartWriter(DataWriter):
 
     def flush(self, *, final: bool = False, sync: bool = False) -> None:
         if len(self._buffer) >= self.store.storage.min_part_size:
-            self._send(bytes(self._buffer))
-            self._buffer.clear()
+            full, self._buffer = self._buffer, bytearray()
+            self._send(full)
         elif self._buffer:
             self.store.storage.write(self.store.key(self.info.id, "tail"), bytes(self._buffer))
         backend = self.info.backend

@@ -1,0 +1,86 @@
+"""What the server says when it starts, and the storage check before it listens."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from spoolup.limits import Limits
+from spoolup.server.about import banner, limits_json
+from spoolup.server.config import ServerConfig
+from spoolup.server.startup import StorageUnusable, open_checked_store
+from spoolup.storage import LocalStorage, StorageError
+
+
+def test_banner_says_where_to_go_and_what_is_on(tmp_path: Path) -> None:
+    config = ServerConfig(storage=str(tmp_path / "data"), limits=Limits(max_file_size=3_000_000))
+    text = banner(config, "http://127.0.0.1:8000/")
+    assert "is ready: open http://127.0.0.1:8000/" in text
+    assert f"storage  {(tmp_path / 'data').resolve()}" in text
+    assert "token    off: anyone who can reach this address" in text
+    assert "files up to 3 MB" in text
+    assert "links    off (they need a token)" in text
+    guarded = banner(ServerConfig(storage="s3://bucket/team", token="t", share_ttl=3600), "u")
+    assert "storage  s3://bucket/team" in guarded
+    assert "token    on" in guarded
+    assert "links last up to 1 h" in guarded
+
+
+def test_limits_json() -> None:
+    info = limits_json(ServerConfig(limits=Limits(max_files=7)), links=object())
+    assert info["max_files"] == 7
+    assert info["links"] is True
+    assert limits_json(ServerConfig())["links"] is False
+
+
+def test_storage_is_checked_before_listening(tmp_path: Path) -> None:
+    store = open_checked_store(str(tmp_path / "ok"))
+    assert list((tmp_path / "ok").rglob("probe*")) == []  # the probe object is gone
+    assert store.storage is not None
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StorageUnusable, match="check that the folder"):
+        open_checked_store(str(blocker / "sub"))
+
+
+def test_storage_that_cannot_be_written_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise StorageError("read-only file system")
+
+    monkeypatch.setattr(LocalStorage, "write", refuse)
+    with pytest.raises(StorageUnusable, match="read-only file system"):
+        open_checked_store(str(tmp_path / "ro"))
+
+
+def test_banner_names_the_port_really_bound(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import threading
+    import time
+
+    import httpx
+    import uvicorn
+
+    from spoolup.server.app import create_app
+    from spoolup.server.startup import BannerServer
+
+    config = ServerConfig(storage=str(tmp_path / "data"), port=0)
+    app = create_app(config)
+    server = BannerServer(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None), config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 15
+        while not server.started:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        err = capsys.readouterr().err
+        url = err.split("open ", 1)[1].split()[0]
+        assert not url.endswith(":0/")
+        assert httpx.get(url).status_code == 200
+    finally:
+        server.should_exit = True
+        thread.join(15)

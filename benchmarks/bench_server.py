@@ -17,6 +17,12 @@ worker) on 127.0.0.1, and receives the same multipart upload from ``curl -F``:
 - spoolup serve, hooks on: the same with ``--hook-url`` to a hook receiver running in
   the benchmark process (every hook of the upload, post-receive once a second).
 
+A second measurement takes the network, curl and the other processes' noise out of the
+cost of metrics and hooks: the app is driven in this process with the ASGI messages of
+one multipart upload (64 KiB each, as from a socket), metrics off and on (and with
+no-op Python hooks) in turn, many times, and the CPU seconds of this process (all its
+threads: parsing, hashing, writing) per GiB are compared.
+
 For each: throughput (file bytes / curl's total time; best and median of the runs),
 the ratios to the drain app, the CPU time the server process used per GiB (user +
 system, from ``/proc/<pid>/stat``: less sensitive than throughput to other work on the
@@ -413,7 +419,8 @@ def run(quick: bool) -> list[Table]:
         f" on {os.cpu_count()} logical cores; curl and the server share them.",
         "Targets (issue 5): spoolup >= 0.8x drain, 1.0 disk byte per byte, peak RSS < 150 MiB.",
     ]
-    return [table, _operations_table(results, rates, size, runs)]
+    in_process = _in_process_table(32 * MiB if quick else 256 * MiB, 2 if quick else 15)
+    return [table, _operations_table(results, rates, size, runs), in_process]
 
 
 def _operations_table(
@@ -448,5 +455,128 @@ def _operations_table(
         "The three run in turn with the other apps, on the same file; medians of the runs.",
         "hooks on: every hook goes to a receiver in the benchmark process on 127.0.0.1 "
         "(pre-create and pre-finish are waited for; post-receive once a second).",
+    ]
+    return table
+
+
+# -- in process: the app driven with ASGI messages, CPU time compared --------------------
+
+IN_PROCESS = ("metrics off", "metrics on", "metrics on, no-op hooks")
+_MESSAGE = 64 * 1024
+
+
+def _multipart(size: int) -> tuple[bytes, list[bytes]]:
+    """The boundary and the body of one file of ``size`` random bytes, in 64 KiB pieces."""
+    boundary = b"bench-boundary-7d3f"
+    head = (
+        b"--" + boundary + b"\r\n"
+        b'Content-Disposition: form-data; name="file"; filename="upload.bin"\r\n'
+        b"Content-Type: application/octet-stream\r\n\r\n"
+    )
+    body = head + os.urandom(size) + b"\r\n--" + boundary + b"--\r\n"
+    return boundary, [body[i : i + _MESSAGE] for i in range(0, len(body), _MESSAGE)]
+
+
+async def _asgi_upload(app: Any, boundary: bytes, pieces: list[bytes]) -> int:
+    """``POST /api/files`` with ``pieces`` as the body's messages; the answer's status."""
+    length = sum(len(p) for p in pieces)
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/api/files",
+        "raw_path": b"/api/files",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [
+            (b"host", b"127.0.0.1"),
+            (b"content-type", b"multipart/form-data; boundary=" + boundary),
+            (b"content-length", str(length).encode()),
+        ],
+        "client": ("127.0.0.1", 40000),
+        "server": ("127.0.0.1", 80),
+    }
+    queue = iter(pieces)
+    last = len(pieces) - 1
+    sent = 0
+    status = 0
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        piece = next(queue, b"")
+        sent += 1
+        return {"type": "http.request", "body": piece, "more_body": sent <= last}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+
+    await app(scope, receive, send)
+    return status
+
+
+def _in_process_table(size: int, runs: int) -> Table:
+    """CPU seconds per GiB of one upload driven in process, metrics off and on, in turn."""
+    import asyncio
+
+    from spoolup.server.app import create_app
+    from spoolup.server.config import ServerConfig
+    from spoolup.server.hooks import HookRequest
+
+    def nothing(request: HookRequest) -> None:
+        return None
+
+    no_op = dict.fromkeys(
+        ("pre-create", "post-create", "post-receive", "pre-finish", "post-finish"), nothing
+    )
+    work = Path(tempfile.mkdtemp(prefix="bench-server-", dir=ROOT / "benchmarks" / "results"))
+    cpu: dict[str, list[float]] = {name: [] for name in IN_PROCESS}
+
+    async def measure() -> None:
+        boundary, pieces = _multipart(size)
+        apps = {}
+        for name in IN_PROCESS:
+            config = ServerConfig(storage=str(work / name), metrics=name != "metrics off")
+            hooks = no_op if name.endswith("hooks") else None
+            apps[name] = create_app(config, hooks=hooks)
+        for app in apps.values():  # a first upload each, not counted: imports, caches
+            assert await _asgi_upload(app, boundary, pieces) == 201
+        for _ in range(runs):
+            for name, app in apps.items():
+                storage = app.state.store.storage
+                for stored in storage.list("files/").items:
+                    storage.delete(stored.key)
+                started = time.process_time()
+                status = await _asgi_upload(app, boundary, pieces)
+                cpu[name].append(time.process_time() - started)
+                assert status == 201, status
+
+    try:
+        asyncio.run(measure())
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    base = _median(cpu["metrics off"])
+    table = Table(
+        f"in process: {size // MiB} MiB multipart upload as ASGI messages, {runs} runs each",
+        ["spoolup serve's app", "CPU s / GiB, median", "vs metrics off", "MB per CPU second"],
+    )
+    for name in IN_PROCESS:
+        median = _median(cpu[name])
+        table.add(
+            name,
+            f"{median * (1024 * MiB) / size:.3f}",
+            f"{median / base:.3f}x",
+            f"{size / median / 1e6:.0f}",
+        )
+    table.notes += [
+        "CPU: time.process_time() of the benchmark process around each upload (every thread: "
+        "parsing, sha256, writing, fsync's CPU part), median of the runs; the variants take "
+        "turns, after one upload each that is not counted.",
+        "No network and no other process of this benchmark: the measure of what the metrics "
+        "add per upload that the end-to-end table above cannot resolve on a busy machine.",
+        "no-op hooks: Python callables for every hook of an upload, each answering None.",
     ]
     return table

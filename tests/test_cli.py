@@ -414,3 +414,12 @@ def test_killed_upload_resumes_when_run_again(
         assert (storage.root / "files" / record["id"]).read_bytes() == data
     finally:
         running.stop()
+
+
+def test_serve_operator_flags_reach_the_settings(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["serve", "--hook-url", "ftp://hooks.example/"]) == 2
+    assert "hook_url must be an http:// or https:// URL" in capsys.readouterr().err
+    assert cli.main(["serve", "--hook-timeout", "0"]) == 2
+    assert "hook_timeout" in capsys.readouterr().err
+    assert cli.main(["serve", "--metrics-port", "0"]) == 2
+    assert "metrics_port" in capsys.readouterr().err

@@ -29,3 +29,10 @@ def test_every_app_receives_the_upload(tmp_path: Path) -> None:
     for name in ("spoolup serve", "spoolup serve, no metrics", "spoolup serve, hooks on"):
         assert 0.99 <= results[name].write_bytes / size < 1.1  # each byte written once
     assert results["starlette"].write_bytes / size > 1.9  # spooled, then copied
+
+
+def test_in_process_cost_of_metrics_and_hooks() -> None:
+    table = bench_server._in_process_table(2 * bench_server.MiB, 1)
+    assert [row[0] for row in table.rows] == list(bench_server.IN_PROCESS)
+    assert table.rows[0][2] == "1.000x"
+    assert all(float(row[1]) > 0 for row in table.rows)

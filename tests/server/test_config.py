@@ -208,3 +208,41 @@ def test_link_settings() -> None:
         load_config(overrides={"share_secret": "short"})
     with pytest.raises(ConfigError, match="share_ttl must be"):
         load_config(overrides={"share_ttl": "400d"})
+
+
+def test_operator_settings_from_the_environment() -> None:
+    config = load_config(
+        environ={
+            "SPOOLUP_HOOK_URL": "http://127.0.0.1:9/hooks",
+            "SPOOLUP_HOOK_SECRET": "s",
+            "SPOOLUP_HOOK_TIMEOUT": "2.5",
+            "SPOOLUP_HOOK_RETRIES": "0",
+            "SPOOLUP_HOOK_PROGRESS_INTERVAL": "0.2",
+            "SPOOLUP_METRICS_PORT": "9100",
+            "SPOOLUP_LOG_FORMAT": "JSON",
+        }
+    )
+    assert config.hook_url == "http://127.0.0.1:9/hooks"
+    assert (config.hook_secret, config.hook_timeout, config.hook_retries) == ("s", 2.5, 0)
+    assert config.hook_progress_interval == 0.2
+    assert (config.metrics, config.metrics_port, config.log_format) == (True, 9100, "json")
+    assert load_config(environ={"SPOOLUP_METRICS": "off"}).metrics is False
+    assert load_config(environ={"SPOOLUP_HOOK_URL": ""}).hook_url is None
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        ({"hook_url": "ftp://example/"}, "hook_url"),
+        ({"hook_url": "/relative"}, "hook_url"),
+        ({"hook_timeout": 0}, "hook_timeout"),
+        ({"hook_timeout": 1000}, "hook_timeout"),
+        ({"hook_retries": 11}, "hook_retries"),
+        ({"hook_progress_interval": -1}, "hook_progress_interval"),
+        ({"metrics_port": 70000}, "metrics_port"),
+        ({"log_format": "xml"}, "log_format"),
+    ],
+)
+def test_refuses_bad_operator_settings(overrides: dict[str, object], match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        load_config(overrides=overrides)

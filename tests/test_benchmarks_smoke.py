@@ -139,3 +139,22 @@ def test_load_benchmark_measures_real_uploads() -> None:
     patch = Table("p", ["upload", "sha256 right", "MB/s", "idle server RSS", "RSS growth"])
     bench_load.measure_large_patch(tiny, patch)
     assert patch.rows[0][1] == "yes"
+
+
+def test_receive_fresh_process_measurement_runs() -> None:
+    import json
+    import subprocess
+    import sys
+
+    from benchmarks import bench_receive
+
+    done = subprocess.run(
+        [sys.executable, "-c", bench_receive.FRESH_SCRIPT, "spoolup", "many_fields", "20", "2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert 0 < result["best"] <= result["median"]

@@ -107,14 +107,17 @@ def test_a_running_server_sweeps_a_dead_neighbours_files_but_not_its_own(tmp_pat
     ):
         # About 7 s of sending: sweeps run (every second) while it is written.
         mine = SlowSend("PUT", f"{survivor.url}/api/files/b.bin", data, pause=0.15).start()
-        theirs = SlowSend("PUT", f"{doomed.url}/api/files/a.bin", data).start()
+        theirs = SlowSend("PUT", f"{doomed.url}/api/files/a.bin", data, pause=0.1).start()
         mine.wait_sent(2 * MiB)
         theirs.wait_sent(4 * MiB)
 
         def owned_by(pid: int) -> list[str]:
             return [n for n in leftovers(Path(storage)) if f"-{pid}-" in n]
 
-        assert owned_by(doomed.process.pid)
+        deadline = time.monotonic() + 30
+        while not owned_by(doomed.process.pid):
+            assert time.monotonic() < deadline, "the doomed server wrote no temp file"
+            time.sleep(0.05)
         doomed.kill9()
         theirs.join()
         deadline = time.monotonic() + 60

@@ -6,6 +6,7 @@ storage folder (``$SPOOLUP_TEST_STORAGE``), and is stopped by its PID.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import socket
@@ -133,6 +134,43 @@ def declare_only(server: Server, path: str, length: int) -> bytes:
     with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
         sock.sendall(request)
         return sock.recv(65536)
+
+
+def check_backup(server: Server, size: int = 64 * 1024 * 1024) -> None:
+    """POST a random backup to ``/backups``: kept whole with its sha256, no temp file left."""
+    data = os.urandom(size)
+    with httpx.Client(base_url=server.url, timeout=120) as http:
+        response = http.post("/backups", files={"backup": ("site.tar", data)})
+    assert response.status_code == 200
+    digest = hashlib.sha256(data).hexdigest()
+    assert response.json() == {"name": "site.tar", "size": len(data), "sha256": digest}
+    kept = server.storage / "site.tar"
+    assert hashlib.sha256(kept.read_bytes()).hexdigest() == digest
+    kept.unlink()
+    assert server.wait_for_no_temp_files() == []
+
+
+def check_image_in_memory(server: Server, image: bytes) -> None:
+    """POST ``image`` to ``/avatar``: read in memory, never written (the server writes
+    less than 64 KiB meanwhile); one byte over 2 MB is a 413."""
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        before = server.written()
+        response = http.post("/avatar", files={"image": ("me.png", image, "image/png")})
+        written = server.written() - before
+        assert response.json()["in_memory"] is True
+        assert written < 64 * 1024
+        big = image + b"\0" * (2_000_001 - len(image))
+        response = http.post("/avatar", files={"image": ("big.png", big, "image/png")})
+        assert response.status_code == 413
+    assert server.temp_files() == []
+
+
+def check_client_leaving(server: Server) -> None:
+    """A client leaving mid-upload of ``/backups`` leaves no temp file and nothing kept."""
+    seen = leave_mid_upload(server, "/backups")
+    assert seen, "the server never spooled the upload to a temp file"
+    assert server.wait_for_no_temp_files() == []
+    assert list(server.storage.iterdir()) == []
 
 
 def png(width: int = 800, height: int = 800) -> bytes:

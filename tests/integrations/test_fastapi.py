@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,15 @@ from fastapi.testclient import TestClient
 from spoolup import Limits
 from spoolup.integrations.starlette import install
 from tests.integrations.apps.fastapi_app import app
-from tests.integrations.servers import Server, leave_mid_upload, multipart, png, serve
+from tests.integrations.servers import (
+    Server,
+    check_backup,
+    check_client_leaving,
+    check_image_in_memory,
+    multipart,
+    png,
+    serve,
+)
 
 IMAGE = png()  # about 1.9 MB
 BOUNDARY = "fastapiTestBoundary"
@@ -162,29 +169,11 @@ def test_install_on_a_plain_starlette_app_maps_errors() -> None:
 
 @pytest.mark.slow
 def test_backup_over_uvicorn_is_kept_with_its_sha256(server: Server) -> None:
-    data = os.urandom(64 * 1024 * 1024)
-    with httpx.Client(base_url=server.url, timeout=120) as http:
-        response = http.post("/backups", files={"backup": ("site.tar", data)})
-    assert response.status_code == 200
-    digest = hashlib.sha256(data).hexdigest()
-    assert response.json() == {"name": "site.tar", "size": len(data), "sha256": digest}
-    kept = server.storage / "site.tar"
-    assert hashlib.sha256(kept.read_bytes()).hexdigest() == digest
-    kept.unlink()
-    assert server.wait_for_no_temp_files() == []
+    check_backup(server)
 
 
 def test_image_over_uvicorn_is_never_written(server: Server) -> None:
-    with httpx.Client(base_url=server.url, timeout=60) as http:
-        before = server.written()
-        response = http.post("/avatar", files={"image": ("me.png", IMAGE, "image/png")})
-        written = server.written() - before
-        assert response.json()["in_memory"] is True
-        assert written < 64 * 1024  # the 1.9 MB image is not among what was written
-        big = IMAGE + b"\0" * (2_000_001 - len(IMAGE))
-        response = http.post("/avatar", files={"image": ("big.png", big, "image/png")})
-        assert response.status_code == 413
-    assert server.temp_files() == []
+    check_image_in_memory(server, IMAGE)
 
 
 def test_consumed_body_over_uvicorn_answers_at_once(server: Server) -> None:
@@ -194,9 +183,7 @@ def test_consumed_body_over_uvicorn_answers_at_once(server: Server) -> None:
 
 
 def test_client_leaving_mid_upload_leaves_nothing(server: Server) -> None:
-    seen = leave_mid_upload(server, "/backups")
-    assert seen, "the server never spooled the upload to a temp file"
-    assert server.wait_for_no_temp_files() == []
+    check_client_leaving(server)
     with httpx.Client(base_url=server.url, timeout=30) as http:
         assert http.get("/items/1").json() == {"item_id": 1}
     assert list(server.storage.iterdir()) == []

@@ -8,7 +8,6 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -18,8 +17,10 @@ from spoolup.integrations.flask import Spoolup, SpoolupFileStorage
 from tests.integrations.apps.flask_app import make_app
 from tests.integrations.servers import (
     Server,
+    check_backup,
+    check_client_leaving,
+    check_image_in_memory,
     declare_only,
-    leave_mid_upload,
     multipart,
     png,
     serve,
@@ -167,35 +168,16 @@ def test_extension_keeps_a_custom_request_class() -> None:
 
 @pytest.mark.slow
 def test_backup_over_gunicorn_is_kept_with_its_sha256(server: Server) -> None:
-    data = os.urandom(64 * 1024 * 1024)
-    with httpx.Client(base_url=server.url, timeout=120) as http:
-        response = http.post("/backups", files={"backup": ("site.tar", data)})
-    assert response.status_code == 200
-    digest = hashlib.sha256(data).hexdigest()
-    assert response.json() == {"name": "site.tar", "size": len(data), "sha256": digest}
-    kept = server.storage / "site.tar"
-    assert hashlib.sha256(kept.read_bytes()).hexdigest() == digest
-    kept.unlink()
-    assert server.wait_for_no_temp_files() == []
+    check_backup(server)
 
 
 def test_image_over_gunicorn_is_never_written_and_413_above(server: Server) -> None:
-    with httpx.Client(base_url=server.url, timeout=60) as http:
-        before = server.written()
-        response = http.post("/avatar", files={"image": ("me.png", IMAGE, "image/png")})
-        written = server.written() - before
-        assert response.json()["in_memory"] is True
-        assert written < 64 * 1024
-        big = IMAGE + b"\0" * (2_000_001 - len(IMAGE))
-        response = http.post("/avatar", files={"image": ("big.png", big, "image/png")})
-        assert response.status_code == 413
-        # MAX_CONTENT_LENGTH (128 MiB) from the app's config, refused from the header.
+    check_image_in_memory(server, IMAGE)
+    # MAX_CONTENT_LENGTH (128 MiB) from the app's config, refused from the header.
     assert declare_only(server, "/small", 200 * 1024 * 1024).startswith(b"HTTP/1.1 413")
     assert server.temp_files() == []
 
 
 def test_client_leaving_mid_upload_leaves_nothing(server: Server) -> None:
-    seen = leave_mid_upload(server, "/backups")
-    assert seen, "the server never spooled the upload to a temp file"
-    assert server.wait_for_no_temp_files() == []
+    check_client_leaving(server)
     assert list(server.storage.iterdir()) == []

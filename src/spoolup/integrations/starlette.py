@@ -37,7 +37,13 @@ from spoolup.form import Form
 from spoolup.handlers import HandlerSpec
 from spoolup.limits import Limits
 
-__all__ = ["install", "parse_form", "receive_file", "request_limits"]
+__all__ = [
+    "install",
+    "parse_form",
+    "receive_file",
+    "request_limits",
+    "upload_error_response",
+]
 
 # Starlette's RequestBodyLimitMiddleware keeps the limit in force for a request here
 # (starlette.middleware.body_limit.MAX_BODY_SIZE_SCOPE_KEY, Starlette >= 1.0).
@@ -55,7 +61,7 @@ def request_limits(scope: Scope, limits: Limits | None) -> Limits:
     return limits
 
 
-def check_unread(request: Request) -> None:
+def _check_unread(request: Request) -> None:
     """Raise ``RuntimeError`` if anything read the request's body already.
 
     Reading ``receive`` again after the body ended would wait for the client to
@@ -85,7 +91,7 @@ async def parse_form(
     handlers: Iterable[HandlerSpec] | None = None,
 ) -> Form:
     """The request's form, as :func:`spoolup.asgi.parse_form` reads it."""
-    check_unread(request)
+    _check_unread(request)
     return await asgi.parse_form(
         request.scope,
         request.receive,
@@ -103,7 +109,7 @@ async def receive_file(
     handlers: Iterable[HandlerSpec] | None = None,
 ) -> UploadedFile | None:
     """The request's raw body as one file, as :func:`spoolup.asgi.receive_file` reads it."""
-    check_unread(request)
+    _check_unread(request)
     return await asgi.receive_file(
         request.scope,
         request.receive,
@@ -117,7 +123,6 @@ async def receive_file(
 async def upload_error_response(request: Request, exc: Exception) -> Response:
     """An :class:`~spoolup.UploadError` as JSON ``{"error": message}`` with its status."""
     assert isinstance(exc, UploadError)
-    # The client may still be sending: closing after the answer beats reading the rest.
     return JSONResponse({"error": exc.message}, status_code=exc.status)
 
 

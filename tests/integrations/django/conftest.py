@@ -7,12 +7,12 @@ with every file the project writes under one temp folder (removed at the end).
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +21,7 @@ import pytest
 from benchmarks.serving import free_port, stop, wait_for_port
 
 _BASE = Path(tempfile.mkdtemp(prefix="spoolup-django-"))
+atexit.register(shutil.rmtree, _BASE, ignore_errors=True)  # even if no test here ran
 os.environ["SPOOLUP_DJANGO_DIR"] = str(_BASE)
 os.environ["DJANGO_SETTINGS_MODULE"] = "tests.integrations.django.project.settings"
 
@@ -39,15 +40,12 @@ def files_under(folder: Path) -> list[Path]:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def project() -> Iterator[Path]:
-    """The project's database, made once; the whole folder removed at the end."""
+def project() -> Path:
+    """The project's database, made once (the folder is removed at exit)."""
     from django.core.management import call_command
 
     call_command("migrate", run_syncdb=True, verbosity=0)
-    try:
-        yield _BASE
-    finally:
-        shutil.rmtree(_BASE, ignore_errors=True)
+    return _BASE
 
 
 @pytest.fixture(autouse=True)

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from django.core.exceptions import RequestAborted
 from django.http import UnreadablePostError
+from django.test import override_settings
 
 from spoolup.integrations.django.asgi import BATCH_SIZE, StreamingBody
+from tests.integrations.django.conftest import MEDIA, TEMP, files_under
+from tests.integrations.django.helpers import multipart
 
 
 def _receiver(messages: list[dict[str, Any]]) -> Any:
@@ -83,3 +89,53 @@ async def test_spool_reads_the_rest_for_an_async_view() -> None:
     body = StreamingBody(_receiver(_body_messages(data, 4096)[:3]), asyncio.get_running_loop())
     with pytest.raises(RequestAborted):
         await body.spool()
+
+
+@pytest.fixture
+async def asgi() -> AsyncIterator[tuple[Any, str]]:
+    """An httpx client of spoolup's ASGI handler, with a CSRF token."""
+    import httpx
+
+    from spoolup.integrations.django import get_asgi_application
+
+    transport = httpx.ASGITransport(app=get_asgi_application())
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield client, (await client.get("/csrf/")).text
+
+
+async def _post_file(client: Any, token: str, path: str, data: bytes) -> Any:
+    body, content_type = multipart({}, {"backup": ("b.bin", data, "application/octet-stream")})
+    headers = {"Content-Type": content_type, "X-CSRFToken": token, "Accept": "application/json"}
+    return await client.post(path, content=body, headers=headers)
+
+
+@pytest.mark.parametrize("path", ["/backup/", "/async-backup/"])
+async def test_handler_streams_to_sync_and_async_views(asgi: tuple[Any, str], path: str) -> None:
+    data = os.urandom(3 * BATCH_SIZE + 7)
+    response = await _post_file(*asgi, path, data)
+    assert response.status_code == 201, response.text
+    answer = response.json()
+    assert answer["sha256"] == hashlib.sha256(data).hexdigest()
+    assert (MEDIA / answer["name"]).read_bytes() == data
+    assert files_under(TEMP) == []
+
+
+async def test_refusal_before_an_async_view_is_answered_with_its_status(
+    asgi: tuple[Any, str],
+) -> None:
+    with override_settings(SPOOLUP={"LIMITS": {"max_file_size": 10}}):
+        response = await _post_file(*asgi, "/async-backup/", b"x" * 100)
+    assert response.status_code == 413, response.text
+    assert "max_file_size=10" in response.json()["error"]
+    assert files_under(MEDIA) == []
+
+
+async def test_async_view_reads_a_spooled_json_body(asgi: tuple[Any, str]) -> None:
+    client, token = asgi
+    response = await client.post(
+        "/async-body/",
+        content=b'{"a": 1}',
+        headers={"Content-Type": "application/json", "X-CSRFToken": token},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json() == {"length": 8}

@@ -54,6 +54,16 @@ def test_filesystem_storage_writes_beside_and_links_into_place() -> None:
     assert files_under(TEMP) == []
 
 
+def test_without_upload_permissions_the_umask_decides() -> None:
+    umask = os.umask(0o022)
+    os.umask(umask)
+    with override_settings(FILE_UPLOAD_PERMISSIONS=None):
+        form = _parse({"f": ("a.txt", b"x", "text/plain")}, DjangoStorageHandler)
+    with form:
+        mode = (MEDIA / form.files["f"].name).stat().st_mode & 0o777
+    assert mode == 0o666 & ~umask
+
+
 def test_filesystem_storage_never_overwrites() -> None:
     first = _parse({"f": ("same.txt", b"first", "text/plain")}, DjangoStorageHandler)
     second = _parse({"f": ("same.txt", b"second", "text/plain")}, DjangoStorageHandler)

@@ -84,7 +84,9 @@ class _FileSystemWriter:
         else:
             directory.mkdir(parents=True, exist_ok=True)
         self._tmp = directory / f".{secrets.token_hex(8)}.spoolup-tmp"
-        self._fd: int | None = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        # 0o666 less the umask, as Django's own save when FILE_UPLOAD_PERMISSIONS is None.
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+        self._fd: int | None = os.open(self._tmp, flags, 0o666)
 
     def write(self, data: bytes) -> None:
         assert self._fd is not None

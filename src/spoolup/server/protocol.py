@@ -38,6 +38,7 @@ logger = logging.getLogger("spoolup.server")
 # File descriptors kept for what is not a connection: storage files, logs, the loop.
 _FD_RESERVE = 64
 
+_WARN_EVERY = 10.0  # seconds between two log lines about refused connections
 _HEAD = "head"  # waiting for (the rest of) a request line and headers
 _BODY = "body"  # reading a request body
 _APP = "app"  # the body is in: the application is answering
@@ -109,6 +110,7 @@ def guarded_protocol(limits: ConnectionLimits, *, fd_limit: int | None = None) -
     if fd_limit is None:
         fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     cap = connection_cap(limits, fd_limit)
+    refusals = [-_WARN_EVERY]  # when the last refusal was logged
 
     class GuardedProtocol(HttpToolsProtocol):
         """uvicorn's httptools protocol with the bounds of :func:`guarded_protocol`."""
@@ -125,7 +127,10 @@ def guarded_protocol(limits: ConnectionLimits, *, fd_limit: int | None = None) -
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
             if len(self.connections) > cap:
-                logger.warning("connection refused: %d connections are open", cap)
+                now = self.loop.time()
+                if now - refusals[0] >= _WARN_EVERY:  # one line, not one per connection
+                    refusals[0] = now
+                    logger.warning("connections refused: %d connections are open", cap)
                 self._refuse(_FULL)
                 return
             self._start_head()
@@ -181,9 +186,10 @@ def guarded_protocol(limits: ConnectionLimits, *, fd_limit: int | None = None) -
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
-            # uvicorn's keep-alive timer now watches the idle connection.
-            self._phase = _APP
-            self._disarm()
+            if self._phase != _BODY:  # an early answer still waits for the body's end
+                # uvicorn's keep-alive timer now watches the idle connection.
+                self._phase = _APP
+                self._disarm()
 
         # -- deadlines ------------------------------------------------------------
 

@@ -121,6 +121,7 @@ def guarded_protocol(limits: ConnectionLimits, *, fd_limit: int | None = None) -
             self._refused = False
             self._since = 0.0  # when the head began, or the body last moved
             self._timer: asyncio.TimerHandle | None = None
+            self._unanswered = 0  # requests begun and not yet answered
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -147,6 +148,7 @@ def guarded_protocol(limits: ConnectionLimits, *, fd_limit: int | None = None) -
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
+            self._unanswered += 1
             if self._phase != _HEAD:  # a pipelined or keep-alive request
                 self._start_head()
 
@@ -181,6 +183,11 @@ def guarded_protocol(limits: ConnectionLimits, *, fd_limit: int | None = None) -
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
+            self._unanswered -= 1
+            if self._unanswered > 0:
+                # A pipelined request has begun: its head or body keeps its own bound
+                # and deadline (uvicorn's keep-alive timer stops at its first byte).
+                return
             # uvicorn's keep-alive timer now watches the idle connection.
             self._phase = _APP
             self._disarm()

@@ -123,6 +123,7 @@ def guarded_protocol(limits: ConnectionLimits, *, fd_limit: int | None = None) -
             self._refused = False
             self._since = 0.0  # when the head began, or the body last moved
             self._timer: asyncio.TimerHandle | None = None
+            self._unanswered = 0  # requests begun and not yet answered
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -152,6 +153,7 @@ def guarded_protocol(limits: ConnectionLimits, *, fd_limit: int | None = None) -
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
+            self._unanswered += 1
             if self._phase != _HEAD:  # a pipelined or keep-alive request
                 self._start_head()
 
@@ -186,10 +188,15 @@ def guarded_protocol(limits: ConnectionLimits, *, fd_limit: int | None = None) -
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
-            if self._phase != _BODY:  # an early answer still waits for the body's end
-                # uvicorn's keep-alive timer now watches the idle connection.
-                self._phase = _APP
-                self._disarm()
+            self._unanswered -= 1
+            if self._unanswered > 0 or self._phase == _BODY:
+                # A pipelined request has begun (its head or body keeps its own bound
+                # and deadline; uvicorn's keep-alive timer stops at its first byte), or
+                # an early answer still waits for the body's end.
+                return
+            # uvicorn's keep-alive timer now watches the idle connection.
+            self._phase = _APP
+            self._disarm()
 
         # -- deadlines ------------------------------------------------------------
 
@@ -197,6 +204,7 @@ def guarded_protocol(limits: ConnectionLimits, *, fd_limit: int | None = None) -
             self._phase = _HEAD
             self._head_bytes = self._head_size = 0
             self._since = self.loop.time()
+            self._disarm()  # a body deadline still armed may be far later
             self._arm(limits.header_timeout)
 
         def _arm(self, delay: float) -> None:

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from spoolup._io import BATCH_SIZE, READ_SIZE
 from spoolup._periodic import repeat
 from spoolup.errors import RequestTooLarge, UploadAborted, UploadError
 from spoolup.files import FileInfo, UploadedFile
@@ -93,8 +94,8 @@ creation: nothing is stored and the request answers with that status.
 """
 
 # Body bytes gathered before one hop to a worker thread (cf. the form drivers).
-_BATCH = 1024 * 1024
-_READ_CHUNK = 1024 * 1024
+_BATCH = BATCH_SIZE
+_READ_CHUNK = READ_SIZE
 # Uploads whose hash state this process keeps between requests (about 0.2 KiB each).
 _LIVE_MAX = 4096
 MiB = 1024 * 1024

@@ -24,6 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
+from spoolup._io import COPY_SIZE, MiB
 from spoolup.files import FileInfo, UploadedFile
 from spoolup.storage import ObjectMeta, ObjectNotFound, PartInfo, ResumableStorage, StorageError
 from spoolup.storage.handler import StoredFile
@@ -36,8 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DataWriter", "TusStore"]
 
-_COPY_CHUNK = 1024 * 1024
-_S3_PART = 8 * 1024 * 1024
+_S3_PART = 8 * MiB
 
 
 class TusStore:
@@ -198,7 +198,7 @@ class TusStore:
         try:
             for part in parts:
                 with self.open(part) as src:
-                    while chunk := src.read(_COPY_CHUNK):
+                    while chunk := src.read(COPY_SIZE):
                         hasher.update(chunk)
                         out.write(chunk)
             out.flush(final=True)

@@ -126,3 +126,22 @@ def test_table_rendering() -> None:
     assert info["no-such-distribution"] == "-"
     doc = render("Title", [table], info, "python -m benchmarks")
     assert doc.startswith("# Title\n\nCommand: `python -m benchmarks`\n")
+
+
+def test_receive_fresh_process_measurement_runs() -> None:
+    import json
+    import subprocess
+    import sys
+
+    from benchmarks import bench_receive
+
+    done = subprocess.run(
+        [sys.executable, "-c", bench_receive.FRESH_SCRIPT, "spoolup", "many_fields", "20", "2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert 0 < result["best"] <= result["median"]

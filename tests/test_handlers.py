@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import io
+import os
 import tempfile
 from pathlib import Path
 
@@ -613,4 +615,65 @@ def test_more_concurrent_uploads_than_writer_threads(
 
     with ThreadPoolExecutor(40) as pool:
         assert all(pool.map(upload, contents, timeout=60))
+    assert list(tmp.iterdir()) == []
+
+
+def test_temp_file_is_synced_while_received_and_save_is_durable(
+    tmp: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 10 point 11: the fsync of a large file is paid while it is received, in the
+    # I/O pool, so that save() has only the tail left; save() still fsyncs after it.
+    import threading
+
+    import spoolup._io
+
+    calls: list[tuple[str, str, int]] = []
+    real_fsync = os.fsync
+
+    def fdatasync(fd: int) -> None:
+        calls.append(("background", threading.current_thread().name, os.fstat(fd).st_size))
+
+    def fsync(fd: int) -> None:
+        calls.append(("fsync", threading.current_thread().name, os.fstat(fd).st_size))
+        real_fsync(fd)
+
+    monkeypatch.setattr(spoolup._io, "SYNC_EVERY", 256 * 1024)
+    monkeypatch.setattr(spoolup._io, "fdatasync", fdatasync)
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(spoolup.handlers, "WRITE_BATCH", 64 * 1024)
+    content = os.urandom(3 * 1024 * 1024)
+    data = body(("a", "a.bin", content, None))
+    with spoolup.parse_form(chunked(data, 65536), CT, handlers=[TemporaryFileHandler]) as form:
+        upload = form.files["a"]
+        background = [c for c in calls if c[0] == "background"]
+        assert background, "no background sync while the file was received"
+        assert all(name.startswith("spoolup-io") for _, name, _ in background)
+        assert min(size for _, _, size in background) < len(content)  # before the end
+        calls.clear()
+        saved = upload.save(tmp_path / "kept.bin")
+        assert saved.read_bytes() == content
+    # save() waits for the sync in flight, then flushes the whole file itself.
+    kinds = [kind for kind, _, _ in calls]
+    first = kinds.index("fsync")
+    assert "background" not in kinds[first:]
+    assert calls[first][2] == len(content)
+    assert list(tmp.iterdir()) == []
+
+
+def test_a_failed_background_sync_fails_the_save(
+    tmp: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import spoolup._io
+
+    def fdatasync(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(spoolup._io, "SYNC_EVERY", 256 * 1024)
+    monkeypatch.setattr(spoolup._io, "fdatasync", fdatasync)
+    monkeypatch.setattr(spoolup.handlers, "WRITE_BATCH", 64 * 1024)
+    data = body(("a", "a.bin", os.urandom(300 * 1024), None))
+    with spoolup.parse_form(chunked(data, 65536), CT, handlers=[TemporaryFileHandler]) as form:
+        with pytest.raises(OSError, match="Input/output error"):
+            form.files["a"].save(tmp_path / "kept.bin")
+        assert not (tmp_path / "kept.bin").exists()
     assert list(tmp.iterdir()) == []

@@ -17,13 +17,17 @@ import weakref
 from pathlib import Path
 from typing import BinaryIO
 
+from spoolup._io import BackgroundSync
+
 __all__ = ["TEMP_PREFIX", "SpoolFile"]
 
 TEMP_PREFIX = "spoolup-"
 
 
-def _close_and_remove(file: BinaryIO, path: str) -> None:
-    # Runs at close, at garbage collection or at exit: it must never raise.
+def _close_and_remove(file: BinaryIO, path: str, sync: BackgroundSync) -> None:
+    # Runs at close, at garbage collection or at exit: it must never raise. A sync in
+    # flight ends before its descriptor is closed (whose number could be reused).
+    sync.cancel()
     with contextlib.suppress(OSError, ValueError):
         file.close()
     with contextlib.suppress(OSError):
@@ -34,11 +38,13 @@ class SpoolFile:
     """A temp file opened for writing and reading, removed with its owner.
 
     ``file`` is a buffered binary file; writes larger than its buffer go straight to
-    the operating system without an extra copy. :meth:`keep` hands the file on disk
+    the operating system without an extra copy. ``sync`` writes it back to disk in the
+    background as it grows (whoever writes calls ``sync.wrote``), so that a final fsync
+    (``UploadedFile.save``) has little left to do. :meth:`keep` hands the file on disk
     over to its caller (after a rename, for instance): it is then no longer removed.
     """
 
-    __slots__ = ("__weakref__", "_finalizer", "file", "path")
+    __slots__ = ("__weakref__", "_finalizer", "file", "path", "sync")
 
     def __init__(self, *, dir: str | os.PathLike[str] | None = None) -> None:
         fd, name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=dir)
@@ -49,7 +55,8 @@ class SpoolFile:
             Path(name).unlink()
             raise
         self.path = Path(name)
-        self._finalizer = weakref.finalize(self, _close_and_remove, self.file, name)
+        self.sync = BackgroundSync(fd)
+        self._finalizer = weakref.finalize(self, _close_and_remove, self.file, name, self.sync)
 
     @property
     def removed(self) -> bool:
@@ -66,4 +73,5 @@ class SpoolFile:
         if self._finalizer.alive:
             self._finalizer()
         else:
+            self.sync.cancel()
             self.file.close()

@@ -242,6 +242,9 @@ class UploadedFile:
         if spool is not None and not spool.removed:
             spool.file.flush()
             if fsync:
+                # Most of the file was written back while it was received: this waits
+                # for the last background sync (raising its error) and flushes the rest.
+                spool.sync.wait()
                 os.fsync(spool.file.fileno())
             try:
                 spool.path.replace(target)

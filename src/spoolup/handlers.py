@@ -53,16 +53,13 @@ import hashlib
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import Any, TypeAlias
 
 from spoolup._cleanup import SpoolFile
 from spoolup._io import WRITE_BATCH, Batcher
 from spoolup.errors import FileTooLarge, UnsupportedMediaType
 from spoolup.files import FileInfo, UploadedFile
 from spoolup.limits import Limits
-
-if TYPE_CHECKING:
-    from typing import BinaryIO
 
 __all__ = [
     "ContentTypeHandler",
@@ -195,23 +192,29 @@ def _writev(fd: int, buffers: list[bytes | memoryview]) -> int:
     return os.write(fd, buffers[0])  # pragma: no cover - Windows has no writev
 
 
-def _background_writer(file: BinaryIO) -> Batcher:
+def _background_writer(spool: SpoolFile) -> Batcher:
     """Writes a temp file in a pool thread while the caller goes on parsing.
 
     Every byte goes through ``os.writev`` on the descriptor, one system call per batch
     of about 2 MiB (the GIL is released once, not once per chunk); the buffered file
-    object is only used to read back, after a seek.
+    object is only used to read back, after a seek. The file is written back to disk
+    in the background as it grows (``spool.sync``), so that saving a large file
+    durably later has only its last megabytes left to flush.
     """
-    fd = file.fileno()
+    fd = spool.file.fileno()
+    wrote = spool.sync.wrote
 
     def write_all(batch: list[bytes]) -> None:
         todo: list[bytes | memoryview] = list(batch)
+        size = 0
         while todo:
             written = _writev(fd, todo)
+            size += written
             while todo and written >= len(todo[0]):
                 written -= len(todo.pop(0))
             if written:
                 todo[0] = memoryview(todo[0])[written:]
+        wrote(size)
 
     return Batcher(write_all, batch_size=WRITE_BATCH, max_chunks=64, wait_start=True)
 
@@ -242,7 +245,7 @@ class _StoringHandler(UploadHandler):
 
     def _start_spool(self) -> Batcher:
         self._spool = spool = SpoolFile(dir=self.temp_dir)
-        self._writer = writer = _background_writer(spool.file)
+        self._writer = writer = _background_writer(spool)
         return writer
 
     def _memory_file(self, info: FileInfo) -> UploadedFile:

@@ -9,10 +9,16 @@ another server sharing the store can continue it. One PATCH at a time writes an 
 an in-process set stops a second one here, a short lease (:mod:`spoolup.tus.lock`),
 renewed while the request lives and checked before every write, stops one on another
 server; either answers 423. Store calls and hashing run in worker threads, never on the
-event loop. A finished upload goes through the handler chain (hashing by default, and
-any content or size checks given) and is handed to ``on_complete`` as an
-:class:`~spoolup.files.UploadedFile`; what the callback returns is kept as the
-upload's record.
+event loop.
+
+A PATCH streams to storage with a few MiB per upload whatever its size, and is hashed
+(sha256) on the way; the hash state is kept here between PATCHes, so the upload is
+read back only if another process saw some of its bytes. Bytes and offset are made
+durable at checkpoints (``checkpoint_bytes`` / ``checkpoint_seconds``). A finished
+upload goes through :func:`~spoolup.receive_file` with the handler chain (any content
+or size checks given; a storing handler keeps its own copy, ``SkipFile`` drops it) and
+is handed to ``on_complete`` as an :class:`~spoolup.files.UploadedFile`; what the
+callback returns is kept as the upload's record.
 """
 
 from __future__ import annotations
@@ -71,10 +77,11 @@ CompletionCallback = Callable[[UploadedFile, UploadInfo], Any]
 """``on_complete(file, info)``: called once per finished upload, sync or async.
 
 ``file`` has been through the handler chain (``file.hashes["sha256"]`` is filled) and
-is open for reading; it may be saved or moved elsewhere (``file.path`` is the data on
-disk for local storage). Return a JSON-able dict (the file record) or ``None``. An
-:class:`~spoolup.UploadError` raised here refuses the upload: it is removed and the
-request answers with that status.
+is open for reading: the stored object itself (a
+:class:`~spoolup.storage.handler.StoredFile`, which ``Storage.move`` can move without
+copying), or the copy a storing handler kept. Return a JSON-able dict (the file
+record) or ``None``. An :class:`~spoolup.UploadError` raised here refuses the upload:
+it is removed and the request answers with that status.
 """
 
 CreationCallback = Callable[[UploadInfo], Any]

@@ -21,10 +21,11 @@ from tests.seaweed import ACCESS_KEY, BUCKET, SECRET_KEY, Seaweed, find_weed, fr
 
 @dataclass
 class SeaweedCluster:
-    """The processes of one cluster and its S3 endpoint."""
+    """The processes of one cluster, its S3 endpoint and the gateway's Prometheus metrics."""
 
     folder: Path
     s3: Seaweed
+    metrics: str
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def output(self) -> str:
@@ -52,7 +53,7 @@ class SeaweedCluster:
 def start_cluster(folder: Path, *, bucket: str = BUCKET, timeout: float = 60.0) -> SeaweedCluster:
     """Start master, two volume servers and a filer with S3; wait until the bucket exists."""
     weed = find_weed()
-    master, vol1, vol2, filer, s3 = free_ports(5)
+    master, vol1, vol2, filer, s3, metrics = free_ports(6)
     config = folder / "s3.json"
     identity = {
         "name": "spoolup",
@@ -99,12 +100,14 @@ def start_cluster(folder: Path, *, bucket: str = BUCKET, timeout: float = 60.0) 
             "-s3.port.iceberg=0",
             "-s3.port.lance=0",
             f"-s3.config={config}",
+            f"-metricsPort={metrics}",
             "-webdav=false",
         ],
     }
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     endpoint = f"http://127.0.0.1:{s3}"
-    cluster = SeaweedCluster(folder, Seaweed(endpoint, bucket, None, folder))  # type: ignore[arg-type]
+    seaweed = Seaweed(endpoint, bucket, None, folder)  # type: ignore[arg-type]
+    cluster = SeaweedCluster(folder, seaweed, f"http://127.0.0.1:{metrics}/metrics")
     try:
         for sub in ("master", "volume1", "volume2", "filer"):
             (folder / sub).mkdir(exist_ok=True)

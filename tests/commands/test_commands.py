@@ -129,7 +129,18 @@ def test_upload_link_from_the_cli(
     assert code == 0, err
     assert "up to 1 file of 10 kB each" in err
     link = out.strip()
-    monkeypatch.delenv("SPOOLUP_TOKEN")
+    from spoolup.commands import common
+    from spoolup.commands import upload as upload_cmd
+
+    sent_token: list[str | None] = []
+    real_open = common.open_client
+
+    def spying_open(*args: object) -> httpx.Client:
+        client = real_open(*args)  # type: ignore[arg-type]
+        sent_token.append(client.headers.get("authorization"))
+        return client
+
+    monkeypatch.setattr(upload_cmd, "open_client", spying_open)
     small, big = tmp_path / "small.txt", tmp_path / "big.txt"
     small.write_bytes(b"s" * 100)
     big.write_bytes(b"b" * 20_000)
@@ -137,6 +148,8 @@ def test_upload_link_from_the_cli(
     assert code == 1
     assert "big.txt is 20 kB; this server takes files up to 10 kB (nothing was sent)" in err
     assert json.loads(out)["filename"] == "small.txt"
+    assert sent_token == [None]  # SPOOLUP_TOKEN is set, but a link never gets it
+    monkeypatch.delenv("SPOOLUP_TOKEN")
     code, _, err = run(capsys, "ls", "--url", link.rsplit("/u/", 1)[0])
     assert code == 3  # the link shows nothing; without the token, nothing is listed
 

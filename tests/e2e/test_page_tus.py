@@ -190,7 +190,7 @@ def test_cancelled_tus_upload_is_terminated(
     sync_api.expect(item.locator(".item-stats")).to_contain_text("left", timeout=10_000)
     item.locator(".cancel").click()
     sync_api.expect(item).to_have_attribute("data-state", "cancelled")
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while served.uploads() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert served.uploads() == []

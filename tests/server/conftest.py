@@ -88,6 +88,18 @@ def start_server(config: ServerConfig, tmpdir: Path, **app_options: Any) -> Runn
     )
 
 
+def wait_for_log(caplog: pytest.LogCaptureFixture, logger: str, needle: str) -> str:
+    """The first message of ``logger`` holding ``needle``, waited for: the server logs
+    after it answered, so the client may see the answer before the line exists."""
+    deadline = time.monotonic() + 30
+    while True:
+        for record in list(caplog.records):
+            if record.name == logger and needle in (message := record.getMessage()):
+                return message
+        assert time.monotonic() < deadline, f"no {logger} line with {needle!r}"
+        time.sleep(0.02)
+
+
 @pytest.fixture(scope="module")
 def private_tmpdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Every temp file of the server process lands here, so the tests can count them."""
@@ -137,7 +149,7 @@ def client(server: RunningServer) -> Iterator[httpx.Client]:
 def _no_temp_file_left(private_tmpdir: Path) -> Iterator[None]:
     """After every test, the server's private TMPDIR holds nothing."""
     yield
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30
     while (
         left := sorted(p.name for p in private_tmpdir.iterdir())
     ) and time.monotonic() < deadline:

@@ -290,7 +290,7 @@ def test_python_hooks(make_server: Callable[..., RunningServer]) -> None:
         assert stored_objects(server) == []
         ok = client.put("/api/files/ok.txt", content=b"fine")
         assert ok.status_code == 201
-        end = time.monotonic() + 10
+        end = time.monotonic() + 30
         while not any(r.hook == "post-finish" for r in seen):
             assert time.monotonic() < end
             time.sleep(0.02)

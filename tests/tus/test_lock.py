@@ -154,21 +154,22 @@ def test_real_time_expiry_and_keeper(
     """With the real clock: a kept lease outlives its ttl; an unkept one lapses."""
     import time
 
-    lock = make_lock(kind, request, tmp_path, ttl=0.6, clock=time.time)
+    # A ttl long enough that a loaded machine renews in time (renewal at ttl / 2).
+    lock = make_lock(kind, request, tmp_path, ttl=2.0, clock=time.time)
     uid = upload_id()
     lease = lock.acquire(uid, "server-a")
     assert lease is not None
 
     async def hold() -> None:
         async with LeaseKeeper(lock, lease) as keeper:
-            await asyncio.sleep(1.5)  # well past the ttl: renewed in the background
+            await asyncio.sleep(2.5)  # past the ttl: renewed in the background
             assert lock.acquire(uid, "server-b") is None
             keeper.check()
         assert lock.acquire(uid, "server-b") is not None  # released on leaving
 
     asyncio.run(hold())
     # Nobody renews server-b's lease: it lapses and server-c may take it over.
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30
     while lock.acquire(uid, "server-c") is None:
         assert time.monotonic() < deadline
         time.sleep(0.1)

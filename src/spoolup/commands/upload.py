@@ -375,6 +375,10 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         TransferSpeedColumn(),
         TimeRemainingColumn(),
     )
+    if link is not None:
+        # An upload link may point at another server: it never gets this one's token.
+        environ = {k: v for k, v in environ.items() if k != "SPOOLUP_TOKEN"}
+        args.token = None
     try:
         with (
             open_client(args, environ) as client,

@@ -659,7 +659,6 @@
   // Copies `text`; where the browser does not let the page do it (plain http beyond
   // localhost), shows it selected in a dialog instead.
   async function copyText(text, what) {
-    document.body.dataset.copied = text;
     try {
       await navigator.clipboard.writeText(text);
       toast(`Copied ${what}.`);

@@ -128,6 +128,19 @@ def test_table_rendering() -> None:
     assert doc.startswith("# Title\n\nCommand: `python -m benchmarks`\n")
 
 
+@pytest.mark.slow
+def test_load_benchmark_measures_real_uploads() -> None:
+    from benchmarks import bench_load
+
+    tiny = bench_load.Sizes(uploads=4, upload_size=256 * KiB, slow=50, patch_size=64 * 1024 * KiB)
+    uploads = Table("u", ["run", "bytes", "failed", "MB/s", "vs one alone", "peak server RSS"])
+    bench_load.measure_uploads(tiny, uploads)
+    assert [row[2] for row in uploads.rows] == ["0", "0"]  # no upload failed, every sha256 right
+    patch = Table("p", ["upload", "sha256 right", "MB/s", "idle server RSS", "RSS growth"])
+    bench_load.measure_large_patch(tiny, patch)
+    assert patch.rows[0][1] == "yes"
+
+
 def test_receive_fresh_process_measurement_runs() -> None:
     import json
     import subprocess

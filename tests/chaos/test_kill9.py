@@ -96,3 +96,37 @@ def test_kill9_mid_patch_then_resume_to_the_right_sha256(tmp_path: Path) -> None
         assert records[0]["sha256"] == hashlib.sha256(data).hexdigest()
         assert records[0]["size"] == len(data)
         assert leftovers(tmp_path / "data") == []
+
+
+def test_a_running_server_sweeps_a_dead_neighbours_files_but_not_its_own(tmp_path: Path) -> None:
+    storage = str(tmp_path / "shared")
+    data = payload(12 * MiB, seed=6)
+    with (
+        serve(tmp_path / "a", storage=storage) as doomed,
+        serve(tmp_path / "b", "--sweep-interval", "1", storage=storage) as survivor,
+    ):
+        # About 7 s of sending: sweeps run (every second) while it is written.
+        mine = SlowSend("PUT", f"{survivor.url}/api/files/b.bin", data, pause=0.15).start()
+        theirs = SlowSend("PUT", f"{doomed.url}/api/files/a.bin", data, pause=0.1).start()
+        mine.wait_sent(2 * MiB)
+        theirs.wait_sent(4 * MiB)
+
+        def owned_by(pid: int) -> list[str]:
+            return [n for n in leftovers(Path(storage)) if f"-{pid}-" in n]
+
+        deadline = time.monotonic() + 30
+        while not owned_by(doomed.process.pid):
+            assert time.monotonic() < deadline, "the doomed server wrote no temp file"
+            time.sleep(0.05)
+        doomed.kill9()
+        theirs.join()
+        deadline = time.monotonic() + 60
+        while owned_by(doomed.process.pid):  # the survivor's next sweep takes them
+            assert time.monotonic() < deadline, "a dead server's temp files were never swept"
+            time.sleep(0.2)
+        if mine.thread is not None and mine.thread.is_alive():
+            assert owned_by(survivor.process.pid), "the live upload's temp file was swept"
+        mine.join()  # a swept temp file could not be committed: 201 proves it was kept
+        assert mine.response is not None
+        assert mine.response.status_code == 201
+        assert mine.response.json()["sha256"] == hashlib.sha256(data).hexdigest()

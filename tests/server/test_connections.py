@@ -67,28 +67,78 @@ def test_a_head_under_the_limit_is_served(server: RunningServer) -> None:
         assert _status(_read_all(sock)) == 200
 
 
+def _trickle_until_closed(sock: socket.socket) -> bool:
+    """Send a byte every 0.1 s until the server closes (True) or 20 s pass (False)."""
+    deadline = time.monotonic() + 20
+    closed = False
+    while time.monotonic() < deadline and not closed:
+        try:
+            sock.sendall(b"X")
+        except (BrokenPipeError, ConnectionResetError):
+            closed = True
+        time.sleep(0.1)
+        sock.setblocking(False)
+        try:
+            data = sock.recv(65536)
+            assert _status(data) in {0, 408}
+            closed = closed or data == b"" or _status(data) == 408
+        except BlockingIOError:
+            pass
+        except ConnectionResetError:
+            closed = True
+        sock.setblocking(True)
+    return closed
+
+
 def test_a_head_sent_one_byte_at_a_time_times_out(strict: RunningServer) -> None:
     with _connect(strict) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\n")
-        deadline = time.monotonic() + 20
-        closed = False
-        while time.monotonic() < deadline and not closed:
-            try:
-                sock.sendall(b"X")
-            except (BrokenPipeError, ConnectionResetError):
-                closed = True
-            time.sleep(0.1)
-            sock.setblocking(False)
-            try:
-                data = sock.recv(65536)
-                assert _status(data) in {0, 408}
-                closed = closed or data == b"" or _status(data) == 408
-            except BlockingIOError:
-                pass
-            except ConnectionResetError:
-                closed = True
-            sock.setblocking(True)
-        assert closed, "a head trickling in was never timed out"
+        assert _trickle_until_closed(sock), "a head trickling in was never timed out"
+
+
+# A second request whose head began in the packet of the first: once the first is
+# answered, its head is still bounded and timed like any other.
+_PIPELINED = (
+    b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: "
+)
+
+
+def _first_answer(sock: socket.socket) -> bytes:
+    got = b""
+    while not (b"\r\n\r\n" in got and got.endswith(b"}")):
+        chunk = sock.recv(65536)
+        assert chunk, got
+        got += chunk
+    return got
+
+
+def test_a_pipelined_head_is_bounded_after_the_answer_before_it(server: RunningServer) -> None:
+    with _connect(server) as sock:
+        sock.sendall(_PIPELINED)
+        assert _status(_first_answer(sock)) == 200
+        try:
+            for _ in range(32):  # 2 MiB, far over the 64 KiB bound
+                sock.sendall(b"a" * 65536)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        # Without the bound the server buffers on and never answers (the read times out).
+        response = _read_all(sock)
+    # 431, or a reset that overtook it (bytes sent after the refusal were never read).
+    assert _status(response) in {0, 431}, response[:200]
+
+
+@pytest.fixture(scope="module")
+def quick_head(make_server: Callable[..., RunningServer]) -> RunningServer:
+    # Only the head deadline is short: a longer body deadline must not stand in for it.
+    return make_server(header_timeout=1.0)
+
+
+def test_a_pipelined_head_times_out_after_the_answer_before_it(quick_head: RunningServer) -> None:
+    with _connect(quick_head) as sock:
+        sock.sendall(_PIPELINED)
+        assert _status(_first_answer(sock)) == 200
+        assert _trickle_until_closed(sock), "a pipelined head trickling in was never timed out"
 
 
 def test_a_silent_connection_is_closed(strict: RunningServer) -> None:

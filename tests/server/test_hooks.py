@@ -470,3 +470,20 @@ def test_tus_pre_create_adds_metadata(client: httpx.Client, hooks: HookReceiver)
     hooks.wait_for(lambda: len(hooks.of("post-finish")) == 1)
     assert hooks.of("post-create")[0].upload["MetaData"] == {"filename": "a.txt", "project": "x-1"}
     assert hooks.of("post-finish")[0].upload["MetaData"]["project"] == "x-1"
+
+
+def test_a_refused_tus_patch_is_not_left_in_flight(
+    client: httpx.Client, hooks: HookReceiver
+) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    url = tus_create(client, 100, "x.bin")
+    assert tus_patch(client, url, 50, b"x" * 50).status_code == 409  # the offset is 0
+    families = text_string_to_metric_families(client.get("/metrics").text)
+    in_flight = {
+        s.labels["way"]: s.value
+        for f in families
+        if f.name == "spoolup_uploads_in_flight"
+        for s in f.samples
+    }
+    assert in_flight == {"multipart": 0, "put": 0, "tus": 0}

@@ -230,36 +230,29 @@ class TusObserver:
         state = _TusRequest(http=HttpInfo.from_scope(scope) if hooks else None)
         token = _TUS_REQUEST.set(state)
         upload_id = str(scope["path"]).rstrip("/").rpartition("/")[2] or None
+        counting = receive
         if method in {"POST", "PATCH"}:
-            receive = self.metrics.receiving("tus", receive)
+            receive = counting = self.metrics.receiving("tus", receive)
             if method == "PATCH" and state.http is not None and self.hooks.wants("post-receive"):
                 receive = self._progress(receive, state.http, upload_id, headers)
-        answer: dict[str, Any] = {"status": 0, "location": None}
+        status = 0
 
         async def watching_send(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
-                answer["status"] = message["status"]
-                for name, value in message.get("headers", ()):
-                    if name.lower() == b"location":
-                        answer["location"] = value.decode("latin-1")
+                status = message["status"]
             await send(message)
 
         try:
             await app(scope, receive, watching_send)
         finally:
-            Metrics.request_done(receive)
+            Metrics.request_done(counting)
             _TUS_REQUEST.reset(token)
-        self._answered(method, answer, state, upload_id, headers)
+        self._answered(method, status, state, upload_id)
 
     def _answered(
-        self,
-        method: str,
-        answer: Mapping[str, Any],
-        state: _TusRequest,
-        upload_id: str | None,
-        headers: Mapping[str, str],
+        self, method: str, status: int, state: _TusRequest, upload_id: str | None
     ) -> None:
-        status: int = answer["status"]
         if method == "POST" and status == 201:
             self.metrics.upload_started("tus")
             if state.created is not None:

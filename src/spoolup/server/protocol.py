@@ -38,6 +38,7 @@ logger = logging.getLogger("spoolup.server")
 # File descriptors kept for what is not a connection: storage files, logs, the loop.
 _FD_RESERVE = 64
 
+_WARN_EVERY = 10.0  # seconds between two log lines about refused connections
 _HEAD = "head"  # waiting for (the rest of) a request line and headers
 _BODY = "body"  # reading a request body
 _APP = "app"  # the body is in: the application is answering
@@ -109,6 +110,7 @@ def guarded_protocol(limits: ConnectionLimits, *, fd_limit: int | None = None) -
     if fd_limit is None:
         fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     cap = connection_cap(limits, fd_limit)
+    refusals = [-_WARN_EVERY]  # when the last refusal was logged
 
     class GuardedProtocol(HttpToolsProtocol):
         """uvicorn's httptools protocol with the bounds of :func:`guarded_protocol`."""
@@ -121,11 +123,15 @@ def guarded_protocol(limits: ConnectionLimits, *, fd_limit: int | None = None) -
             self._refused = False
             self._since = 0.0  # when the head began, or the body last moved
             self._timer: asyncio.TimerHandle | None = None
+            self._unanswered = 0  # requests begun and not yet answered
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
             if len(self.connections) > cap:
-                logger.warning("connection refused: %d connections are open", cap)
+                now = self.loop.time()
+                if now - refusals[0] >= _WARN_EVERY:  # one line, not one per connection
+                    refusals[0] = now
+                    logger.warning("connections refused: %d connections are open", cap)
                 self._refuse(_FULL)
                 return
             self._start_head()
@@ -147,6 +153,7 @@ def guarded_protocol(limits: ConnectionLimits, *, fd_limit: int | None = None) -
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
+            self._unanswered += 1
             if self._phase != _HEAD:  # a pipelined or keep-alive request
                 self._start_head()
 
@@ -181,6 +188,12 @@ def guarded_protocol(limits: ConnectionLimits, *, fd_limit: int | None = None) -
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
+            self._unanswered -= 1
+            if self._unanswered > 0 or self._phase == _BODY:
+                # A pipelined request has begun (its head or body keeps its own bound
+                # and deadline; uvicorn's keep-alive timer stops at its first byte), or
+                # an early answer still waits for the body's end.
+                return
             # uvicorn's keep-alive timer now watches the idle connection.
             self._phase = _APP
             self._disarm()
@@ -191,6 +204,7 @@ def guarded_protocol(limits: ConnectionLimits, *, fd_limit: int | None = None) -
             self._phase = _HEAD
             self._head_bytes = self._head_size = 0
             self._since = self.loop.time()
+            self._disarm()  # a body deadline still armed may be far later
             self._arm(limits.header_timeout)
 
         def _arm(self, delay: float) -> None:

@@ -25,6 +25,7 @@ __all__ = [
     "epilog",
     "open_client",
     "server_error",
+    "shown",
     "warn",
 ]
 
@@ -152,9 +153,16 @@ def filename_of(response: httpx.Response) -> str | None:
     return match.group(1) if match else None
 
 
+def shown(text: str) -> str:
+    """``text`` safe for a terminal: a server's names and errors carry no control codes."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
 def warn(command: str, message: str) -> None:
     """One line on standard error, prefixed with the command's name."""
-    sys.stderr.write(f"spoolup {command}: {message}\n")
+    sys.stderr.write(f"spoolup {command}: {shown(message)}\n")
     sys.stderr.flush()
 
 

@@ -33,6 +33,7 @@ from spoolup.commands.common import (
     open_client,
     request,
     resolve,
+    shown,
     warn,
 )
 from spoolup.headers import safe_filename
@@ -153,7 +154,8 @@ def _line(record: dict[str, Any], *, as_json: bool) -> str:
     if as_json:
         return json.dumps(record) + "\n"
     when = datetime.fromisoformat(record["created"]).astimezone().strftime("%Y-%m-%d %H:%M")
-    return f"{format_size(record['size']):>9}  {when}  {record['id']}  {record['filename']}\n"
+    size = format_size(record["size"])
+    return shown(f"{size:>9}  {when}  {record['id']}  {record['filename']}") + "\n"
 
 
 # ---------------------------------------------------------------- get

@@ -638,6 +638,7 @@ def test_temp_file_is_synced_while_received_and_save_is_durable(
         real_fsync(fd)
 
     monkeypatch.setattr(spoolup._io, "SYNC_EVERY", 256 * 1024)
+    monkeypatch.setattr(spoolup._io, "TEMP_SYNC_AFTER", 512 * 1024)
     monkeypatch.setattr(spoolup._io, "fdatasync", fdatasync)
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(spoolup.handlers, "WRITE_BATCH", 64 * 1024)
@@ -648,7 +649,9 @@ def test_temp_file_is_synced_while_received_and_save_is_durable(
         background = [c for c in calls if c[0] == "background"]
         assert background, "no background sync while the file was received"
         assert all(name.startswith("spoolup-io") for _, name, _ in background)
-        assert min(size for _, _, size in background) < len(content)  # before the end
+        sizes = [size for _, _, size in background]
+        assert min(sizes) >= 512 * 1024  # not before the file is large
+        assert min(sizes) < len(content)  # before the end
         calls.clear()
         saved = upload.save(tmp_path / "kept.bin")
         assert saved.read_bytes() == content
@@ -660,6 +663,21 @@ def test_temp_file_is_synced_while_received_and_save_is_durable(
     assert list(tmp.iterdir()) == []
 
 
+def test_small_temp_files_are_never_synced_in_the_background(
+    tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import spoolup._io
+
+    calls: list[int] = []
+    monkeypatch.setattr(spoolup._io, "SYNC_EVERY", 64 * 1024)
+    monkeypatch.setattr(spoolup._io, "TEMP_SYNC_AFTER", 1024 * 1024)
+    monkeypatch.setattr(spoolup._io, "fdatasync", calls.append)
+    data = body(("a", "a.bin", os.urandom(900 * 1024), None))
+    with spoolup.parse_form(chunked(data, 65536), CT, handlers=[TemporaryFileHandler]) as form:
+        assert form.files["a"].size == 900 * 1024
+    assert calls == []
+
+
 def test_a_failed_background_sync_fails_the_save(
     tmp: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -669,6 +687,7 @@ def test_a_failed_background_sync_fails_the_save(
         raise OSError(errno.EIO, "Input/output error")
 
     monkeypatch.setattr(spoolup._io, "SYNC_EVERY", 256 * 1024)
+    monkeypatch.setattr(spoolup._io, "TEMP_SYNC_AFTER", 0)
     monkeypatch.setattr(spoolup._io, "fdatasync", fdatasync)
     monkeypatch.setattr(spoolup.handlers, "WRITE_BATCH", 64 * 1024)
     data = body(("a", "a.bin", os.urandom(300 * 1024), None))

@@ -17,6 +17,7 @@ import weakref
 from pathlib import Path
 from typing import BinaryIO
 
+from spoolup import _io
 from spoolup._io import BackgroundSync
 
 __all__ = ["TEMP_PREFIX", "SpoolFile"]
@@ -39,9 +40,10 @@ class SpoolFile:
 
     ``file`` is a buffered binary file; writes larger than its buffer go straight to
     the operating system without an extra copy. ``sync`` writes it back to disk in the
-    background as it grows (whoever writes calls ``sync.wrote``), so that a final fsync
-    (``UploadedFile.save``) has little left to do. :meth:`keep` hands the file on disk
-    over to its caller (after a rename, for instance): it is then no longer removed.
+    background as it grows past ``TEMP_SYNC_AFTER`` bytes (whoever writes calls
+    ``sync.wrote``), so that a final fsync (``UploadedFile.save``) has little left to
+    do. :meth:`keep` hands the file on disk over to its caller (after a rename, for
+    instance): it is then no longer removed.
     """
 
     __slots__ = ("__weakref__", "_finalizer", "file", "path", "sync")
@@ -55,7 +57,7 @@ class SpoolFile:
             Path(name).unlink()
             raise
         self.path = Path(name)
-        self.sync = BackgroundSync(fd)
+        self.sync = BackgroundSync(fd, start_after=_io.TEMP_SYNC_AFTER)
         self._finalizer = weakref.finalize(self, _close_and_remove, self.file, name, self.sync)
 
     @property

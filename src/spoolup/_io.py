@@ -39,6 +39,7 @@ __all__ = [
     "READ_SIZE",
     "STREAM_CHUNK",
     "SYNC_EVERY",
+    "TEMP_SYNC_AFTER",
     "WRITE_BATCH",
     "BackgroundSync",
     "Batcher",
@@ -65,6 +66,11 @@ DIRECT_WRITE = 64 * KiB
 """Chunks at least this large are written as they come; smaller ones are gathered."""
 SYNC_EVERY = 16 * MiB
 """Bytes written between two background ``fdatasync`` calls, so a final fsync is quick."""
+TEMP_SYNC_AFTER = 64 * MiB
+"""Size of a temp file past which it is written back in the background as it grows.
+
+Below it a final fsync is quick anyway, and most temp files are read and deleted,
+never saved: forcing their bytes to disk would cost disk bandwidth for nothing."""
 IO_THREADS = 16
 """Threads of :func:`io_pool` at most (leaf work: writes, syncs, hashes, part uploads)."""
 
@@ -199,19 +205,24 @@ class BackgroundSync:
     final ``fsync`` before a rename has little left to wait for, and a large file is
     durable soon after its last byte instead of seconds later. :meth:`wait` waits
     for the sync in flight and raises its error; :meth:`cancel` waits, ignoring it.
-    The descriptor must stay open until one of them returns.
+    The descriptor must stay open until one of them returns. With ``start_after``, no
+    sync starts before the file holds that many bytes.
     """
 
-    __slots__ = ("_fd", "_sync", "_unsynced")
+    __slots__ = ("_fd", "_start_after", "_sync", "_unsynced")
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, *, start_after: int = 0) -> None:
         self._fd = fd
+        self._start_after = start_after
         self._unsynced = 0
         self._sync: Future[None] | None = None
 
     def wrote(self, size: int) -> None:
         """``size`` more bytes were written; start a sync if enough are pending."""
         self._unsynced += size
+        if self._unsynced < self._start_after:
+            return
+        self._start_after = 0
         if self._unsynced >= SYNC_EVERY and (self._sync is None or self._sync.done()):
             self.wait()  # an error of the previous round is raised here
             self._unsynced = 0

@@ -372,8 +372,17 @@ class Receiver:
                 if type(event) is PartData:
                     if self._active is not None:
                         self._file_data(event.data)
-                    elif self._field is not None:
-                        self._field_data(event.data)
+                        continue
+                    held = self._field
+                    if held is None:  # a part being skipped
+                        continue
+                    # A field is mostly one chunk: keep it as it is, a list only for more.
+                    if held is _NO_DATA:
+                        self._field = event.data
+                    elif isinstance(held, list):
+                        held.append(event.data)
+                    else:
+                        self._field = [held, event.data]
                 elif type(event) is PartEnd:
                     if self._active is not None:
                         self._file_end()
@@ -461,17 +470,6 @@ class Receiver:
                 file.hashes.setdefault(name, digest)
         self._file_names.append(info.field_name)
         self._file_values.append(file)
-
-    def _field_data(self, data: bytes) -> None:
-        # A field is mostly one chunk: keep it as it is, make a list only for a second.
-        held = self._field
-        if held is _NO_DATA:
-            self._field = data
-        elif isinstance(held, list):
-            held.append(data)
-        else:
-            assert held is not None
-            self._field = [held, data]
 
     def _field_end(self) -> None:
         held = self._field

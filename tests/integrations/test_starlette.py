@@ -72,3 +72,28 @@ async def test_raw_body(tmpdir_empty: Path) -> None:
         )
     assert response.json() == ["résumé.txt", 5, "text/plain"]
     assert os.listdir(tmpdir_empty) == []
+
+
+async def test_a_body_read_by_a_middleware_is_a_clear_error_with_install() -> None:
+    from starlette.types import ASGIApp, Receive, Scope, Send
+
+    from spoolup.integrations.starlette import install
+
+    class Peek:
+        """A middleware that reads the first body message itself (as a logger might)."""
+
+        def __init__(self, app: ASGIApp) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] == "http":
+                await receive()
+            await self.app(scope, receive, send)
+
+    peeked = Starlette(routes=[Route("/form", form_view, methods=["POST"])])
+    peeked.add_middleware(Peek)
+    install(peeked)  # after the app's middleware: it sees what they read
+    transport = httpx.ASGITransport(app=peeked, raise_app_exceptions=True)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        with pytest.raises(RuntimeError, match="already read by something before spoolup"):
+            await http.post("/form", content=body(), headers={"content-type": CONTENT_TYPE})

@@ -66,18 +66,17 @@ def test_kill_9_mid_patch_resumes_at_a_checkpoint(tmp_path: Path) -> None:
     args = ("--tus-checkpoint", "1MiB", "--tus-checkpoint-seconds", "3600")
     with serve(tmp_path / "a", *args, storage=storage) as first:
         path = create(first.url, len(data))
-        sock = start_patch(first, path, 0, len(data))
-        sent = 0
-        # Send 12 MiB, then wait until the server has checkpointed past 4 MiB.
-        while sent < 12 * MiB:
-            sock.sendall(data[sent : sent + MiB])
-            sent += MiB
-        deadline = time.monotonic() + 60
-        while head_offset(first.url, path) < 4 * MiB:
-            assert time.monotonic() < deadline, "no checkpoint was saved during the PATCH"
-            time.sleep(0.05)
-        first.kill9()
-        sock.close()
+        with start_patch(first, path, 0, len(data)) as sock:
+            sent = 0
+            # Send 12 MiB, then wait until the server has checkpointed past 4 MiB.
+            while sent < 12 * MiB:
+                sock.sendall(data[sent : sent + MiB])
+                sent += MiB
+            deadline = time.monotonic() + 120
+            while head_offset(first.url, path) < 4 * MiB:
+                assert time.monotonic() < deadline, "no checkpoint was saved during the PATCH"
+                time.sleep(0.05)
+            first.kill9()
     with serve(tmp_path / "b", *args, storage=storage) as second:
         offset = head_offset(second.url, path)
         # At most one checkpoint (1 MiB) and the batch under way are lost.
@@ -110,13 +109,12 @@ def test_one_large_patch_streams_with_bounded_memory(tmp_path: Path) -> None:
         )
         assert r.status_code == 204
         before = peak_rss(server)
-        sock = start_patch(server, path, 0, size)
         digest = hashlib.sha256()
-        for _ in range(size // MiB):
-            sock.sendall(block)
-            digest.update(block)
-        reply = sock.recv(4096)
-        sock.close()
+        with start_patch(server, path, 0, size) as sock:
+            for _ in range(size // MiB):
+                sock.sendall(block)
+                digest.update(block)
+            reply = sock.recv(4096)
         assert reply.startswith(b"HTTP/1.1 204"), reply[:200]
         grown = peak_rss(server) - before
         assert grown < 64 * MiB, f"the server grew by {grown / MiB:.0f} MiB"

@@ -72,3 +72,34 @@ def test_second_server_finishes_what_the_first_began(
     assert call["sha256"] == hashlib.sha256(DATA).hexdigest()
     assert call["data"] == DATA
     assert call["filename"] == "s3.bin"
+
+
+def test_bytes_short_of_a_part_wait_in_the_tail(seaweed: Seaweed, prefix: str) -> None:
+    # 3 MiB PATCHes are under S3's 5 MiB minimum: they wait in the tail object between
+    # requests, and a second server picks them up from there.
+    data = DATA[: 17 * MiB + 5]
+    completed = Completed()
+    first = s3_server(seaweed, prefix, completed)
+    second = s3_server(seaweed, prefix, completed)
+    try:
+        up = tus_client.TusClient(first.url).uploader(
+            file_stream=io.BytesIO(data), chunk_size=3 * MiB
+        )
+        up.upload_chunk()  # type: ignore[no-untyped-call]
+        url = str(up.url)
+        store = TusStore(S3Storage(seaweed.bucket, prefix, client=seaweed.client()))
+        info = store.load(url.rsplit("/", 1)[1])
+        assert info is not None
+        assert (info.offset, info.backend["tail"], info.backend["parts"]) == (3 * MiB, 3 * MiB, [])
+        again = tus_client.TusClient(second.url).uploader(
+            file_stream=io.BytesIO(data),
+            chunk_size=3 * MiB,
+            url=url.replace(first.base, second.base),
+        )
+        assert again.offset == 3 * MiB
+        again.upload()
+    finally:
+        first.stop()
+        second.stop()
+    (call,) = completed.calls
+    assert call["sha256"] == hashlib.sha256(data).hexdigest()

@@ -151,12 +151,14 @@ class _BodyWatch:
 def install(app: Any) -> None:
     """Answer every :class:`~spoolup.UploadError` with JSON ``{"error": ...}`` and its status.
 
-    For a Starlette or FastAPI app, before it starts. FastAPI's own validation errors keep
-    their 422. It also lets spoolup see a body read by a middleware or another
-    ``Request``, and, for FastAPI, documents the request body of every route that takes
-    :func:`spoolup.integrations.fastapi.form` or ``upload_file`` in the OpenAPI schema.
+    For a Starlette or FastAPI app, before it starts, after its middleware is added.
+    FastAPI's own validation errors keep their 422. It also lets spoolup see a body read
+    by that middleware or another ``Request``, and, for FastAPI, documents the request
+    body of every route that takes :func:`spoolup.integrations.fastapi.form` or
+    ``upload_file`` in the OpenAPI schema.
     """
     app.add_exception_handler(UploadError, upload_error_response)
+    # Outermost of the middleware added so far: it sees a body they read.
     app.add_middleware(_BodyWatch)
     if hasattr(app, "openapi") and hasattr(app, "openapi_schema"):
         from spoolup.integrations.fastapi import document

@@ -9,10 +9,16 @@ another server sharing the store can continue it. One PATCH at a time writes an 
 an in-process set stops a second one here, a short lease (:mod:`spoolup.tus.lock`),
 renewed while the request lives and checked before every write, stops one on another
 server; either answers 423. Store calls and hashing run in worker threads, never on the
-event loop. A finished upload goes through the handler chain (hashing by default, and
-any content or size checks given) and is handed to ``on_complete`` as an
-:class:`~spoolup.files.UploadedFile`; what the callback returns is kept as the
-upload's record.
+event loop.
+
+A PATCH streams to storage with a few MiB per upload whatever its size, and is hashed
+(sha256) on the way; the hash state is kept here between PATCHes, so the upload is
+read back only if another process saw some of its bytes. Bytes and offset are made
+durable at checkpoints (``checkpoint_bytes`` / ``checkpoint_seconds``). A finished
+upload goes through :func:`~spoolup.receive_file` with the handler chain (any content
+or size checks given; a storing handler keeps its own copy, ``SkipFile`` drops it) and
+is handed to ``on_complete`` as an :class:`~spoolup.files.UploadedFile`; what the
+callback returns is kept as the upload's record.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from spoolup._io import BATCH_SIZE, READ_SIZE
 from spoolup._periodic import repeat
 from spoolup.errors import RequestTooLarge, UploadAborted, UploadError
 from spoolup.files import FileInfo, UploadedFile
@@ -71,10 +78,11 @@ CompletionCallback = Callable[[UploadedFile, UploadInfo], Any]
 """``on_complete(file, info)``: called once per finished upload, sync or async.
 
 ``file`` has been through the handler chain (``file.hashes["sha256"]`` is filled) and
-is open for reading; it may be saved or moved elsewhere (``file.path`` is the data on
-disk for local storage). Return a JSON-able dict (the file record) or ``None``. An
-:class:`~spoolup.UploadError` raised here refuses the upload: it is removed and the
-request answers with that status.
+is open for reading: the stored object itself (a
+:class:`~spoolup.storage.handler.StoredFile`, which ``Storage.move`` can move without
+copying), or the copy a storing handler kept. Return a JSON-able dict (the file
+record) or ``None``. An :class:`~spoolup.UploadError` raised here refuses the upload:
+it is removed and the request answers with that status.
 """
 
 CreationCallback = Callable[[UploadInfo], Any]
@@ -86,8 +94,8 @@ creation: nothing is stored and the request answers with that status.
 """
 
 # Body bytes gathered before one hop to a worker thread (cf. the form drivers).
-_BATCH = 1024 * 1024
-_READ_CHUNK = 1024 * 1024
+_BATCH = BATCH_SIZE
+_READ_CHUNK = READ_SIZE
 # Uploads whose hash state this process keeps between requests (about 0.2 KiB each).
 _LIVE_MAX = 4096
 MiB = 1024 * 1024

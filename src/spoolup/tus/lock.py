@@ -467,12 +467,13 @@ class RedisLock(UploadLock):
             if current is not None and str(current).split(" ", 1)[0] == owner:
                 # Our own server's leftover: take it afresh.
                 self._release(keys=[key], args=[current])
-            generation = int(self._redis.incr(f"{self.prefix}{upload_id}:gen"))
-            self._redis.pexpire(f"{self.prefix}{upload_id}:gen", 7 * 24 * 3600 * 1000)
-            token = f"{owner} {generation} {secrets.token_hex(8)}"
+            token = f"{owner} {secrets.token_hex(8)}"
             until = self.clock() + self.ttl
             if not self._redis.set(key, token, nx=True, px=ms):
                 return None
+            counter = f"{self.prefix}{upload_id}:gen"
+            generation = int(self._redis.incr(counter))
+            self._redis.pexpire(counter, 7 * 24 * 3600 * 1000)
         # The key expires on its own when its holder dies: whether the last one was
         # released or ran out is not recorded, so every lease counts as a takeover.
         return Lease(upload_id, owner, generation, until, True, token)

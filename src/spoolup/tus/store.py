@@ -24,6 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
+from spoolup._io import COPY_SIZE, MiB
 from spoolup.files import FileInfo, UploadedFile
 from spoolup.storage import ObjectMeta, ObjectNotFound, PartInfo, ResumableStorage, StorageError
 from spoolup.storage.handler import StoredFile
@@ -36,8 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DataWriter", "TusStore"]
 
-_COPY_CHUNK = 1024 * 1024
-_S3_PART = 8 * 1024 * 1024
+_S3_PART = 8 * MiB
 
 
 class TusStore:
@@ -198,7 +198,7 @@ class TusStore:
         try:
             for part in parts:
                 with self.open(part) as src:
-                    while chunk := src.read(_COPY_CHUNK):
+                    while chunk := src.read(COPY_SIZE):
                         hasher.update(chunk)
                         out.write(chunk)
             out.flush(final=True)
@@ -292,15 +292,25 @@ class _AppendWriter(DataWriter):
 
 
 class _PartWriter(DataWriter):
-    """S3 uploads: parts of ``part_size``; bytes short of a part wait in ``<id>/tail``."""
+    """S3 uploads: parts of ``part_size``; bytes short of a part wait in ``<id>/tail``.
+
+    A part is filled in place in a buffer of exactly ``part_size`` bytes and sent as it
+    is: one part's worth of memory per upload, never reallocated or copied.
+    """
 
     def __init__(self, store: TusStore, info: UploadInfo) -> None:
         super().__init__(store, info)
-        self._buffer = bytearray(store._read_tail(info))
+        tail = store._read_tail(info)
+        self._part: bytearray | None = None
+        self._filled = 0
+        if tail:
+            self._part = bytearray(store.part_size)
+            self._part[: len(tail)] = tail
+            self._filled = len(tail)
         self._parts: list[list[object]] = [list(p) for p in info.backend["parts"]]
-        self._in_parts = info.offset - len(self._buffer)
+        self._in_parts = info.offset - len(tail)
 
-    def _send(self, data: bytes | bytearray) -> None:
+    def _send(self, data: bytearray) -> None:
         number = len(self._parts) + 1
         part = self.store.storage.upload_part(self.key, self.info.backend["mpu"], number, data)
         self._parts.append([part.number, part.size, part.etag])
@@ -310,13 +320,17 @@ class _PartWriter(DataWriter):
         self.offset += len(data)
         size = self.store.part_size
         with memoryview(data) as view:
-            while view:
-                # Filled to one part exactly, then sent as it is: no copy of the part.
-                room = size - len(self._buffer)
-                self._buffer += view[:room]
-                view = view[room:]  # noqa: PLW2901
-                if len(self._buffer) >= size:
-                    full, self._buffer = self._buffer, bytearray()
+            position = 0
+            while position < len(view):
+                if self._part is None:
+                    self._part = bytearray(size)
+                    self._filled = 0
+                take = min(size - self._filled, len(view) - position)
+                self._part[self._filled : self._filled + take] = view[position : position + take]
+                self._filled += take
+                position += take
+                if self._filled == size:
+                    full, self._part, self._filled = self._part, None, 0
                     self._send(full)
 
     def snapshot(self) -> UploadInfo | None:
@@ -327,13 +341,17 @@ class _PartWriter(DataWriter):
         return replace(self.info, offset=self._in_parts, synced=self._in_parts, backend=backend)
 
     def flush(self, *, final: bool = False, sync: bool = False) -> None:
-        if len(self._buffer) >= self.store.storage.min_part_size:
-            full, self._buffer = self._buffer, bytearray()
-            self._send(full)
-        elif self._buffer:
-            self.store.storage.write(self.store.key(self.info.id, "tail"), bytes(self._buffer))
+        part, filled = self._part, self._filled
+        if part is not None and filled >= self.store.storage.min_part_size:
+            del part[filled:]  # cut in place: no copy
+            self._part, self._filled = None, 0
+            self._send(part)
+        elif part is not None and filled:
+            with memoryview(part) as view:
+                tail = bytes(view[:filled])
+            self.store.storage.write(self.store.key(self.info.id, "tail"), tail)
         backend = self.info.backend
         backend["parts"] = [list(p) for p in self._parts]
-        backend["tail"] = len(self._buffer)
+        backend["tail"] = self._filled
         self.info.offset = self.offset
         self.info.synced = self.offset

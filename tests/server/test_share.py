@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
@@ -147,3 +148,41 @@ def test_limits_tell_what_the_server_takes(guarded: RunningServer) -> None:
     assert limits["max_file_size"] == guarded.config.limits.max_file_size
     assert limits["inspect_max_size"] == guarded.config.inspect_max_size
     assert limits["links"] is True
+
+
+def test_concurrent_uploads_never_exceed_the_link_file_count(guarded: RunningServer) -> None:
+    """Requests that all start while the link has room: at most ``max_files`` are kept."""
+    with guarded.client(TOKEN) as client:
+        link = client.post("/api/upload-links", json={"max_files": 1}).json()["url"]
+        before = int(client.get("/api/files").headers["spoolup-total-count"])
+    boundary = "race"
+    release = asyncio.Event()
+
+    async def body(n: int) -> AsyncIterator[bytes]:
+        yield f"--{boundary}\r\n".encode()
+        await release.wait()  # every request has passed the count check by now
+        yield (
+            f'Content-Disposition: form-data; name="file"; filename="r{n}.txt"\r\n\r\n'
+            f"{n}\r\n--{boundary}--\r\n"
+        ).encode()
+
+    async def race() -> list[httpx.Response]:
+        headers = {"content-type": f"multipart/form-data; boundary={boundary}"}
+        async with httpx.AsyncClient(timeout=30) as anonymous:
+            sends = [
+                asyncio.create_task(
+                    anonymous.post(f"{link}/files", content=body(n), headers=headers)
+                )
+                for n in range(4)
+            ]
+            await asyncio.sleep(1)
+            release.set()
+            return await asyncio.gather(*sends)
+
+    answers = asyncio.run(race())
+    kept = [a for a in answers if a.status_code == 201]
+    assert len(kept) <= 1, [a.text for a in answers]
+    assert all(a.status_code in {201, 409, 410} for a in answers), [a.text for a in answers]
+    with guarded.client(TOKEN) as client:
+        after = int(client.get("/api/files").headers["spoolup-total-count"])
+    assert after == before + len(kept)

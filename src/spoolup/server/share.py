@@ -277,6 +277,21 @@ async def upload_link_limits(request: Request) -> Response:
     )
 
 
+async def _give_back(request: Request, link: UploadLink, records: list[FileRecord]) -> None:
+    """Undo files that overshot the link's count: uploads run at once all saw room.
+
+    Counting again after the markers are written (rather than holding a lock) keeps
+    the cap across servers sharing the storage; racing uploads may all be refused.
+    """
+    store = request.app.state.store
+    for record in records:
+        await store.delete(record.id)
+        await store.storage.adelete(f"{_MARKERS}{link.nonce}/{record.id}")
+    request.app.state.file_index.invalidate()
+    msg = "another upload with this link took the room these files needed: send them again"
+    raise UploadError(msg, status=409)
+
+
 def _upload_handler(receive_files: ReceiveFiles) -> Callable[[Request], Awaitable[Response]]:
     """The handler of ``POST /u/{link}/files``, over the server's own multipart receiver."""
 
@@ -298,6 +313,8 @@ def _upload_handler(receive_files: ReceiveFiles) -> Callable[[Request], Awaitabl
         storage = request.app.state.store.storage
         for record in records:
             await storage.awrite(f"{_MARKERS}{link.nonce}/{record.id}", b"")
+        if await _taken(request, link) > link.max_files:
+            await _give_back(request, link, records)
         answer = [{"filename": r.filename, "size": r.size, "sha256": r.sha256} for r in records]
         return JSONResponse(answer, status_code=201, background=finish)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import resource
 import socket
 import time
@@ -49,7 +50,10 @@ def test_slow_clients_do_not_starve_the_server(tmp_path: Path) -> None:
                     assert client.get("/healthz").status_code == 200
                     took.append(time.monotonic() - started)
                     for sock in slow[:50]:  # a few keep trickling
-                        sock.sendall(b"x")
+                        # On a loaded machine their head deadline may already have
+                        # passed: the server closed them, as it should.
+                        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                            sock.sendall(b"x")
             took.sort()
             # The issue asks for 1 s; a busy test machine gets a generous bound here
             # (benchmarks/bench_load.py measures the real p99).

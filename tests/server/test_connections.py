@@ -141,6 +141,17 @@ def test_a_pipelined_head_times_out_after_the_answer_before_it(quick_head: Runni
         assert _trickle_until_closed(sock), "a pipelined head trickling in was never timed out"
 
 
+def test_blank_lines_after_an_answer_do_not_hold_the_connection(quick_head: RunningServer) -> None:
+    # Blank lines before a request line begin no request for the parser, and the first
+    # byte stops uvicorn's keep-alive timer: the head deadline must run from that byte.
+    with _connect(quick_head) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert _status(_first_answer(sock)) == 200
+        sock.sendall(b"\r\n")
+        sock.settimeout(20)  # without the deadline the read times out here
+        assert _status(_read_all(sock)) == 408
+
+
 def test_a_silent_connection_is_closed(strict: RunningServer) -> None:
     with _connect(strict) as sock:
         started = time.monotonic()

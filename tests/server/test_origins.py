@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 
 import httpx
@@ -39,6 +40,20 @@ def test_dns_rebinding_host_is_refused_on_every_path(server: RunningServer) -> N
             assert "hello" not in response.text
         assert client.get("/api/files", headers={"Host": f"localhost:{_port(server)}"}).is_success
         assert client.get("/api/files", headers={"Host": "[::1]"}).is_success
+
+
+def test_two_host_headers_are_refused(server: RunningServer) -> None:
+    # RFC 9112 3.2: a 400. The check reads one of them, a proxy may route by the other.
+    host, port = server.url.removeprefix("http://").split(":")
+    for hosts in (("127.0.0.1", "evil.example"), ("evil.example", "127.0.0.1")):
+        head = "".join(f"Host: {name}:{port}\r\n" for name in hosts)
+        with socket.create_connection((host, int(port)), timeout=30) as sock:
+            sock.sendall(f"GET /api/files HTTP/1.1\r\n{head}Connection: close\r\n\r\n".encode())
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+        assert b"more than one Host" in answer
 
 
 def test_cross_origin_writes_are_refused(server: RunningServer) -> None:

@@ -4,7 +4,8 @@ A server without a token (the default on loopback) is open to every page the use
 browser visits, unless it refuses what a browser sends on another site's behalf:
 
 - a ``Host`` that is not one of the server's names (DNS rebinding: a page of
-  ``evil.example`` resolved to 127.0.0.1) is a 421, on every path;
+  ``evil.example`` resolved to 127.0.0.1) is a 421, on every path; two ``Host``
+  headers are a 400 (RFC 9112);
 - a state-changing request (anything but ``GET``, ``HEAD`` and a CORS preflight) whose
   ``Origin`` is not the server's own nor an allowed one, or that a browser marks
   ``Sec-Fetch-Site: cross-site``/``same-site`` without an ``Origin``, is a 403;
@@ -124,6 +125,9 @@ class OriginGuardMiddleware:
         """Refuse a foreign ``Host`` or a cross-origin write; add CORS where allowed."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if sum(name == b"host" for name, _ in scope["headers"]) > 1:
+            await self._refuse(send, 400, "more than one Host header")
             return
         host = _header(scope, b"host")
         name = _hostname(host.decode("latin-1")) if host is not None else None

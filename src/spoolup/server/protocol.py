@@ -143,6 +143,10 @@ def guarded_protocol(limits: ConnectionLimits, *, fd_limit: int | None = None) -
         def data_received(self, data: bytes) -> None:
             if self._refused:
                 return
+            if self._phase == _APP and self._unanswered == 0:
+                # The next request's first byte (maybe a blank line, which begins no
+                # message for the parser) ends uvicorn's keep-alive timer: time the head.
+                self._start_head()
             if self._phase == _HEAD:
                 self._head_bytes += len(data)
             else:

@@ -36,7 +36,9 @@ class _Hostile(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_GET(self) -> None:
-        if self.path.startswith("/api/files?"):
+        if self.path.startswith("/api/files?q=broken"):
+            self._send(200, json.dumps([{"size": "x"}, 7]).encode(), {})
+        elif self.path.startswith("/api/files?"):
             self._send(200, json.dumps([RECORD]).encode(), {"Content-Type": "application/json"})
         elif self.path == f"/api/files/{RECORD['id']}":
             self._send(200, b"hello", {"ETag": f'"{RECORD["sha256"]}"'})
@@ -82,3 +84,14 @@ def test_get_of_a_traversal_name_stays_in_the_folder(
     capsys.readouterr()
     assert [p.read_bytes() for p in tmp_path.parent.rglob("*evil*")] == [b"hello"]
     assert [p.parent for p in tmp_path.parent.rglob("*evil*")] == [tmp_path / "in"]
+
+
+def test_a_malformed_answer_is_a_clear_failure_not_a_traceback(
+    hostile: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["ls", "broken"]) == 3
+    _, err = capsys.readouterr()
+    assert "answer" in err
+    assert cli.main(["get", "broken"]) == 3
+    _, err = capsys.readouterr()
+    assert "answer" in err

@@ -25,6 +25,7 @@ from spoolup.commands.common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_SERVER,
     CommandFailed,
     add_server_options,
     check,
@@ -282,6 +283,11 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     except CommandFailed as exc:
         warn(args.command, str(exc))
         return exc.code
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        # Records and headers come from the server: a broken or hostile one gets a sentence.
+        problem = f"{type(exc).__name__}: {exc}"
+        warn(args.command, f"the server's answer is not one spoolup understands ({problem})")
+        return EXIT_SERVER
     except KeyboardInterrupt:
         hint = " run the same command again to resume." if args.command == "get" else ""
         warn(args.command, f"interrupted;{hint}" if hint else "interrupted")

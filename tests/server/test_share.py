@@ -87,6 +87,9 @@ def test_share_requests_are_checked(guarded: RunningServer) -> None:
         assert client.post(share, json={"ttl": 999_999}).status_code == 400
         assert client.post(share, content=b"[1]").status_code == 400
         assert client.post(share, content=b"{" * 5000).status_code == 400
+        for bad in [b'{"max_files": Infinity}', b'{"max_files": 1.5}', b'{"ttl": NaN}']:
+            refused = client.post("/api/upload-links", content=bad)
+            assert refused.status_code == 400, (bad, refused.text)
         made = client.post(share)  # no body: the server's --share-ttl
         assert made.status_code == 201
     with httpx.Client(base_url=guarded.url) as anonymous:

@@ -147,6 +147,11 @@ SendFile = Callable[[Request, str], Awaitable[Response]]
 ReceiveFiles = Callable[[Request, Limits], Awaitable[tuple[list[FileRecord], Any]]]
 
 
+def _no_constant(name: str) -> None:
+    msg = f"{name} is not a number JSON allows"
+    raise ValueError(msg)
+
+
 async def _small_json(request: Request) -> dict[str, Any]:
     """The request's JSON object (at most 4 KiB; an empty body is ``{}``)."""
     body = b""
@@ -158,7 +163,7 @@ async def _small_json(request: Request) -> dict[str, Any]:
     if not body.strip():
         return {}
     try:
-        data = json.loads(body)
+        data = json.loads(body, parse_constant=_no_constant)
     except ValueError:
         raise MalformedRequest("the body must be a JSON object") from None
     if not isinstance(data, dict):
@@ -199,7 +204,9 @@ def _bounded(body: dict[str, Any], name: str, default: int, high: int, size: boo
     if value is None:
         return default
     try:
-        number = parse_size(value, name) if size else int(value)
+        # parse_size refuses a float where int() would cut 1.5 to 1 without a word.
+        whole = size or isinstance(value, float)
+        number = parse_size(value, name) if whole else int(value)
     except (ConfigError, TypeError, ValueError):
         msg = f"{name} must be a whole number"
         raise MalformedRequest(msg) from None

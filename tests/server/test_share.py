@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import httpx
 import pytest
 
 from spoolup.server.config import ServerConfig
-from spoolup.server.share import LinkError, LinkSigner, UploadLink
+from spoolup.server.share import LinkError, LinkSigner, UploadLink, sweep_link_markers
+from spoolup.server.sweep import LeftoverSweeper
+from spoolup.storage import LocalStorage
 from tests.server.conftest import RunningServer
 
 TOKEN = "s3cret-token"
@@ -189,3 +192,34 @@ def test_concurrent_uploads_never_exceed_the_link_file_count(guarded: RunningSer
     with guarded.client(TOKEN) as client:
         after = int(client.get("/api/files").headers["spoolup-total-count"])
     assert after == before + len(kept)
+
+
+def test_the_sweep_removes_the_markers_of_expired_upload_links(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path)
+    for key in [
+        "links/1000.expired/" + "a" * 32,
+        "links/1000.expired/" + "b" * 32,
+        "links/9999999999.live/" + "c" * 32,
+        "links/no-expiry/" + "d" * 32,  # not a marker this server writes: left alone
+    ]:
+        storage.write(key, b"")
+    sweeper = LeftoverSweeper(storage, tus=None, orphan_age=3600.0, interval=300.0)
+    assert sweeper.sweep() == 2
+    left = sorted(item.key for item in storage.list("links/").items)
+    assert left == ["links/9999999999.live/" + "c" * 32, "links/no-expiry/" + "d" * 32]
+    assert sweep_link_markers(storage, now=time.time()) == 0
+
+
+def test_an_upload_link_marks_its_files_under_its_expiry(guarded: RunningServer) -> None:
+    with guarded.client(TOKEN) as client:
+        made = client.post("/api/upload-links", json={"max_files": 1}).json()
+    link = made["url"]
+    nonce, expires = link.rsplit("/", 1)[1].split(".")[:2]
+    with httpx.Client(timeout=10) as anonymous:
+        sent = anonymous.post(f"{link}/files", files={"file": ("m.txt", b"m")})
+        assert sent.status_code == 201, sent.text
+    storage = LocalStorage(guarded.storage)
+    marks = storage.list(f"links/{expires}.{nonce}/").items
+    assert len(marks) == 1
+    assert sweep_link_markers(storage, now=int(expires) + 1) >= 1
+    assert storage.list(f"links/{expires}.{nonce}/").items == []

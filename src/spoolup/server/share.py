@@ -6,8 +6,8 @@ upload-only page: whoever holds it can send up to ``max files`` files of up to `
 size`` bytes each, and sees nothing else (no list, no downloads). Both carry their own
 expiry (Unix seconds) and an HMAC-SHA256 over everything they say, keyed with the
 server's link secret; nothing about a link is stored but the count of files an upload
-link has taken (``links/<nonce>/<file id>`` markers, so several servers sharing the
-storage count together).
+link has taken (``links/<expires>.<nonce>/<file id>`` markers, so several servers
+sharing the storage count together; the storage sweep removes those of expired links).
 
 The secret is ``share_secret`` from the settings, or derived from the token when that
 is unset; several servers given the same one honour each other's links, and changing
@@ -37,12 +37,14 @@ from spoolup.errors import MalformedRequest, UploadError
 from spoolup.limits import Limits
 from spoolup.server.config import ConfigError, ServerConfig, parse_duration, parse_size
 from spoolup.server.records import FileRecord, is_file_id
+from spoolup.storage.base import Storage
 
 __all__ = [
     "LinkError",
     "LinkSigner",
     "UploadLink",
     "link_routes",
+    "sweep_link_markers",
 ]
 
 _MAX_BODY = 4096
@@ -264,10 +266,36 @@ def _upload_link(request: Request) -> UploadLink:
     return signer.check_upload(request.path_params["link"])
 
 
+def _markers(link: UploadLink) -> str:
+    """The key prefix of the files ``link`` took; its expiry first, so a sweep can tell."""
+    return f"{_MARKERS}{link.expires}.{link.nonce}/"
+
+
 async def _taken(request: Request, link: UploadLink) -> int:
     storage = request.app.state.store.storage
-    page = await storage.alist(f"{_MARKERS}{link.nonce}/", limit=_MAX_FILES_PER_LINK)
+    page = await storage.alist(_markers(link), limit=_MAX_FILES_PER_LINK)
     return len(page.items)
+
+
+def sweep_link_markers(storage: Storage, now: float) -> int:
+    """Remove the markers of upload links that expired before ``now``; return how many.
+
+    A key not of the ``links/<expires>.<nonce>/<file id>`` form is left alone.
+    """
+    expired: list[str] = []
+    token: str | None = None
+    while True:
+        page = storage.list(_MARKERS, token=token)
+        for item in page.items:
+            expires, dot, _rest = item.key.removeprefix(_MARKERS).partition(".")
+            if dot and expires.isdigit() and int(expires) < now:
+                expired.append(item.key)
+        token = page.next_token
+        if token is None:
+            break
+    for key in expired:
+        storage.delete(key)
+    return len(expired)
 
 
 async def upload_link_limits(request: Request) -> Response:
@@ -293,7 +321,7 @@ async def _give_back(request: Request, link: UploadLink, records: list[FileRecor
     store = request.app.state.store
     for record in records:
         await store.delete(record.id)
-        await store.storage.adelete(f"{_MARKERS}{link.nonce}/{record.id}")
+        await store.storage.adelete(f"{_markers(link)}{record.id}")
     request.app.state.file_index.invalidate()
     msg = "another upload with this link took the room these files needed: send them again"
     raise UploadError(msg, status=409)
@@ -319,7 +347,7 @@ def _upload_handler(receive_files: ReceiveFiles) -> Callable[[Request], Awaitabl
         records, finish = await receive_files(request, limits)
         storage = request.app.state.store.storage
         for record in records:
-            await storage.awrite(f"{_MARKERS}{link.nonce}/{record.id}", b"")
+            await storage.awrite(f"{_markers(link)}{record.id}", b"")
         if await _taken(request, link) > link.max_files:
             await _give_back(request, link, records)
         answer = [{"filename": r.filename, "size": r.size, "sha256": r.sha256} for r in records]

@@ -6,7 +6,8 @@ At start and every ``sweep_interval`` seconds, in a worker thread:
   older leftovers nobody can vouch for (:meth:`~spoolup.storage.LocalStorage.cleanup`);
 - S3: multipart uploads whose abort failed while the store was down, and incomplete
   uploads older than the tus expiry that no live tus upload holds
-  (:meth:`~spoolup.storage.s3.S3Storage.cleanup`).
+  (:meth:`~spoolup.storage.s3.S3Storage.cleanup`);
+- both: the markers of upload links that have expired (:func:`sweep_link_markers`).
 
 A failing sweep is logged and tried again after a growing pause (:func:`repeat`).
 """
@@ -16,9 +17,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import time
 from typing import TYPE_CHECKING
 
 from spoolup._periodic import repeat
+from spoolup.server.share import sweep_link_markers
 from spoolup.storage.local import LocalStorage
 
 if TYPE_CHECKING:
@@ -56,6 +59,7 @@ class LeftoverSweeper:
             s3 = sys.modules.get("spoolup.storage.s3")
             if s3 is not None and isinstance(self.storage, s3.S3Storage):
                 removed = self.storage.cleanup(self.orphan_age, keep=self._live_multipart())
+        removed += sweep_link_markers(self.storage, time.time())
         if removed:
             logger.info("the storage sweep removed %d leftovers", removed)
         return removed

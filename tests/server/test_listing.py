@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -127,6 +128,33 @@ async def test_pages_come_from_the_index_not_from_storage(tmp_path: Any) -> None
     assert [r.filename for r in page.records] == ["new.bin"]
     # One more key listing, and only the new object described.
     assert (CountingStorage.lists, CountingStorage.stats) == (2, 31)
+
+
+async def test_a_file_stored_during_a_refresh_is_not_hidden_by_it(tmp_path: Any) -> None:
+    """A listing that began before a file was stored must not be trusted after it."""
+    storage = LocalStorage(tmp_path)
+    storage.write(f"files/{1:032x}", b"a", meta=ObjectMeta(filename="a.bin"))
+    index = FileIndex(RecordStore(storage), max_age=3600)
+    listing_started = asyncio.Event()
+    go_on = asyncio.Event()
+    real_alist = storage.alist
+
+    async def slow_alist(*args: Any, **kwargs: Any) -> Any:
+        page = await real_alist(*args, **kwargs)
+        listing_started.set()
+        await go_on.wait()
+        return page
+
+    storage.alist = slow_alist  # type: ignore[method-assign]
+    first = asyncio.create_task(index.query())
+    await listing_started.wait()
+    storage.write(f"files/{2:032x}", b"b", meta=ObjectMeta(filename="b.bin"))
+    index.invalidate()  # as the server does once the file is stored, before it answers
+    go_on.set()
+    assert [r.filename for r in (await first).records] == ["a.bin"]
+    storage.alist = real_alist  # type: ignore[method-assign]
+    later = await index.query()
+    assert sorted(r.filename for r in later.records) == ["a.bin", "b.bin"]
 
 
 class ManyFiles(LocalStorage):

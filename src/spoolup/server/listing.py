@@ -80,11 +80,13 @@ class FileIndex:
         self.max_age = max_age
         self._records: dict[str, FileRecord] = {}
         self._loaded_at: float | None = None
+        self._changes = 0
         self._lock = asyncio.Lock()
 
     def invalidate(self) -> None:
         """This server changed a file: the next query checks storage first."""
         self._loaded_at = None
+        self._changes += 1
 
     async def refresh(self) -> None:
         """Bring the index up to date with storage (one key listing, ``stat`` of new keys)."""
@@ -92,6 +94,7 @@ class FileIndex:
             if self._fresh():
                 return
             started = time.monotonic()
+            changes = self._changes
             keys: set[str] = set()
             token = None
             while True:
@@ -111,7 +114,9 @@ class FileIndex:
                 batch = new[start : start + _STAT_BATCH]
                 found = await asyncio.gather(*(self.store.get(i) for i in batch))
                 self._records.update((r.id, r) for r in found if r is not None)
-            self._loaded_at = started
+            # A file changed while this listing ran may be missing from it: stay stale.
+            if self._changes == changes:
+                self._loaded_at = started
 
     def _fresh(self) -> bool:
         return self._loaded_at is not None and time.monotonic() - self._loaded_at < self.max_age

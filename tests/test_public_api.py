@@ -140,6 +140,15 @@ SUBMODULES: dict[str, list[str]] = {
         "StorageError",
     ],
     "spoolup.storage.handler": ["StorageHandler", "StoredFile", "random_key"],
+    "spoolup.storage.leases": [
+        "DEFAULT_TTL",
+        "ConditionalWritesUnsupported",
+        "HeldLeases",
+        "Lease",
+        "LeaseLost",
+        "ObjectLock",
+        "UploadLock",
+    ],
     "spoolup.storage.local": ["LocalStorage"],
     "spoolup.storage.meta": [
         "MAX_KEY_LENGTH",

@@ -7,11 +7,12 @@ All four feed the same :class:`Receiver`, which drives the sans-IO parser and th
 handler chain (:mod:`spoolup.handlers`); the drivers only pull bytes.
 
 The async drivers never write to disk, roll over or hash on the event loop: they
-gather incoming chunks into batches of :data:`~spoolup._io.BATCH_SIZE` and hand each batch to a worker
-thread, receiving the next chunks while it is processed. One batch is in the worker
-at a time; while it is busy the driver keeps receiving, up to :data:`READ_AHEAD`
-bytes, and then hands over all of them at once. Memory stays bounded by about twice
-the read-ahead (one hop in the worker, one being received) plus the parser.
+gather incoming chunks into batches of :data:`~spoolup._io.BATCH_SIZE` and hand
+each batch to a worker thread, receiving the next chunks while it is processed. One
+batch is in the worker at a time; while it is busy the driver keeps receiving, up to
+:data:`READ_AHEAD` bytes, and then hands over all of them at once. Memory stays
+bounded by about twice the read-ahead (one hop in the worker, one being received)
+plus the parser.
 
 Whatever fails (bad input, a crossed limit, a handler raising, the client leaving,
 cancellation), every handler hears ``upload_interrupted`` and every file received so

@@ -678,7 +678,7 @@ async def _verified(body: AsyncIterator[bytes], request: Patch) -> AsyncIterator
 
 
 async def _read_body(receive: Receive, room: int, declared: int | None) -> AsyncIterator[bytes]:
-    """The request body in batches of about :data:`~spoolup._io.BATCH_SIZE`; 413 past ``room`` bytes."""
+    """The request body in batches of :data:`~spoolup._io.BATCH_SIZE`; 413 past ``room`` bytes."""
     received = 0
     pending: list[bytes] = []
     pending_size = 0

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import io
+import threading
 import uuid
 from collections.abc import Iterator
 
 import pytest
 from tusclient import client as tus_client
 
+from spoolup.storage import PartInfo
 from spoolup.storage.s3 import S3Storage
 from spoolup.tus import create_tus_app
+from spoolup.tus.state import UploadInfo
 from spoolup.tus.store import TusStore
 from tests.seaweed import Seaweed
 from tests.tus.conftest import Completed, Server
@@ -103,3 +106,44 @@ def test_bytes_short_of_a_part_wait_in_the_tail(seaweed: Seaweed, prefix: str) -
         second.stop()
     (call,) = completed.calls
     assert call["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+class _GatedS3(S3Storage):
+    """Part 1 is held back until the writer has filled the next parts."""
+
+    def __init__(self, seaweed: Seaweed, prefix: str) -> None:
+        super().__init__(seaweed.bucket, prefix, client=seaweed.client())
+        self.gate = threading.Event()
+        self.waited: list[bool] = []
+
+    def upload_part(
+        self, key: str, upload_id: str, number: int, data: bytes | bytearray
+    ) -> PartInfo:
+        if number == 1:
+            # Generous: only a writer that waits for part 1 before filling part 2 is late.
+            self.waited.append(self.gate.wait(60))
+        return super().upload_part(key, upload_id, number, data)
+
+
+def test_parts_are_sent_while_the_next_ones_fill(seaweed: Seaweed, prefix: str) -> None:
+    storage = _GatedS3(seaweed, prefix)
+    store = TusStore(storage)
+    data = DATA + DATA[: 8 * MiB]  # 2.5 parts
+    info = UploadInfo(id="a" * 22, length=len(data))
+    store.create(info)
+    writer = store.writer(info)
+    try:
+        part = store.part_size
+        writer.write(data[:part])  # part 1 is on its way, held back
+        writer.write(data[part : 2 * part])  # part 2 fills (and goes) meanwhile
+        storage.gate.set()
+        writer.write(data[2 * part :])
+        writer.flush(final=True)
+    finally:
+        writer.close()
+    assert storage.waited == [True]
+    assert [p[0] for p in info.backend["parts"]] == [1, 2]
+    assert info.offset == len(data)
+    store.finish(info)
+    with store.open(info) as stored:
+        assert stored.read() == data

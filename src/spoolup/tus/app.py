@@ -753,7 +753,7 @@ def create_tus_app(
     expiry: float | None = 24 * 3600.0,
     on_complete: CompletionCallback | None = None,
     handlers: Sequence[HandlerSpec] | None = None,
-    allow_origins: Sequence[str] = ("*",),
+    allow_origins: Sequence[str] = (),
     limits: TusLimits | None = None,
     lease: float = DEFAULT_TTL,
     lock: UploadLock | None = None,
@@ -779,6 +779,9 @@ def create_tus_app(
     write lease blocks an upload; ``lock`` is where leases are kept (by default beside
     the uploads, see :func:`~spoolup.tus.lock.lock_for`). ``on_create`` may refuse an
     upload, or change its metadata, before it is created (see :data:`CreationCallback`).
+    ``allow_origins`` are the origins (``https://app.example.org``) whose pages get CORS
+    headers; none by default, so that no other web site's page can use the uploads
+    through its visitors' browsers (``("*",)`` allows any).
 
     Durability: the bytes and the offset are made durable at checkpoints, every
     ``checkpoint_bytes`` or ``checkpoint_seconds`` of a request, whichever comes first,

@@ -106,6 +106,9 @@ class ServerConfig:
         header_limit: bytes of one request line and its headers together (64 KiB; 431).
         header_timeout: seconds a request's line and headers may take (30; 408).
         body_timeout: seconds a request body may stay silent while it is read (60).
+        min_body_rate: bytes a second a request body must average over each
+            ``body_timeout`` window while the server waits for it (1 KiB; 0: no minimum;
+            408 below).
         max_connections: open connections at most (4096, and below the open-file
             limit); the ones beyond are answered 503.
         allowed_hosts: the names a request's ``Host`` may carry (``*`` any, ``*.example.org``
@@ -149,6 +152,7 @@ class ServerConfig:
     header_limit: int = 64 * 1024
     header_timeout: float = 30.0
     body_timeout: float = 60.0
+    min_body_rate: int = 1024
     max_connections: int = 4096
     allowed_hosts: tuple[str, ...] = ()
     cors_origins: tuple[str, ...] = ()
@@ -203,6 +207,9 @@ class ServerConfig:
             raise ConfigError(msg)
         if self.header_limit < 1024 or self.max_connections < 1:
             msg = "header_limit must be at least 1024 bytes and max_connections at least 1"
+            raise ConfigError(msg)
+        if self.min_body_rate < 0:
+            msg = "min_body_rate must not be negative"
             raise ConfigError(msg)
         if self.header_timeout <= 0 or self.body_timeout <= 0 or self.sweep_interval <= 0:
             msg = "header_timeout, body_timeout and sweep_interval must be positive"
@@ -368,6 +375,7 @@ _SETTINGS: dict[str, Any] = {
     "header_limit": parse_size,
     "header_timeout": _parse_float,
     "body_timeout": _parse_float,
+    "min_body_rate": parse_size,
     "max_connections": _parse_int,
     "allowed_hosts": _parse_names,
     "cors_origins": _parse_names,

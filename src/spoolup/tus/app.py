@@ -712,7 +712,7 @@ async def _verified(body: AsyncIterator[bytes], request: Patch) -> AsyncIterator
     """The body, held aside until its ``Upload-Checksum`` is verified.
 
     A failing chunk must leave no trace (460), and a chunk cut short cannot be
-    verified, so it is dropped too. Held in a temp file past 1 MiB.
+    verified, so it is dropped too. Held in a temp file past one batch.
     """
     assert request.checksum is not None
     hasher = request.checksum.hasher()
@@ -733,7 +733,7 @@ async def _verified(body: AsyncIterator[bytes], request: Patch) -> AsyncIterator
 
 
 async def _read_body(receive: Receive, room: int, declared: int | None) -> AsyncIterator[bytes]:
-    """The request body in batches of about 1 MiB; 413 past ``room`` bytes."""
+    """The request body in batches of :data:`~spoolup._io.BATCH_SIZE`; 413 past ``room`` bytes."""
     received = 0
     pending: list[bytes] = []
     pending_size = 0

@@ -48,7 +48,7 @@ from spoolup.handlers import HandlerSpec, HashingHandler, UploadHandler, resolve
 from spoolup.headers import safe_filename
 from spoolup.limits import Limits
 from spoolup.storage import InsufficientStorage, ObjectNotFound, ResumableStorage
-from spoolup.tus.lock import DEFAULT_TTL, LeaseKeeper, UploadLock, lock_for
+from spoolup.tus.lock import DEFAULT_TTL, Lease, LeaseKeeper, UploadLock, lock_for
 from spoolup.tus.protocol import (
     Create,
     Delete,
@@ -99,6 +99,8 @@ _BATCH = BATCH_SIZE
 _READ_CHUNK = READ_SIZE
 # Uploads whose hash state this process keeps between requests (about 0.2 KiB each).
 _LIVE_MAX = 4096
+# Bytes of S3 tails (each under 5 MiB) kept here between requests, at most.
+_TAILS_MAX = 64 * 1024 * 1024
 MiB = 1024 * 1024
 _T = TypeVar("_T")
 logger = logging.getLogger("spoolup.tus")
@@ -141,6 +143,9 @@ class TusApp:
         self.owner = secrets.token_hex(8)
         self._busy: set[str] = set()
         self._keepers: dict[str, LeaseKeeper] = {}
+        # Leases parked after a PATCH, for the upload's next one here (see _locked).
+        self._parked: dict[str, Lease] = {}
+        self._resumed: set[str] = set()
         self._sweeper: asyncio.Task[None] | None = None
 
     # -- ASGI ---------------------------------------------------------------------
@@ -229,6 +234,7 @@ class TusApp:
                 self.store.delete(upload_id)
                 self.lock.discard(upload_id)
                 self._live.pop(upload_id, None)
+                self._parked.pop(upload_id, None)
                 removed.append(upload_id)
             elif info is not None and not info.is_complete:
                 unfinished.append((upload_id, info.client))
@@ -339,6 +345,7 @@ class TusApp:
 
     async def _remove(self, upload_id: str, *, unfinished: bool = True) -> None:
         self._live.pop(upload_id, None)
+        self._parked.pop(upload_id, None)
         await asyncio.to_thread(self.store.delete, upload_id)
         await asyncio.to_thread(self.lock.discard, upload_id)
         if unfinished:
@@ -346,7 +353,7 @@ class TusApp:
 
     async def _patch(self, request: Patch, receive: Receive) -> Response:
         async def run() -> Response:
-            info = await self._load(request.upload_id)
+            info = self._resumed_info(request.upload_id) or await self._load(request.upload_id)
             new_length = self.protocol.check_patch(info, request, self.clock())
             if new_length is not None:
                 info.length = new_length
@@ -389,7 +396,7 @@ class TusApp:
             raise UploadLocked(msg)
         self._busy.add(upload_id)
         try:
-            lease = await asyncio.to_thread(self.lock.acquire, upload_id, self.owner)
+            lease = await self._take_lease(upload_id)
             if lease is None:
                 _close_awaitable(work)
                 msg = "another server is writing this upload"
@@ -398,10 +405,42 @@ class TusApp:
             keeper = LeaseKeeper(self.lock, lease, release=release)
             self._keepers[upload_id] = keeper
             async with keeper:
-                return await work
+                result = await work
+                # An unfinished upload's lease is parked, not released, when the work
+                # went well: its next PATCH here takes it back cheaply (_take_lease).
+                park = release and upload_id in self._live
+                keeper.release = release and not park
+            if park:
+                parked = await asyncio.shield(asyncio.to_thread(keeper.park))
+                if parked is not None:
+                    self._parked[upload_id] = parked
+                    _bound(self._parked)
+            return result
         finally:
             self._keepers.pop(upload_id, None)
+            self._resumed.discard(upload_id)
             self._busy.discard(upload_id)
+
+    async def _take_lease(self, upload_id: str) -> Lease | None:
+        """The upload's lease: a parked one taken back, else a fresh one (``None``: held).
+
+        A lease taken back proves nobody else wrote the upload since this process
+        parked it, so what it kept of the upload then (:meth:`_resumed_info`) holds.
+        """
+        parked = self._parked.pop(upload_id, None)
+        if parked is not None:
+            lease = await asyncio.to_thread(self.lock.resume, parked)
+            if lease is not None:
+                self._resumed.add(upload_id)
+                return lease
+        return await asyncio.to_thread(self.lock.acquire, upload_id, self.owner)
+
+    def _resumed_info(self, upload_id: str) -> UploadInfo | None:
+        """The state this process saved last, if its lease was taken back untouched."""
+        live = self._live.get(upload_id)
+        if upload_id not in self._resumed or live is None:
+            return None
+        return UploadInfo.from_json(live.state)
 
     def _fence(self, upload_id: str) -> None:
         """Before a write: :class:`~spoolup.tus.lock.LeaseLost` (423) if the lease is gone."""
@@ -415,38 +454,41 @@ class TusApp:
 
     # -- writing ------------------------------------------------------------------
 
-    def _live_hasher(self, info: UploadInfo) -> hashlib._Hash | None:
-        """The sha256 of the bytes before ``info.offset``, if this process saw them all.
-
-        Valid only when nobody else saved the upload since this process did (same
-        ``rev``): then the hash state kept here goes on from where it stopped.
-        """
+    def _take_live(self, info: UploadInfo) -> _Live | None:
+        """What this process kept of the upload, if nobody else saved it since (same ``rev``)."""
         live = self._live.pop(info.id, None)
-        if info.offset == 0:
-            return hashlib.sha256()
         if live is not None and live.rev == info.rev and live.offset == info.offset:
-            return live.hasher
+            return live
         return None
 
-    def _keep_live(self, info: UploadInfo, hasher: hashlib._Hash | None) -> None:
-        if hasher is None or info.is_complete:
+    def _keep_live(
+        self, info: UploadInfo, hasher: hashlib._Hash | None, tail: bytes | None
+    ) -> None:
+        if info.is_complete:
             return
-        self._live[info.id] = _Live(info.rev, info.offset, hasher)
-        while len(self._live) > _LIVE_MAX:
-            self._live.pop(next(iter(self._live)))
+        if tail and len(tail) + sum(len(k.tail or b"") for k in self._live.values()) > _TAILS_MAX:
+            tail = None  # read from the store next time
+        self._live[info.id] = _Live(info.rev, info.offset, hasher, info.to_json(), tail)
+        _bound(self._live)
 
     async def _write(self, info: UploadInfo, request: Patch, receive: Receive) -> None:
         """Append the request body to the upload, then finish it if it is complete."""
         body = _read_body(receive, self.protocol.room(info), request.body_length)
         if request.checksum is not None:
             body = _verified(body, request)
-        writer = await asyncio.to_thread(self.store.writer, info)
+        live = self._take_live(info)
+        tail = None if live is None else live.tail
+        writer = await asyncio.to_thread(self.store.writer, info, tail=tail)
         if writer.offset != info.offset:  # fell back to the last checkpoint
             await asyncio.to_thread(writer.close)
             await asyncio.to_thread(self.store.save, info)
             msg = f"the upload lost its bytes after its last checkpoint: now at {info.offset}"
             raise TusError(msg, status=409)
-        stream = _Stream(self, writer, self._live_hasher(info))
+        if info.offset == 0:
+            hasher: hashlib._Hash | None = hashlib.sha256()
+        else:
+            hasher = None if live is None else live.hasher
+        stream = _Stream(self, writer, hasher)
         try:
             await stream.run(body)
         finally:
@@ -624,7 +666,7 @@ class _Stream:
             sync = self.app._due(writer.offset, self.marked) and writer.offset != info.length
             await asyncio.to_thread(self.app._save_written, writer, sync)
             # Every byte written was hashed: the next request here goes on from it.
-            self.app._keep_live(info, self.hasher)
+            self.app._keep_live(info, self.hasher, writer.tail)
         finally:
             await asyncio.to_thread(writer.close)
 
@@ -641,11 +683,24 @@ class _KeepStored(UploadHandler):
 
 @dataclass(slots=True)
 class _Live:
-    """What this process keeps of an upload it is receiving, between its requests."""
+    """What this process keeps of an upload it is receiving, between its requests.
+
+    ``hasher`` is the sha256 of the bytes before ``offset`` (``None`` if this process
+    did not see them all); ``state`` the state as saved (JSON); ``tail`` the bytes of
+    ``<id>/tail`` (``None``: not known here).
+    """
 
     rev: str
     offset: int
-    hasher: hashlib._Hash
+    hasher: hashlib._Hash | None
+    state: bytes
+    tail: bytes | None
+
+
+def _bound(kept: dict[str, Any]) -> None:
+    """Forget the oldest entries past ``_LIVE_MAX``."""
+    while len(kept) > _LIVE_MAX:
+        kept.pop(next(iter(kept)))
 
 
 def _write_hashed(writer: DataWriter, hasher: hashlib._Hash | None, data: bytes) -> None:

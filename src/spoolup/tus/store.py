@@ -124,11 +124,16 @@ class TusStore:
         info.backend = {"mpu": mpu, "parts": [], "tail": 0}
         self.save(info)
 
-    def writer(self, info: UploadInfo) -> DataWriter:
-        """A writer appending the next bytes of the upload at ``info.offset``."""
+    def writer(self, info: UploadInfo, *, tail: bytes | None = None) -> DataWriter:
+        """A writer appending the next bytes of the upload at ``info.offset``.
+
+        ``tail``: the bytes of ``<id>/tail`` if the caller knows them (a writer's
+        :attr:`DataWriter.tail` after the last request, nobody else having written
+        since), so they are not read again.
+        """
         if self.storage.appendable:
             return _AppendWriter(self, info)
-        return _PartWriter(self, info)
+        return _PartWriter(self, info, tail)
 
     def _read_tail(self, info: UploadInfo) -> bytes:
         size = int(info.backend.get("tail", 0))
@@ -232,6 +237,8 @@ class DataWriter:
         self.info = info
         self.offset = info.offset
         self.key = store.key(info.id, "data")
+        self.tail: bytes | None = None
+        """After :meth:`flush`: the bytes left in ``<id>/tail`` (``b""``: none), if any."""
 
     def write(self, data: bytes) -> None:
         """Append ``data``."""
@@ -310,9 +317,10 @@ class _PartWriter(DataWriter):
     thread, so memory stays near one part per upload.
     """
 
-    def __init__(self, store: TusStore, info: UploadInfo) -> None:
+    def __init__(self, store: TusStore, info: UploadInfo, tail: bytes | None = None) -> None:
         super().__init__(store, info)
-        tail = store._read_tail(info)
+        if tail is None or len(tail) != int(info.backend.get("tail", 0)):
+            tail = store._read_tail(info)
         self._part: bytearray | None = None
         self._filled = 0
         if tail:
@@ -389,6 +397,9 @@ class _PartWriter(DataWriter):
             with memoryview(part) as view:
                 tail = bytes(view[:filled])
             self.store.storage.write(self.store.key(self.info.id, "tail"), tail)
+            self.tail = tail
+        if not self._filled:
+            self.tail = b""
         backend = self.info.backend
         backend["parts"] = [list(p) for p in self._parts]
         backend["tail"] = self._filled

@@ -255,3 +255,33 @@ def test_uploaded_file_is_the_stored_object(env: Env, client: httpx.Client) -> N
     assert patch(client, url, 0, b"ok").status_code == 204
     (file,) = got
     assert getattr(file, "key", None) == env.store.key(url.rsplit("/", 1)[1], "data")
+
+
+def test_bytes_lost_after_the_last_checkpoint_fall_back_to_it(
+    env: Env, client: httpx.Client
+) -> None:
+    # A power loss: the state (saved between checkpoints, not synced) counts bytes the
+    # data file no longer holds. Simulated by cutting the file under a stopped server.
+    first = env.start(checkpoint_bytes=200_000, checkpoint_seconds=3600.0)
+    data = os.urandom(400_000)
+    url = create(client, first, len(data))
+    upload_id = url.rsplit("/", 1)[1]
+    assert patch(client, url, 0, data[:300_000]).status_code == 204  # past a checkpoint
+    assert patch(client, url, 300_000, data[300_000:350_000]).status_code == 204  # not
+    first.stop()
+    info = env.store.load(upload_id)
+    assert info is not None
+    assert (info.offset, info.synced) == (350_000, 300_000)
+    (file,) = env.root.glob(f"*/{info.backend['mpu']}/data")
+    os.truncate(file, 320_000)
+    second = env.start()
+    url = url.replace(first.base, second.base)
+    r = patch(client, url, 350_000, data[350_000:])
+    assert r.status_code == 409, r.text
+    assert "300000" in r.text
+    r = client.head(url)
+    assert r.headers["upload-offset"] == "300000"
+    assert patch(client, url, 300_000, data[300_000:]).status_code == 204
+    (call,) = env.completed.calls
+    assert call["sha256"] == hashlib.sha256(data).hexdigest()
+    assert call["data"] == data

@@ -473,8 +473,9 @@ class TusApp:
             body = _verified(body, request)
         live = self._take_live(info)
         tail = None if live is None else live.tail
+        expected = info.offset
         writer = await asyncio.to_thread(self.store.writer, info, tail=tail)
-        if writer.offset != info.offset:  # fell back to the last checkpoint
+        if writer.offset != expected:  # fell back to the last checkpoint (info too)
             await asyncio.to_thread(writer.close)
             await asyncio.to_thread(self.store.save, info)
             msg = f"the upload lost its bytes after its last checkpoint: now at {info.offset}"

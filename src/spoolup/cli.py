@@ -177,9 +177,20 @@ def _add_tus_flags(serve: argparse.ArgumentParser) -> None:
     serve.add_argument(
         "--tus-max-open-uploads", type=int, metavar="N", help="unfinished tus uploads (10000)"
     )
+    serve.add_argument(
+        "--tus-max-open-per-client",
+        type=int,
+        metavar="N",
+        help="unfinished tus uploads of one token or address (1000; 0 off)",
+    )
 
 
-_TUS_SETTINGS = ("tus_checkpoint", "tus_checkpoint_seconds", "tus_max_open_uploads")
+_TUS_SETTINGS = (
+    "tus_checkpoint",
+    "tus_checkpoint_seconds",
+    "tus_max_open_uploads",
+    "tus_max_open_per_client",
+)
 
 _OPERATOR_SETTINGS = (
     "log_format",

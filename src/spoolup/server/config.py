@@ -132,6 +132,8 @@ class ServerConfig:
         tus_checkpoint_seconds: seconds between two checkpoints, whichever comes first (2).
         tus_max_open_uploads: unfinished tus uploads at most; creations beyond are
             answered 429 (10,000).
+        tus_max_open_per_client: unfinished tus uploads of one client at most (its
+            token, else its address; 1,000; 0: no per-client cap); 429 beyond.
     """
 
     host: str = "127.0.0.1"
@@ -169,6 +171,7 @@ class ServerConfig:
     tus_checkpoint: int = 64 * 1024 * 1024
     tus_checkpoint_seconds: float = 2.0
     tus_max_open_uploads: int = 10_000
+    tus_max_open_per_client: int = 1_000
 
     def check(self) -> None:
         """Raise :class:`ConfigError` if the settings are inconsistent or unsafe.
@@ -222,8 +225,8 @@ class ServerConfig:
         if self.tus_checkpoint < 1 or self.tus_checkpoint_seconds <= 0:
             msg = "tus_checkpoint and tus_checkpoint_seconds must be positive"
             raise ConfigError(msg)
-        if self.tus_max_open_uploads < 1:
-            msg = "tus_max_open_uploads must be at least 1"
+        if self.tus_max_open_uploads < 1 or self.tus_max_open_per_client < 0:
+            msg = "tus_max_open_uploads must be at least 1, tus_max_open_per_client at least 0"
             raise ConfigError(msg)
         if not self.token and not self.insecure and not is_loopback(self.host):
             msg = (
@@ -392,6 +395,7 @@ _SETTINGS: dict[str, Any] = {
     "tus_checkpoint": parse_size,
     "tus_checkpoint_seconds": _parse_float,
     "tus_max_open_uploads": _parse_int,
+    "tus_max_open_per_client": _parse_int,
 }
 
 

@@ -64,6 +64,7 @@ from spoolup.tus.protocol import (
     UploadNotFound,
     headers_from_asgi,
 )
+from spoolup.tus.quota import OpenUploads, client_key
 from spoolup.tus.state import UploadInfo
 from spoolup.tus.store import DataWriter, TusStore
 
@@ -123,6 +124,7 @@ class TusApp:
         checkpoint_seconds: float = 2.0,
         max_open_uploads: int = 10_000,
         on_create: CreationCallback | None = None,
+        max_open_per_client: int | None = 1_000,
     ) -> None:
         """Serve ``store``; see :func:`create_tus_app` for the options."""
         self.store = store
@@ -130,7 +132,7 @@ class TusApp:
         self.checkpoint_bytes = checkpoint_bytes
         self.checkpoint_seconds = checkpoint_seconds
         self.max_open_uploads = max_open_uploads
-        self._open: int | None = None
+        self._open = OpenUploads(max_open_uploads, max_open_per_client)
         self._live: dict[str, _Live] = {}
         self.protocol = protocol
         self.on_complete = on_complete
@@ -171,7 +173,8 @@ class TusApp:
             if isinstance(request, Options):
                 response = self.protocol.options_response()
             elif isinstance(request, Create):
-                response = await self._create(request, root, headers, receive)
+                client = client_key(scope, headers)
+                response = await self._create(request, root, headers, receive, client)
             elif isinstance(request, Head):
                 response = await self._head(request)
             elif isinstance(request, Patch):
@@ -217,10 +220,10 @@ class TusApp:
 
     def _sweep_sync(self, now: float) -> list[str]:
         removed = []
-        unfinished = 0
+        unfinished: list[tuple[str, str | None]] = []
         for upload_id in list(self.store.ids()):
             if upload_id in self._busy:
-                unfinished += 1
+                unfinished.append((upload_id, None))
                 continue
             try:
                 info = self.store.load(upload_id)
@@ -234,8 +237,8 @@ class TusApp:
                 self._parked.pop(upload_id, None)
                 removed.append(upload_id)
             elif info is not None and not info.is_complete:
-                unfinished += 1
-        self._open = unfinished  # the count of open uploads, taken afresh
+                unfinished.append((upload_id, info.client))
+        self._open.recount(unfinished)  # the open uploads, counted afresh
         return removed
 
     # -- requests -----------------------------------------------------------------
@@ -253,13 +256,19 @@ class TusApp:
         return _with_record(self.protocol.head_response(info), info)
 
     async def _create(
-        self, request: Create, root: str, headers: Mapping[str, str], receive: Receive
+        self,
+        request: Create,
+        root: str,
+        headers: Mapping[str, str],
+        receive: Receive,
+        client: str,
     ) -> Response:
-        await self._admit()
+        await self._admit(client)
         now = self.clock()
         upload_id = secrets.token_urlsafe(16)
         info = UploadInfo(
             id=upload_id,
+            client=client,
             length=request.length,
             metadata=request.metadata,
             created=now,
@@ -294,36 +303,32 @@ class TusApp:
         await self._locked(upload_id, self._or_remove(info, self._write(info, first, receive)))
         return _with_record(self.protocol.created_response(info, location, with_body=True), info)
 
-    async def _admit(self) -> None:
-        """Refuse a creation past ``max_open_uploads`` unfinished uploads (429).
+    async def _admit(self, client: str) -> None:
+        """Refuse a creation past ``max_open_uploads`` unfinished uploads, or past
+        ``max_open_per_client`` of ``client``'s (429; see :mod:`spoolup.tus.quota`).
 
-        The count is taken from one listing on the first creation and at every sweep,
+        The counts are taken from one listing on the first creation and at every sweep,
         and kept up to date in between, never by a listing per creation.
         """
-        if self._open is None:
-            self._open = await asyncio.to_thread(self._count_open)
-        if self._open >= self.max_open_uploads:
-            msg = (
-                f"too many unfinished uploads ({self.max_open_uploads}): finish or delete "
-                "some, or wait until they expire"
-            )
-            raise TusError(msg, status=429)
+        if not self._open.counted:
+            self._open.recount(await asyncio.to_thread(self._list_open))
+        self._open.admit(client)
 
-    def _count_open(self) -> int:
-        count = 0
+    def _list_open(self) -> list[tuple[str, str | None]]:
+        found: list[tuple[str, str | None]] = []
         for upload_id in self.store.ids():
             with contextlib.suppress(UploadError):
                 info = self.store.load(upload_id)
-                count += info is not None and not info.is_complete
-        return count
+                if info is not None and not info.is_complete:
+                    found.append((upload_id, info.client))
+        return found
 
     async def _created(self, info: UploadInfo) -> None:
         await asyncio.to_thread(self.store.create, info)
-        self._open = (self._open or 0) + 1
+        self._open.opened(info.id, info.client)
 
-    def _closed_one(self) -> None:
-        if self._open:
-            self._open -= 1
+    def _closed_one(self, upload_id: str) -> None:
+        self._open.closed(upload_id)
 
     async def _or_remove(self, info: UploadInfo, work: Awaitable[None]) -> None:
         """Run the work of a creation; if it fails, remove the upload it created.
@@ -344,7 +349,7 @@ class TusApp:
         await asyncio.to_thread(self.store.delete, upload_id)
         await asyncio.to_thread(self.lock.discard, upload_id)
         if unfinished:
-            self._closed_one()
+            self._closed_one(upload_id)
 
     async def _patch(self, request: Patch, receive: Receive) -> Response:
         async def run() -> Response:
@@ -561,7 +566,7 @@ class TusApp:
         if info.concat == "partial":
             # A partial upload is no file of its own: its final concatenation will be.
             await asyncio.to_thread(self._fenced, info.id, self.store.finish, info)
-            self._closed_one()
+            self._closed_one(info.id)
             return
         digest = None if hasher is None else hasher.hexdigest()
         await self._complete(info, digest, behind)
@@ -591,7 +596,7 @@ class TusApp:
             upload = await asyncio.to_thread(self._receive_finished, info, digest)
             if upload is None:  # a handler skipped the file: nothing is kept
                 await asyncio.to_thread(self.store.discard_data, info)
-                self._closed_one()
+                self._closed_one(info.id)
                 return
             try:
                 record = self.on_complete(upload, info) if self.on_complete else None
@@ -602,7 +607,7 @@ class TusApp:
         except UploadError:
             await self._remove(info.id)
             raise
-        self._closed_one()
+        self._closed_one(info.id)
         info.record = dict(record) if isinstance(record, Mapping) else None
         if self.on_complete is not None:
             # The callback took the file; without one the data stays in the store.
@@ -878,7 +883,7 @@ def create_tus_app(
     expiry: float | None = 24 * 3600.0,
     on_complete: CompletionCallback | None = None,
     handlers: Sequence[HandlerSpec] | None = None,
-    allow_origins: Sequence[str] = ("*",),
+    allow_origins: Sequence[str] = (),
     limits: TusLimits | None = None,
     lease: float = DEFAULT_TTL,
     lock: UploadLock | None = None,
@@ -888,6 +893,7 @@ def create_tus_app(
     checkpoint_seconds: float = 2.0,
     max_open_uploads: int = 10_000,
     on_create: CreationCallback | None = None,
+    max_open_per_client: int | None = 1_000,
 ) -> TusApp:
     """The tus ASGI app over ``storage``, to mount at the collection's path (``/tus``).
 
@@ -904,12 +910,17 @@ def create_tus_app(
     write lease blocks an upload; ``lock`` is where leases are kept (by default beside
     the uploads, see :func:`~spoolup.tus.lock.lock_for`). ``on_create`` may refuse an
     upload, or change its metadata, before it is created (see :data:`CreationCallback`).
+    ``allow_origins`` are the origins (``https://app.example.org``) whose pages get CORS
+    headers; none by default, so that no other web site's page can use the uploads
+    through its visitors' browsers (``("*",)`` allows any).
 
     Durability: the bytes and the offset are made durable at checkpoints, every
     ``checkpoint_bytes`` or ``checkpoint_seconds`` of a request, whichever comes first,
     and at the end of a request past either; a crash loses at most what came after the
     last checkpoint (the client resumes from there). ``max_open_uploads`` caps the
-    unfinished uploads (a creation beyond answers 429).
+    unfinished uploads (a creation beyond answers 429), ``max_open_per_client`` those
+    of one client (its bearer token, else its address: see :mod:`spoolup.tus.quota`;
+    ``None``: no per-client cap).
     """
     tus_limits = limits if limits is not None else TusLimits(max_size=max_size)
     if limits is not None and limits.max_size != max_size:
@@ -934,6 +945,7 @@ def create_tus_app(
         checkpoint_seconds=checkpoint_seconds,
         max_open_uploads=max_open_uploads,
         on_create=on_create,
+        max_open_per_client=max_open_per_client,
     )
 
 

@@ -747,6 +747,16 @@ class LocalStorage(ResumableStorage):
         except OSError as exc:
             raise _storage_error(exc, f"opening the upload of {key!r}") from exc
 
+    def open_written(self, key: str, upload_id: str, start: int, end: int) -> BinaryIO | None:
+        """Read ``start`` to ``end`` of the upload's data file; see :class:`ResumableStorage`."""
+        check_range(start, end)
+        folder, _ = self._load_state(key, upload_id)
+        try:
+            file = (folder / "data").open("rb")
+        except OSError as exc:
+            raise _storage_error(exc, f"reading the upload of {key!r}") from exc
+        return io.BufferedReader(FileRangeReader(file, start, end))
+
     def abort_multipart(self, key: str, upload_id: str) -> None:
         """Remove the upload's folder."""
         validate_key(key)

@@ -47,7 +47,7 @@ from spoolup.form import receive_file
 from spoolup.handlers import HandlerSpec, HashingHandler, UploadHandler, resolve_handlers
 from spoolup.headers import safe_filename
 from spoolup.limits import Limits
-from spoolup.storage import InsufficientStorage, ObjectNotFound, ResumableStorage
+from spoolup.storage import InsufficientStorage, ObjectNotFound, ResumableStorage, StorageError
 from spoolup.tus.lock import DEFAULT_TTL, Lease, LeaseKeeper, UploadLock, lock_for
 from spoolup.tus.protocol import (
     Create,
@@ -454,46 +454,90 @@ class TusApp:
 
     # -- writing ------------------------------------------------------------------
 
-    def _take_live(self, info: UploadInfo) -> _Live | None:
-        """What this process kept of the upload, if nobody else saved it since (same ``rev``)."""
-        live = self._live.pop(info.id, None)
-        if live is not None and live.rev == info.rev and live.offset == info.offset:
-            return live
-        return None
+    def _take_live(self, info: UploadInfo) -> tuple[bytes | None, _Hashed | None]:
+        """What this process kept of the upload that still holds: its tail, its hash.
 
-    def _keep_live(
-        self, info: UploadInfo, hasher: hashlib._Hash | None, tail: bytes | None
-    ) -> None:
+        The tail only if nobody else saved the upload since (same ``rev``). The hash
+        state also when others wrote after it (the bytes before an offset never change
+        unless the upload fell back to a checkpoint, which is counted).
+        """
+        live = self._live.pop(info.id, None)
+        if live is None:
+            return None, None
+        tail = live.tail if live.rev == info.rev and live.offset == info.offset else None
+        hashed = live.hashed
+        if hashed is None or hashed.offset > info.offset or live.fallbacks != _fallbacks(info):
+            hashed = None
+        return tail, hashed
+
+    def _keep_live(self, info: UploadInfo, hashed: _Hashed | None, tail: bytes | None) -> None:
         if info.is_complete:
             return
         if tail and len(tail) + sum(len(k.tail or b"") for k in self._live.values()) > _TAILS_MAX:
             tail = None  # read from the store next time
-        self._live[info.id] = _Live(info.rev, info.offset, hasher, info.to_json(), tail)
+        live = _Live(info.rev, info.offset, hashed, _fallbacks(info), info.to_json(), tail)
+        self._live[info.id] = live
         _bound(self._live)
+
+    def _caught_up(self, info: UploadInfo, hashed: _Hashed) -> _Hashed | None:
+        """The hash state moved on over the bytes others wrote, read back, if readable.
+
+        Only the bytes this process missed are read (from ``hashed.offset`` to the
+        upload's offset); ``None`` where the backend cannot read an unfinished upload
+        (S3) or the read failed.
+        """
+        try:
+            stream = self.store.read_written(info, hashed.offset, info.offset)
+            if stream is None:
+                return None
+            hasher = hashed.hasher.copy()
+            with stream:
+                while chunk := stream.read(_READ_CHUNK):
+                    hasher.update(chunk)
+        except (UploadError, StorageError, OSError) as exc:
+            logger.warning("reading back upload %s to hash it failed: %s", info.id, exc)
+            return None
+        return _Hashed(hasher, info.offset)
+
+    def _hash_rest(self, info: UploadInfo, hashed: _Hashed) -> str | None:
+        """The finished upload's sha256: the hash state, then the bytes after it, read back."""
+        hasher = hashed.hasher.copy()
+        try:
+            with self.store.open(info, start=hashed.offset) as stream:
+                while chunk := stream.read(_READ_CHUNK):
+                    hasher.update(chunk)
+        except (UploadError, StorageError, OSError) as exc:
+            logger.warning("reading back upload %s to hash it failed: %s", info.id, exc)
+            return None
+        return hasher.hexdigest()
 
     async def _write(self, info: UploadInfo, request: Patch, receive: Receive) -> None:
         """Append the request body to the upload, then finish it if it is complete."""
         body = _read_body(receive, self.protocol.room(info), request.body_length)
         if request.checksum is not None:
             body = _verified(body, request)
-        live = self._take_live(info)
-        tail = None if live is None else live.tail
+        tail, hashed = self._take_live(info)
+        expected = info.offset
         writer = await asyncio.to_thread(self.store.writer, info, tail=tail)
-        if writer.offset != info.offset:  # fell back to the last checkpoint
+        if writer.offset != expected:  # fell back to the last checkpoint (info too)
             await asyncio.to_thread(writer.close)
             await asyncio.to_thread(self.store.save, info)
             msg = f"the upload lost its bytes after its last checkpoint: now at {info.offset}"
             raise TusError(msg, status=409)
         if info.offset == 0:
-            hasher: hashlib._Hash | None = hashlib.sha256()
-        else:
-            hasher = None if live is None else live.hasher
-        stream = _Stream(self, writer, hasher)
+            hashed = _Hashed(hashlib.sha256(), 0)
+        elif hashed is not None and hashed.offset < info.offset:
+            # Another process wrote since this one hashed: read back only what it missed.
+            hashed = await asyncio.to_thread(self._caught_up, info, hashed) or hashed
+        current = hashed is not None and hashed.offset == info.offset
+        stream = _Stream(self, writer, hashed.hasher if hashed and current else None)
+        # A hash state that could not catch up is kept for the completion to go on from.
+        stream.behind = None if current else hashed
         try:
             await stream.run(body)
         finally:
             await asyncio.shield(stream.end())
-        await self._after_write(info, stream.hasher)
+        await self._after_write(info, stream.hasher, stream.behind)
 
     def _due(self, offset: int, marked: tuple[int, float]) -> bool:
         return (
@@ -513,7 +557,9 @@ class TusApp:
         writer.info.expires = self.protocol.expires_at(self.clock())
         self._fenced(writer.info.id, self.store.save, writer.info, durable=sync)
 
-    async def _after_write(self, info: UploadInfo, hasher: hashlib._Hash | None) -> None:
+    async def _after_write(
+        self, info: UploadInfo, hasher: hashlib._Hash | None, behind: _Hashed | None = None
+    ) -> None:
         if not info.is_complete:
             return
         self._live.pop(info.id, None)
@@ -523,7 +569,7 @@ class TusApp:
             self._closed_one(info.id)
             return
         digest = None if hasher is None else hasher.hexdigest()
-        await self._complete(info, digest)
+        await self._complete(info, digest, behind)
 
     async def _concat(self, info: UploadInfo, parts: list[UploadInfo]) -> None:
         try:
@@ -535,10 +581,18 @@ class TusApp:
             raise UploadGone(msg) from None
         await self._complete(info, digest)
 
-    async def _complete(self, info: UploadInfo, digest: str | None) -> None:
-        """Hand the finished upload to the handlers, then to the completion callback."""
+    async def _complete(
+        self, info: UploadInfo, digest: str | None, behind: _Hashed | None = None
+    ) -> None:
+        """Hand the finished upload to the handlers, then to the completion callback.
+
+        ``behind``: the hash of the bytes up to some offset when ``digest`` is not
+        known; only the bytes after it are read back.
+        """
         try:
             await asyncio.to_thread(self._fenced, info.id, self.store.finish, info, sha256=digest)
+            if digest is None and behind is not None:
+                digest = await asyncio.to_thread(self._hash_rest, info, behind)
             upload = await asyncio.to_thread(self._receive_finished, info, digest)
             if upload is None:  # a handler skipped the file: nothing is kept
                 await asyncio.to_thread(self.store.discard_data, info)
@@ -616,6 +670,7 @@ class _Stream:
         self.app = app
         self.writer = writer
         self.hasher = hasher
+        self.behind: _Hashed | None = None
         self.pending: asyncio.Future[None] | None = None
         self.checkpoint: asyncio.Future[None] | None = None
         self.marked = (writer.offset, app.clock())
@@ -666,7 +721,8 @@ class _Stream:
             sync = self.app._due(writer.offset, self.marked) and writer.offset != info.length
             await asyncio.to_thread(self.app._save_written, writer, sync)
             # Every byte written was hashed: the next request here goes on from it.
-            self.app._keep_live(info, self.hasher, writer.tail)
+            hashed = self.behind if self.hasher is None else _Hashed(self.hasher, info.offset)
+            self.app._keep_live(info, hashed, writer.tail)
         finally:
             await asyncio.to_thread(writer.close)
 
@@ -681,20 +737,34 @@ class _KeepStored(UploadHandler):
         return self.stored
 
 
+@dataclass(frozen=True, slots=True)
+class _Hashed:
+    """The sha256 state of an upload's bytes before ``offset``."""
+
+    hasher: hashlib._Hash
+    offset: int
+
+
 @dataclass(slots=True)
 class _Live:
     """What this process keeps of an upload it is receiving, between its requests.
 
-    ``hasher`` is the sha256 of the bytes before ``offset`` (``None`` if this process
-    did not see them all); ``state`` the state as saved (JSON); ``tail`` the bytes of
-    ``<id>/tail`` (``None``: not known here).
+    ``rev`` and ``offset`` are those of the state it saved last (``state``, JSON);
+    ``hashed`` the hash of the bytes it saw, up to where it saw all (``None``: it
+    missed the first ones); ``fallbacks`` the upload's count of falls back to a
+    checkpoint then; ``tail`` the bytes of ``<id>/tail`` (``None``: not known here).
     """
 
     rev: str
     offset: int
-    hasher: hashlib._Hash | None
+    hashed: _Hashed | None
+    fallbacks: int
     state: bytes
     tail: bytes | None
+
+
+def _fallbacks(info: UploadInfo) -> int:
+    return int(info.backend.get("fallbacks", 0))
 
 
 def _bound(kept: dict[str, Any]) -> None:

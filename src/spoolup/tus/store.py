@@ -170,9 +170,18 @@ class TusStore:
         if not self.storage.appendable:
             self._delete_key(self.key(info.id, "tail"))
 
-    def open(self, info: UploadInfo) -> BinaryIO:
-        """Read the completed ``<id>/data``."""
-        return self.storage.open(self.key(info.id, "data"))
+    def open(self, info: UploadInfo, *, start: int = 0) -> BinaryIO:
+        """Read the completed ``<id>/data`` (from byte ``start``)."""
+        return self.storage.open(self.key(info.id, "data"), start=start)
+
+    def read_written(self, info: UploadInfo, start: int, end: int) -> BinaryIO | None:
+        """Read bytes ``start`` to ``end`` of the unfinished upload, if the backend can.
+
+        ``None`` on S3 (parts cannot be read before the upload is completed).
+        """
+        return self.storage.open_written(
+            self.key(info.id, "data"), str(info.backend["mpu"]), start, end
+        )
 
     def uploaded_file(self, info: UploadInfo, file_info: FileInfo) -> UploadedFile:
         """A :class:`~spoolup.storage.handler.StoredFile` over the completed ``<id>/data``.
@@ -280,6 +289,8 @@ class _AppendWriter(DataWriter):
             # loss): fall back to the last checkpoint; the client resumes from there.
             if info.synced >= info.offset:
                 raise
+            # Counted: a hash of the bytes before the old offset may no longer hold.
+            info.backend["fallbacks"] = int(info.backend.get("fallbacks", 0)) + 1
             info.offset = info.synced
             self.offset = info.synced
             self._out = store.storage.open_append(self.key, mpu, info.offset)

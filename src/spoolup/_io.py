@@ -59,9 +59,14 @@ COPY_SIZE = 1 * MiB
 """Bytes per step of a copy from one file or object to another."""
 STREAM_CHUNK = 64 * KiB
 """Bytes per chunk handed to an application (``UploadedFile.chunks``, downloads)."""
-BATCH_SIZE = 1 * MiB
-"""Bytes gathered before a hop to a worker thread (async drivers, hashing, writers)."""
-READ_AHEAD = 2 * MiB
+BATCH_SIZE = 256 * KiB
+"""Bytes gathered before a hop to a worker thread (async drivers, hashing, writers).
+
+A request body holds about a batch in the worker and :data:`READ_AHEAD` being received,
+so these two bound a server's memory per upload: 100 uploads at once with 1 MiB and
+2 MiB took 2 to 4 MiB each (``benchmarks/bench_load.py``). A hop costs tens of
+microseconds, a 256 KiB write or hash several times that: one upload alone is as fast."""
+READ_AHEAD = 512 * KiB
 """Bytes an async driver receives while a worker is still busy with a batch (at most)."""
 WRITE_BATCH = 2 * MiB
 """Bytes of a temp file written by one system call in the background."""

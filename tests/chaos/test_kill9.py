@@ -9,8 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from benchmarks.serving import free_port
 from tests.chaos.conftest import TUS, MiB, SlowSend, leftovers, payload
-from tests.serve_process import free_port, serve
+from tests.serve_process import serve
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 

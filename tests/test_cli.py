@@ -17,12 +17,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from benchmarks.serving import free_port
 from spoolup import cli
 from spoolup._units import format_size
 from spoolup.commands import upload as upload_cmd
 from spoolup.server.config import ServerConfig
 from spoolup.server.store import RecordStore
-from tests.server.conftest import RunningServer, free_port, start_server
+from tests.server.conftest import RunningServer, start_server
 from tests.tus.conftest import CountingStorage
 
 

@@ -163,7 +163,7 @@ SUBMODULES: dict[str, list[str]] = {
         "validate_metadata",
     ],
     "spoolup.storage.owners": ["is_dead", "owner_of", "this_process"],
-    "spoolup.storage.ranges": ["FileRangeReader", "RangeReader", "check_range"],
+    "spoolup.storage.ranges": ["FileRangeReader", "LazyRangeReader", "RangeReader", "check_range"],
     "spoolup.storage.resumable": ["PartAppender", "ResumableStorage"],
     "spoolup.storage.s3": ["S3Storage"],
     "spoolup.storage.writer": ["AsyncObjectWriter", "ObjectWriter", "WriteSource"],

@@ -113,6 +113,9 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--body-timeout", type=float, metavar="S", help="seconds a body may stay silent (60)"
     )
+    serve.add_argument(
+        "--min-body-rate", metavar="SIZE", help="bytes a second a body must average (1KiB; 0 off)"
+    )
     serve.add_argument("--max-connections", type=int, help="open connections at most (4096)")
     serve.add_argument(
         "--sweep-interval", type=float, metavar="S", help="seconds between leftover sweeps (300)"
@@ -174,9 +177,20 @@ def _add_tus_flags(serve: argparse.ArgumentParser) -> None:
     serve.add_argument(
         "--tus-max-open-uploads", type=int, metavar="N", help="unfinished tus uploads (10000)"
     )
+    serve.add_argument(
+        "--tus-max-open-per-client",
+        type=int,
+        metavar="N",
+        help="unfinished tus uploads of one token or address (1000; 0 off)",
+    )
 
 
-_TUS_SETTINGS = ("tus_checkpoint", "tus_checkpoint_seconds", "tus_max_open_uploads")
+_TUS_SETTINGS = (
+    "tus_checkpoint",
+    "tus_checkpoint_seconds",
+    "tus_max_open_uploads",
+    "tus_max_open_per_client",
+)
 
 _OPERATOR_SETTINGS = (
     "log_format",
@@ -218,7 +232,7 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     names += [*_OPERATOR_SETTINGS, "header_limit", "header_timeout", "body_timeout"]
     names += ["max_connections", "allowed_hosts", "cors_origins", *_TUS_SETTINGS]
     names += ["lock", "lease"]
-    names += ["sweep_interval", "min_free_space"]
+    names += ["sweep_interval", "min_free_space", "min_body_rate"]
     overrides = {name: getattr(args, name) for name in names}
     try:
         config = load_config(file=args.config, environ=environ, overrides=overrides)

@@ -7,11 +7,12 @@ All four feed the same :class:`Receiver`, which drives the sans-IO parser and th
 handler chain (:mod:`spoolup.handlers`); the drivers only pull bytes.
 
 The async drivers never write to disk, roll over or hash on the event loop: they
-gather incoming chunks into batches of about 1 MiB and hand each batch to a worker
-thread, receiving the next chunks while it is processed. One batch is in the worker
-at a time; while it is busy the driver keeps receiving, up to :data:`READ_AHEAD`
-bytes, and then hands over all of them at once. Memory stays bounded by about twice
-the read-ahead (one hop in the worker, one being received) plus the parser.
+gather incoming chunks into batches of :data:`~spoolup._io.BATCH_SIZE` and hand
+each batch to a worker thread, receiving the next chunks while it is processed. One
+batch is in the worker at a time; while it is busy the driver keeps receiving, up to
+:data:`READ_AHEAD` bytes, and then hands over all of them at once. Memory stays
+bounded by about twice the read-ahead (one hop in the worker, one being received)
+plus the parser.
 
 Whatever fails (bad input, a crossed limit, a handler raising, the client leaving,
 cancellation), every handler hears ``upload_interrupted`` and every file received so
@@ -690,7 +691,7 @@ async def aparse_form(
 ) -> Form:
     """:func:`parse_form` for an async iterable of chunks, without blocking the loop.
 
-    Parsing, handlers, disk writes and hashing run in a worker thread, about 1 MiB at
+    Parsing, handlers, disk writes and hashing run in a worker thread, one batch at
     a time, while the next chunks are received. If the source raises (an ASGI
     disconnect raises :class:`~spoolup.UploadAborted`) or the task is cancelled,
     everything received is cleaned up before the exception propagates.

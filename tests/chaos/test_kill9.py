@@ -10,9 +10,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from benchmarks.serving import free_port
 from tests.chaos.conftest import TUS, MiB, SlowSend, leftovers, payload
 from tests.seaweed import Seaweed
-from tests.serve_process import free_port, serve
+from tests.serve_process import serve
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 

@@ -32,6 +32,7 @@ import requests
 from tusclient import client as tus_client
 from tusclient.exceptions import TusCommunicationError, TusUploadFailed
 
+from tests.browser import chromium
 from tests.cluster.balancer import Balancer, haproxy_binary
 from tests.cluster.seaweed_cluster import SeaweedCluster, start_cluster
 from tests.cluster.servers import SpoolupServer
@@ -476,23 +477,18 @@ def test_nothing_is_left_behind_in_the_bucket(cluster: Cluster, run: Run) -> Non
 
 def test_the_page_uploads_through_the_balancer(cluster: Cluster, run: Run, tmp_path: Path) -> None:
     sync_api = pytest.importorskip("playwright.sync_api")
-    from tests.e2e.test_page import CHROMIUM, LAUNCH_ARGS
 
     path = tmp_path / "through the balancer.bin"
     data = random.Random(7).randbytes(9 * MiB + 7)
     path.write_bytes(data)
     digest = hashlib.sha256(data).hexdigest()
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
-        try:
-            page = browser.new_page()
-            page.goto(cluster.balancer.url)
-            page.set_input_files("#file-input", str(path))
-            item = page.locator(f'#queue .item[data-filename="{path.name}"]')
-            sync_api.expect(item).to_have_attribute("data-state", "done", timeout=60_000)
-            sync_api.expect(item.locator(".item-stats")).to_contain_text(digest[:12])
-        finally:
-            browser.close()
+    with chromium() as browser:
+        page = browser.new_page()
+        page.goto(cluster.balancer.url)
+        page.set_input_files("#file-input", str(path))
+        item = page.locator(f'#queue .item[data-filename="{path.name}"]')
+        sync_api.expect(item).to_have_attribute("data-state", "done", timeout=60_000)
+        sync_api.expect(item.locator(".item-stats")).to_contain_text(digest[:12])
     for server in cluster.servers:
         deadline = time.monotonic() + 30
         while True:

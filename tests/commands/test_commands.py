@@ -14,10 +14,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from benchmarks.serving import free_port
 from spoolup import cli
 from spoolup.limits import Limits
 from spoolup.server.config import ServerConfig
-from tests.server.conftest import RunningServer, free_port, start_server
+from tests.server.conftest import RunningServer, start_server
 
 TOKEN = "cmd-token"
 

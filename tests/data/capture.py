@@ -37,17 +37,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-OUT = Path(__file__).resolve().parent / "captures"
+from tests.browser import CHROMIUM
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+OUT = Path(__file__).resolve().parent / "captures"
 
 
 def blob(seed: str, size: int) -> bytes:
@@ -251,7 +243,9 @@ def send_curl(url: str) -> list[Part]:
 
 def send_chromium(url: str) -> list[Part]:
     """Headless Chromium submits a plain HTML form (driven by Playwright)."""
-    from playwright.sync_api import FilePayload, sync_playwright
+    from playwright.sync_api import FilePayload
+
+    from tests.browser import chromium
 
     def payload(part: Part) -> FilePayload:
         return {
@@ -269,19 +263,15 @@ def send_chromium(url: str) -> list[Part]:
         Part("attachments", NOTES, "notes.txt", "text/plain"),
         Part("attachments", blob("photo", 1500), "ünïcödé photo.png", "image/png"),
     ]
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            page.goto(url.rsplit("/", 1)[0] + "/form")
-            page.fill("input[name=title]", title)
-            page.fill("textarea[name=comment]", comment_typed)
-            page.set_input_files("input[name=upload]", payload(upload))
-            page.set_input_files("input[name=attachments]", [payload(a) for a in attachments])
-            with page.expect_navigation():
-                page.click("#send")
-        finally:
-            browser.close()
+    with chromium() as browser:
+        page = browser.new_page()
+        page.goto(url.rsplit("/", 1)[0] + "/form")
+        page.fill("input[name=title]", title)
+        page.fill("textarea[name=comment]", comment_typed)
+        page.set_input_files("input[name=upload]", payload(upload))
+        page.set_input_files("input[name=attachments]", [payload(a) for a in attachments])
+        with page.expect_navigation():
+            page.click("#send")
     return [
         FIELDS[0],
         FIELDS[1],

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from spoolup.server.config import ServerConfig
-from tests.e2e.test_page import CHROMIUM, LAUNCH_ARGS
+from tests.browser import chromium
 from tests.server.conftest import start_server
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -73,8 +73,7 @@ def main() -> int:
         work = Path(work_dir)
         for name, size in UPLOADS:
             (work / name).write_bytes(os.urandom(size))
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        with chromium() as browser:
             for phone in (False, True):
                 scene = work / ("phone" if phone else "desktop")
                 (scene / "tmp").mkdir(parents=True)
@@ -88,7 +87,6 @@ def main() -> int:
                 finally:
                     server.stop()
                 sys.stdout.write(f"written to {out}\n")
-            browser.close()
     return 0
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from spoolup.limits import Limits
 from spoolup.server.config import ServerConfig
-from tests.e2e.test_page import ARTIFACTS, CHROMIUM, LAUNCH_ARGS
+from tests.e2e.test_page import ARTIFACTS
 from tests.server.conftest import RunningServer, start_server
 
 pytestmark = pytest.mark.browser
@@ -27,16 +27,6 @@ expect = sync_api.expect
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}
 TOKEN = "page-token"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run `make browser` (Debian's chromium)")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ import pytest
 from spoolup.server.config import ServerConfig
 from spoolup.server.store import RecordStore
 from spoolup.storage import ObjectInfo, StorageError
-from tests.e2e.test_page import CHROMIUM, LAUNCH_ARGS
 from tests.server.conftest import RunningServer, start_server
 from tests.tus.conftest import CountingStorage
 
@@ -41,16 +40,6 @@ class Served:
     def uploads(self) -> list[str]:
         """Ids of the tus uploads the server has state for."""
         return sorted(p.parent.name for p in (self.root / "tus").glob("*/info"))
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run `make browser` (Debian's chromium)")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import socket
 import tempfile
 import threading
 import time
@@ -17,15 +16,9 @@ import httpx
 import pytest
 import uvicorn
 
+from benchmarks.serving import free_port
 from spoolup.server.config import ServerConfig
 from spoolup.server.protocol import connection_limits, guarded_protocol
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass

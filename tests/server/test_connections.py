@@ -240,3 +240,99 @@ def test_eight_64_mib_header_lines_keep_server_memory_bounded(tmp_path: Path) ->
     assert growth < 48 * MiB, f"server grew by {growth / MiB:.0f} MiB"
     # The server stopped reading each flood long before its 64 MiB were sent.
     assert max(sent) < 32 * MiB, sent
+
+
+def test_an_http11_request_without_host_is_400_before_the_app(server: RunningServer) -> None:
+    with _connect(server) as sock:
+        sock.sendall(b"GET /api/files HTTP/1.1\r\nConnection: close\r\n\r\n")
+        response = _read_all(sock)
+    assert _status(response) == 400, response[:200]
+    assert b"Host header" in response
+
+
+def test_a_request_with_two_host_headers_is_400(server: RunningServer) -> None:
+    with _connect(server) as sock:
+        sock.sendall(
+            b"GET /api/files HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: evil.example\r\n"
+            b"Connection: close\r\n\r\n"
+        )
+        response = _read_all(sock)
+    assert _status(response) == 400, response[:200]
+    assert b"more than one Host header" in response
+
+
+def test_an_http10_request_without_host_is_served(server: RunningServer) -> None:
+    with _connect(server) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+        response = _read_all(sock)
+    assert response.startswith(b"HTTP/1.1 200"), response[:200]
+
+
+@pytest.fixture(scope="module")
+def min_rate(make_server: Callable[..., RunningServer]) -> RunningServer:
+    # 20 kB in every 1 s window: a byte every few ms never looks idle, but is too slow.
+    return make_server(body_timeout=1.0, min_body_rate=20_000)
+
+
+def _send_body(sock: socket.socket, chunk: bytes, pause: float, total: int) -> bytes:
+    """Send ``total`` bytes as ``chunk`` every ``pause`` seconds; the answer once it comes."""
+    sent = 0
+    deadline = time.monotonic() + 60
+    sock.setblocking(False)
+    got = b""
+    while time.monotonic() < deadline and not got:
+        if sent < total:
+            try:
+                sent += sock.send(chunk[: total - sent])
+            except BlockingIOError:
+                pass
+            except (BrokenPipeError, ConnectionResetError):
+                break
+        time.sleep(pause)
+        try:
+            got = sock.recv(65536)
+            if not got:
+                break
+        except BlockingIOError:
+            pass
+        except ConnectionResetError:
+            break
+    sock.setblocking(True)
+    sock.settimeout(30)
+    try:
+        while got.count(b"\r\n\r\n") < 1 or not got.endswith(b"}"):
+            more = sock.recv(65536)
+            if not more:
+                break
+            got += more
+    except (TimeoutError, ConnectionResetError):
+        pass
+    return got
+
+
+def test_a_body_under_the_minimum_rate_is_cut_with_408(min_rate: RunningServer) -> None:
+    with _connect(min_rate) as sock:
+        sock.sendall(
+            b"PUT /api/files/trickle.bin HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Length: 10000000\r\n\r\n"
+        )
+        started = time.monotonic()
+        # About 2 kB/s: never silent for the 1 s idle deadline, a tenth of the minimum.
+        response = _send_body(sock, b"x" * 100, 0.05, 10_000_000)
+    assert _status(response) == 408, response[:200]
+    assert b"request body too slow" in response
+    assert time.monotonic() - started < 30
+    with min_rate.client() as client:
+        assert client.get("/api/files").json() == []
+
+
+def test_a_body_over_the_minimum_rate_is_received(min_rate: RunningServer) -> None:
+    # Over three windows at about 300 kB/s, fifteen times the minimum.
+    size = 16 * 65536
+    with _connect(min_rate) as sock:
+        sock.sendall(
+            b"PUT /api/files/steady.bin HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Length: " + str(size).encode() + b"\r\nConnection: close\r\n\r\n"
+        )
+        response = _send_body(sock, b"y" * 65536, 0.2, size)
+    assert _status(response) == 201, response[:300]

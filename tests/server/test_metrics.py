@@ -10,11 +10,12 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from benchmarks.serving import free_port
 from spoolup.errors import MalformedRequest
 from spoolup.limits import Limits
 from spoolup.server.metrics import FAILURE_REASONS, Metrics, failure_reason
 from spoolup.storage import LocalStorage, ObjectNotFound
-from tests.server.conftest import RunningServer, free_port
+from tests.server.conftest import RunningServer
 
 TOKEN = "metrics-token"
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]

@@ -44,16 +44,27 @@ def patch(
     return client.patch(url, content=data, headers={**OCT, "Upload-Offset": str(offset), **headers})
 
 
-def test_options_and_cors(server: Server, client: httpx.Client) -> None:
+def test_options_and_cors(env: Env, server: Server, client: httpx.Client) -> None:
     r = httpx.options(server.url)
     assert r.status_code == 204
     assert r.headers["tus-version"] == "1.0.0"
     assert r.headers["tus-max-size"] == str(1 << 30)
-    r = httpx.options(
-        server.url + "x",
-        headers={"Origin": "http://page", "Access-Control-Request-Method": "PATCH"},
+    preflight = {"Origin": "http://page", "Access-Control-Request-Method": "PATCH"}
+    # A library app gives no page CORS unless its origin is configured.
+    r = httpx.options(server.url + "x", headers=preflight)
+    assert not any(name.startswith("access-control-") for name in r.headers)
+    r = client.post(server.url, headers={"Upload-Length": "1", "Origin": "http://page"})
+    assert r.status_code == 201
+    assert "access-control-allow-origin" not in r.headers
+    server = env.start(allow_origins=("http://page",))
+    r = httpx.options(server.url + "x", headers=preflight)
+    assert r.headers["access-control-allow-origin"] == "http://page"
+    assert (
+        "access-control-allow-origin"
+        not in httpx.options(
+            server.url + "x", headers={**preflight, "Origin": "http://other"}
+        ).headers
     )
-    assert r.headers["access-control-allow-origin"] == "*"
     assert "Upload-Offset" in r.headers["access-control-allow-headers"]
     r = client.post(server.url, headers={"Upload-Length": "1", "Origin": "http://page"})
     assert "Location" in r.headers["access-control-expose-headers"]

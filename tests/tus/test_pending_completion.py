@@ -20,10 +20,10 @@ from typing import Any
 import httpx
 import pytest
 
+from benchmarks.serving import free_port
 from spoolup.files import UploadedFile
 from spoolup.storage import StorageError
 from spoolup.tus.state import UploadInfo
-from tests.serve_process import free_port
 from tests.tus.conftest import Env, Server
 from tests.tus.test_app import create, patch
 

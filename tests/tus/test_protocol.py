@@ -402,7 +402,8 @@ def test_responses() -> None:
 
 
 def test_cors() -> None:
-    any_origin = TusProtocol()
+    assert TusProtocol().cors_headers("http://a", preflight=True) == ()  # none by default
+    any_origin = TusProtocol(allow_origins=("*",))
     assert any_origin.cors_headers(None, preflight=False) == ()
     pre = dict(any_origin.cors_headers("http://a", preflight=True))
     assert pre["Access-Control-Allow-Origin"] == "*"

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import io
+import threading
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
+import httpx
 import pytest
 from tusclient import client as tus_client
 
+from spoolup.storage import PartInfo
 from spoolup.storage.s3 import S3Storage
 from spoolup.tus import create_tus_app
+from spoolup.tus.state import UploadInfo
 from spoolup.tus.store import TusStore
 from tests.seaweed import Seaweed
 from tests.tus.conftest import Completed, Server
@@ -103,3 +108,84 @@ def test_bytes_short_of_a_part_wait_in_the_tail(seaweed: Seaweed, prefix: str) -
         second.stop()
     (call,) = completed.calls
     assert call["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+class _GatedS3(S3Storage):
+    """Part 1 is held back until the writer has filled the next parts."""
+
+    def __init__(self, seaweed: Seaweed, prefix: str) -> None:
+        super().__init__(seaweed.bucket, prefix, client=seaweed.client())
+        self.gate = threading.Event()
+        self.waited: list[bool] = []
+
+    def upload_part(
+        self, key: str, upload_id: str, number: int, data: bytes | bytearray
+    ) -> PartInfo:
+        if number == 1:
+            # Generous: only a writer that waits for part 1 before filling part 2 is late.
+            self.waited.append(self.gate.wait(60))
+        return super().upload_part(key, upload_id, number, data)
+
+
+def test_parts_are_sent_while_the_next_ones_fill(seaweed: Seaweed, prefix: str) -> None:
+    storage = _GatedS3(seaweed, prefix)
+    store = TusStore(storage)
+    data = DATA + DATA[: 8 * MiB]  # 2.5 parts
+    info = UploadInfo(id="a" * 22, length=len(data))
+    store.create(info)
+    writer = store.writer(info)
+    try:
+        part = store.part_size
+        writer.write(data[:part])  # part 1 is on its way, held back
+        writer.write(data[part : 2 * part])  # part 2 fills (and goes) meanwhile
+        storage.gate.set()
+        writer.write(data[2 * part :])
+        writer.flush(final=True)
+    finally:
+        writer.close()
+    assert storage.waited == [True]
+    assert [p[0] for p in info.backend["parts"]] == [1, 2]
+    assert info.offset == len(data)
+    store.finish(info)
+    with store.open(info) as stored:
+        assert stored.read() == data
+
+
+def test_completion_reads_back_only_what_it_missed(seaweed: Seaweed, prefix: str) -> None:
+    # S3 parts cannot be read before the upload is completed: a server that missed
+    # some bytes goes on from its hash state at completion, reading back only the rest.
+    from tests.tus.test_data_path import Counted
+
+    completed = Completed()
+    first = s3_server(seaweed, prefix, completed)
+    second = s3_server(seaweed, prefix, completed)
+    storage = first.app.store.storage
+    read = [0]
+    real_open = storage.open
+
+    def open_(key: str, *, start: int = 0, end: int | None = None) -> Any:
+        stream = real_open(key, start=start, end=end)
+        if not key.endswith("/data"):
+            return stream
+        return io.BufferedReader(Counted(stream, read))
+
+    storage.open = open_  # type: ignore[method-assign]
+    headers = {"Tus-Resumable": "1.0.0", "Content-Type": "application/offset+octet-stream"}
+    try:
+        with httpx.Client(headers={"Tus-Resumable": "1.0.0"}, timeout=60) as client:
+            r = client.post(first.url, headers={"Upload-Length": str(len(DATA))})
+            path = r.headers["location"]
+            for server, start, end in ((first, 0, 6), (second, 6, 9), (first, 9, 12)):
+                r = client.patch(
+                    server.base + path,
+                    content=DATA[start * MiB : end * MiB],
+                    headers={**headers, "Upload-Offset": str(start * MiB)},
+                )
+                assert r.status_code == 204, r.text
+    finally:
+        first.stop()
+        second.stop()
+    (call,) = completed.calls
+    assert call["sha256"] == hashlib.sha256(DATA).hexdigest()
+    # The bytes after the first 6 MiB (it hashed those), then the callback's own read.
+    assert read == [6 * MiB + len(DATA)]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 import spoolup.server
+from tests.browser import chromium as launch_chromium
 from tests.tus.conftest import Env, Server
 
 pytestmark = pytest.mark.browser
@@ -40,14 +40,8 @@ def browser_server(env: Env) -> Server:
 
 @pytest.fixture
 def chromium() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    path = shutil.which("chromium")
-    assert path is not None, "Debian's chromium is needed (make browser)"
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=path, args=["--no-sandbox"])
+    with launch_chromium() as browser:
         yield browser
-        browser.close()
 
 
 def expected() -> bytes:

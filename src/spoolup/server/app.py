@@ -43,7 +43,7 @@ from spoolup.limits import Limits
 from spoolup.server.about import limits_json
 from spoolup.server.auth import BearerAuthMiddleware
 from spoolup.server.config import ConfigError, ServerConfig
-from spoolup.server.health import space_problem
+from spoolup.server.health import StorageProbe, space_problem
 from spoolup.server.hooks import HookCallable, HookDispatcher
 from spoolup.server.inspect import inspect_image
 from spoolup.server.listing import FileIndex, list_files
@@ -120,11 +120,10 @@ async def index(request: Request) -> Response:
 
 async def healthz(request: Request) -> Response:
     """``GET /healthz``: 200 when the storage answers and has room, else 503 saying why."""
-    try:
-        await _store(request).check()
-    except Exception as exc:
-        logger.warning("health check failed: %s", exc)
-        return _error(503, "storage unavailable")
+    probe: StorageProbe = request.app.state.storage_probe
+    unavailable = await probe.problem()
+    if unavailable is not None:
+        return JSONResponse({"status": "unavailable", "error": unavailable}, status_code=503)
     store, min_free = _store(request), _config(request).min_free_space
     problem = await run_in_threadpool(space_problem, store.storage, min_free)
     if problem is not None:
@@ -484,6 +483,7 @@ def _tus_app(
         checkpoint_bytes=config.tus_checkpoint,
         checkpoint_seconds=config.tus_checkpoint_seconds,
         max_open_uploads=config.tus_max_open_uploads,
+        max_open_per_client=config.tus_max_open_per_client or None,
     )
 
 
@@ -566,6 +566,7 @@ def create_app(
     )
     app.state.config = config
     app.state.store = store
+    app.state.storage_probe = StorageProbe(store.check)
     app.state.metrics = metrics
     app.state.hooks = dispatcher
     app.state.file_index = index

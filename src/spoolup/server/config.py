@@ -106,6 +106,9 @@ class ServerConfig:
         header_limit: bytes of one request line and its headers together (64 KiB; 431).
         header_timeout: seconds a request's line and headers may take (30; 408).
         body_timeout: seconds a request body may stay silent while it is read (60).
+        min_body_rate: bytes a second a request body must average over each
+            ``body_timeout`` window while the server waits for it (1 KiB; 0: no minimum;
+            408 below).
         max_connections: open connections at most (4096, and below the open-file
             limit); the ones beyond are answered 503.
         allowed_hosts: the names a request's ``Host`` may carry (``*`` any, ``*.example.org``
@@ -129,6 +132,8 @@ class ServerConfig:
         tus_checkpoint_seconds: seconds between two checkpoints, whichever comes first (2).
         tus_max_open_uploads: unfinished tus uploads at most; creations beyond are
             answered 429 (10,000).
+        tus_max_open_per_client: unfinished tus uploads of one client at most (its
+            token, else its address; 1,000; 0: no per-client cap); 429 beyond.
     """
 
     host: str = "127.0.0.1"
@@ -149,6 +154,7 @@ class ServerConfig:
     header_limit: int = 64 * 1024
     header_timeout: float = 30.0
     body_timeout: float = 60.0
+    min_body_rate: int = 1024
     max_connections: int = 4096
     allowed_hosts: tuple[str, ...] = ()
     cors_origins: tuple[str, ...] = ()
@@ -165,6 +171,7 @@ class ServerConfig:
     tus_checkpoint: int = 64 * 1024 * 1024
     tus_checkpoint_seconds: float = 2.0
     tus_max_open_uploads: int = 10_000
+    tus_max_open_per_client: int = 1_000
 
     def check(self) -> None:
         """Raise :class:`ConfigError` if the settings are inconsistent or unsafe.
@@ -204,6 +211,9 @@ class ServerConfig:
         if self.header_limit < 1024 or self.max_connections < 1:
             msg = "header_limit must be at least 1024 bytes and max_connections at least 1"
             raise ConfigError(msg)
+        if self.min_body_rate < 0:
+            msg = "min_body_rate must not be negative"
+            raise ConfigError(msg)
         if self.header_timeout <= 0 or self.body_timeout <= 0 or self.sweep_interval <= 0:
             msg = "header_timeout, body_timeout and sweep_interval must be positive"
             raise ConfigError(msg)
@@ -215,8 +225,8 @@ class ServerConfig:
         if self.tus_checkpoint < 1 or self.tus_checkpoint_seconds <= 0:
             msg = "tus_checkpoint and tus_checkpoint_seconds must be positive"
             raise ConfigError(msg)
-        if self.tus_max_open_uploads < 1:
-            msg = "tus_max_open_uploads must be at least 1"
+        if self.tus_max_open_uploads < 1 or self.tus_max_open_per_client < 0:
+            msg = "tus_max_open_uploads must be at least 1, tus_max_open_per_client at least 0"
             raise ConfigError(msg)
         if not self.token and not self.insecure and not is_loopback(self.host):
             msg = (
@@ -368,6 +378,7 @@ _SETTINGS: dict[str, Any] = {
     "header_limit": parse_size,
     "header_timeout": _parse_float,
     "body_timeout": _parse_float,
+    "min_body_rate": parse_size,
     "max_connections": _parse_int,
     "allowed_hosts": _parse_names,
     "cors_origins": _parse_names,
@@ -384,6 +395,7 @@ _SETTINGS: dict[str, Any] = {
     "tus_checkpoint": parse_size,
     "tus_checkpoint_seconds": _parse_float,
     "tus_max_open_uploads": _parse_int,
+    "tus_max_open_per_client": _parse_int,
 }
 
 

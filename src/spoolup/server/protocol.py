@@ -11,6 +11,11 @@ and adds, per connection and before the application sees anything:
   from the connection's start; 408), so a head sent one byte a second ends;
 - an idle deadline while a body is read (``body_timeout`` seconds without a byte while
   the application is waiting for one); the application then sees a disconnect;
+- a minimum body rate (``min_body_rate`` bytes a second, measured over windows of
+  ``body_timeout`` seconds in which the application was never behind): a body that
+  trickles in just fast enough to dodge the idle deadline ends the same way (408);
+- one ``Host`` header on every HTTP/1.1 request (RFC 9112, section 3.2: 400 when it
+  is missing or repeated), before the application sees the request;
 - a cap on open connections (``max_connections``, kept below the file-descriptor
   limit): the ones beyond are answered 503 and closed at once.
 
@@ -52,6 +57,7 @@ class ConnectionLimits:
     header_timeout: float = 30.0
     body_timeout: float = 60.0
     max_connections: int = 4096
+    min_body_rate: int = 1024
 
 
 def connection_limits(config: ServerConfig) -> ConnectionLimits:
@@ -61,6 +67,7 @@ def connection_limits(config: ServerConfig) -> ConnectionLimits:
         header_timeout=config.header_timeout,
         body_timeout=config.body_timeout,
         max_connections=config.max_connections,
+        min_body_rate=config.min_body_rate,
     )
 
 
@@ -98,7 +105,10 @@ def _plain_response(status: int, reason: str, message: str) -> bytes:
 _TOO_LARGE = _plain_response(431, "Request Header Fields Too Large", "request headers too large")
 _HEAD_TIMEOUT = _plain_response(408, "Request Timeout", "request headers not received in time")
 _BODY_TIMEOUT = _plain_response(408, "Request Timeout", "request body stalled")
+_BODY_TOO_SLOW = _plain_response(408, "Request Timeout", "request body too slow")
 _FULL = _plain_response(503, "Service Unavailable", "too many connections")
+_NO_HOST = _plain_response(400, "Bad Request", "an HTTP/1.1 request needs one Host header")
+_MANY_HOSTS = _plain_response(400, "Bad Request", "more than one Host header")
 
 
 def guarded_protocol(limits: ConnectionLimits, *, fd_limit: int | None = None) -> type[Any]:
@@ -111,6 +121,9 @@ def guarded_protocol(limits: ConnectionLimits, *, fd_limit: int | None = None) -
         fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     cap = connection_cap(limits, fd_limit)
     refusals = [-_WARN_EVERY]  # when the last refusal was logged
+    slow_bodies = [-_WARN_EVERY, 0]  # when the last slow body was logged, and how many since
+    # The bytes a body must bring in each window (one byte at least: a silent body is idle).
+    window_bytes = max(1, int(limits.min_body_rate * limits.body_timeout))
 
     class GuardedProtocol(HttpToolsProtocol):
         """uvicorn's httptools protocol with the bounds of :func:`guarded_protocol`."""
@@ -124,6 +137,10 @@ def guarded_protocol(limits: ConnectionLimits, *, fd_limit: int | None = None) -
             self._since = 0.0  # when the head began, or the body last moved
             self._timer: asyncio.TimerHandle | None = None
             self._unanswered = 0  # requests begun and not yet answered
+            self._hosts = 0  # Host headers of the request being parsed
+            self._window = 0.0  # when the body's rate window began
+            self._window_bytes = 0  # body bytes received in it
+            self._app_behind = False  # reading was paused for the app in this window
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -151,6 +168,7 @@ def guarded_protocol(limits: ConnectionLimits, *, fd_limit: int | None = None) -
                 self._head_bytes += len(data)
             else:
                 self._since = self.loop.time()
+                self._window_bytes += len(data)
             super().data_received(data)
             if self._phase == _HEAD and self._head_bytes > limits.header_limit:
                 self._refuse(_TOO_LARGE)
@@ -167,6 +185,8 @@ def guarded_protocol(limits: ConnectionLimits, *, fd_limit: int | None = None) -
 
         def on_header(self, name: bytes, value: bytes) -> None:
             self._head_size += len(name) + len(value) + 4  # ": " and CRLF
+            if len(name) == 4 and name.lower() == b"host":
+                self._hosts += 1
             super().on_header(name, value)
 
         def on_headers_complete(self) -> None:
@@ -174,8 +194,14 @@ def guarded_protocol(limits: ConnectionLimits, *, fd_limit: int | None = None) -
             if self._head_size > limits.header_limit:
                 self._refuse(_TOO_LARGE)
                 return
+            hosts, self._hosts = self._hosts, 0
+            if hosts > 1 or (hosts == 0 and self.parser.get_http_version() == "1.1"):
+                self._refuse(_MANY_HOSTS if hosts else _NO_HOST)
+                return
             self._phase = _BODY
-            self._since = self.loop.time()
+            self._since = self._window = self.loop.time()
+            self._window_bytes = 0
+            self._app_behind = False
             self._disarm()
             self._arm(limits.body_timeout)
             super().on_headers_complete()
@@ -183,6 +209,8 @@ def guarded_protocol(limits: ConnectionLimits, *, fd_limit: int | None = None) -
         def on_body(self, body: bytes) -> None:
             if not self._refused:
                 super().on_body(body)
+                if self.flow.read_paused:
+                    self._app_behind = True
 
         def on_message_complete(self) -> None:
             if self._refused:
@@ -232,16 +260,39 @@ def guarded_protocol(limits: ConnectionLimits, *, fd_limit: int | None = None) -
                 else:
                     self._arm(left)
             elif self._phase == _BODY:
-                if self.flow.read_paused:
+                if self.flow.read_paused or self._waiting_for_app():
                     # The application is behind, not the client.
                     self._since = now
-                left = self._since + limits.body_timeout - now
-                if left <= 0:
-                    self._stall()
-                else:
-                    self._arm(left)
+                    self._app_behind = True
+                if self._since + limits.body_timeout <= now:
+                    self._stall(_BODY_TIMEOUT)
+                    return
+                if self._window + limits.body_timeout <= now:
+                    if self._window_bytes < window_bytes and not self._app_behind:
+                        self._log_slow_body(now)
+                        self._stall(_BODY_TOO_SLOW)
+                        return
+                    self._window, self._window_bytes, self._app_behind = now, 0, False
+                self._arm(min(self._since, self._window) + limits.body_timeout - now)
 
-        def _stall(self) -> None:
+        def _waiting_for_app(self) -> bool:
+            """The client waits for a ``100 Continue`` the application has not asked for."""
+            cycle = self.cycle
+            return cycle is not None and cycle.waiting_for_100_continue
+
+        def _log_slow_body(self, now: float) -> None:
+            slow_bodies[1] += 1
+            if now - slow_bodies[0] >= _WARN_EVERY:  # one line, not one per connection
+                logger.warning(
+                    "request bodies too slow (under %d bytes/s for %g s): %d cut",
+                    limits.min_body_rate,
+                    limits.body_timeout,
+                    slow_bodies[1],
+                )
+                slow_bodies[0] = now
+                slow_bodies[1] = 0
+
+        def _stall(self, response: bytes) -> None:
             """The body stopped: the application sees a disconnect, the client a 408."""
             cycle = self.cycle
             started = cycle is not None and cycle.response_started
@@ -249,7 +300,7 @@ def guarded_protocol(limits: ConnectionLimits, *, fd_limit: int | None = None) -
                 cycle.disconnected = True
                 cycle.message_event.set()
             if not started:
-                self.transport.write(_BODY_TIMEOUT)
+                self.transport.write(response)
             self.transport.close()
 
         def _refuse(self, response: bytes) -> None:

@@ -4,6 +4,9 @@ At start and every ``sweep_interval`` seconds, in a worker thread:
 
 - local storage: temp files of writers that died (``kill -9``), whatever their age, and
   older leftovers nobody can vouch for (:meth:`~spoolup.storage.LocalStorage.cleanup`);
+  resumable upload folders older than the tus expiry that no tus upload records (a
+  crash between starting one and recording it:
+  :meth:`~spoolup.storage.LocalStorage.cleanup_uploads`);
 - S3: multipart uploads whose abort failed while the store was down, those of
   writes whose server died (their write lease ran out: every server leases its
   streamed writes, see :meth:`~spoolup.storage.s3.S3Storage.own_writes`), and
@@ -65,6 +68,7 @@ class LeftoverSweeper:
         removed = 0
         if isinstance(self.storage, LocalStorage):
             removed = self.storage.cleanup()
+            removed += self.storage.cleanup_uploads(self.orphan_age, keep=self._live_multipart())
         else:
             s3 = sys.modules.get("spoolup.storage.s3")
             if s3 is not None and isinstance(self.storage, s3.S3Storage):

@@ -20,13 +20,12 @@ from __future__ import annotations
 import io
 import uuid
 from collections.abc import Callable, Mapping
-from typing import BinaryIO
 
+from spoolup._storing import StoringHandler
 from spoolup.files import FileInfo, UploadedFile
-from spoolup.handlers import StopFutureHandlers, UploadContext, UploadHandler
 from spoolup.storage.base import Storage
 from spoolup.storage.meta import ObjectInfo, ObjectMeta, validate_key
-from spoolup.storage.ranges import RangeReader
+from spoolup.storage.ranges import LazyRangeReader
 from spoolup.storage.writer import ObjectWriter
 
 __all__ = ["StorageHandler", "StoredFile", "random_key"]
@@ -35,31 +34,6 @@ __all__ = ["StorageHandler", "StoredFile", "random_key"]
 def random_key(info: FileInfo) -> str:
     """The default key: 32 random hex digits, never anything the client sent."""
     return uuid.uuid4().hex
-
-
-class _LazyReader(RangeReader):
-    """Opens the stored object on the first read, so an unread file costs no request."""
-
-    def __init__(self, storage: Storage, key: str, size: int) -> None:
-        super().__init__(size)
-        self._storage = storage
-        self._key = key
-        self._stream: BinaryIO | None = None
-
-    def _read_at(self, pos: int, view: memoryview) -> int:
-        if self._stream is None:
-            self._stream = self._storage.open(self._key)
-            self._stream.seek(pos)
-        return self._stream.readinto(view)  # type: ignore[attr-defined,no-any-return]
-
-    def _moved(self, old: int, new: int) -> None:
-        if self._stream is not None:
-            self._stream.seek(new)
-
-    def _release(self) -> None:
-        if self._stream is not None:
-            self._stream.close()
-            self._stream = None
 
 
 class StoredFile(UploadedFile):
@@ -84,7 +58,8 @@ class StoredFile(UploadedFile):
     @classmethod
     def from_object(cls, info: FileInfo, storage: Storage, stored: ObjectInfo) -> StoredFile:
         """The file described by ``info``, read back from ``stored`` in ``storage``."""
-        reader = io.BufferedReader(_LazyReader(storage, stored.key, stored.size))
+        key = stored.key
+        reader = io.BufferedReader(LazyRangeReader(lambda: storage.open(key), stored.size))
         file = cls.from_info(info, reader, size=stored.size, in_memory=False)
         assert isinstance(file, StoredFile)
         file.key = stored.key
@@ -98,7 +73,7 @@ class StoredFile(UploadedFile):
         self.storage.delete(self.key)
 
 
-class StorageHandler(UploadHandler):
+class StorageHandler(StoringHandler[ObjectInfo]):
     """Streams every file part into ``storage`` as it arrives; takes the file.
 
     Args:
@@ -124,75 +99,23 @@ class StorageHandler(UploadHandler):
         metadata_func: Callable[[FileInfo], Mapping[str, str]] | None = None,
         keep_on_error: bool = False,
     ) -> None:
+        super().__init__(keep_on_error=keep_on_error)
         self.storage = storage
         self.key_func = key_func
         self.metadata_func = metadata_func
-        self.keep_on_error = keep_on_error
-        self._info: FileInfo | None = None
-        self._writer: ObjectWriter | None = None
-        self._committed: list[str] = []
 
-    def upload_started(self, context: UploadContext) -> None:
-        """Forget the previous request."""
-        self._abort()
-        self._committed = []
-
-    def new_file(self, info: FileInfo) -> None:
-        """Open a writer for the file under ``key_func(info)``; later handlers see nothing."""
-        self._abort()
+    def open_writer(self, info: FileInfo) -> ObjectWriter:
+        """A writer for the object under ``key_func(info)``, with its metadata."""
         key = validate_key(self.key_func(info))
         metadata = self.metadata_func(info) if self.metadata_func is not None else {}
-        meta = ObjectMeta(info.filename, info.content_type, metadata)
-        self._writer = self.storage.open_writer(key, meta)
-        self._info = info
-        raise StopFutureHandlers
+        return self.storage.open_writer(key, ObjectMeta(info.filename, info.content_type, metadata))
 
-    def receive_data_chunk(self, data: bytes, offset: int) -> bytes | None:
-        """Write the chunk to storage; keeps it (returns None)."""
-        assert self._writer is not None
-        self._writer.write(data)
-        return None
+    def stored_file(self, info: FileInfo, committed: ObjectInfo, size: int) -> UploadedFile:
+        """The committed object as a :class:`StoredFile`, its sha256 in ``hashes``."""
+        if committed.sha256 is not None:
+            info.hashes["sha256"] = committed.sha256
+        return StoredFile.from_object(info, self.storage, committed)
 
-    def file_complete(self, size: int) -> UploadedFile | None:
-        """Commit the object and return it as a :class:`StoredFile`."""
-        writer, info = self._writer, self._info
-        assert writer is not None
-        assert info is not None
-        self._writer = None
-        stored = writer.commit()
-        self._committed.append(stored.key)
-        if stored.sha256 is not None:
-            info.hashes["sha256"] = stored.sha256
-        return StoredFile.from_object(info, self.storage, stored)
-
-    def file_skipped(self) -> None:
-        """Abort the file being written."""
-        self._abort()
-
-    def upload_complete(self) -> None:
-        """Nothing is held once the body is parsed; the stored objects stay."""
-        # The committed keys are kept (until the next upload_started): a handler
-        # after this one may still fail its upload_complete, and the upload is then
-        # interrupted after all.
-        self._abort()
-
-    def upload_interrupted(self) -> None:
-        """Abort the file in progress and, unless ``keep_on_error``, delete this request's."""
-        self._abort()
-        committed, self._committed = self._committed, []
-        if not self.keep_on_error:
-            error: Exception | None = None
-            for key in committed:
-                try:
-                    self.storage.delete(key)
-                except Exception as exc:  # delete the others all the same
-                    if error is None:
-                        error = exc
-            if error is not None:
-                raise error
-
-    def _abort(self) -> None:
-        writer, self._writer = self._writer, None
-        self._info = None
-        if writer is not None:
-            writer.abort()
+    def remove(self, committed: ObjectInfo) -> None:
+        """Delete the object."""
+        self.storage.delete(committed.key)

@@ -128,6 +128,27 @@ class UploadLock(ABC):
     def discard(self, upload_id: str) -> None:
         """Forget any lease on an upload that was deleted, whoever holds it."""
 
+    # Parking (the tus engineer's, for consecutive PATCHes on one server): a parked
+    # lease is free for everyone at once, like a released one, but its holder can take
+    # it back with one conditional write, and knows then that nobody held it meanwhile.
+
+    def park(self, lease: Lease) -> Lease | None:
+        """Give the lease back, free for anyone at once; the parked lease, or ``None``.
+
+        Pass what this returns to :meth:`resume`. By default the lease is released
+        and nothing can be resumed.
+        """
+        self.release(lease)
+        return None
+
+    def resume(self, parked: Lease) -> Lease | None:
+        """Take a parked lease back if nobody took the upload's lease since; else ``None``.
+
+        A resumed lease proves that no other holder wrote the upload since it was
+        parked. Blocking; never raises for a lease that moved on.
+        """
+        return None
+
 
 # -- leases as records under compare-and-swap --------------------------------------
 
@@ -343,8 +364,10 @@ class ObjectLock(UploadLock):
     def _parse(body: bytes) -> tuple[str, int, float] | None:
         try:
             raw = json.loads(body)
+            if raw.get("parked"):  # free: taking it over is no takeover
+                return "", int(raw["gen"]), 0.0
             return str(raw["owner"]), int(raw["gen"]), float(raw["until"])
-        except (ValueError, TypeError, KeyError):
+        except (ValueError, TypeError, KeyError, AttributeError):
             return None
 
     def _lease(self, upload_id: str, body: bytes, tag: str, *, taken_over: bool) -> Lease:
@@ -370,7 +393,8 @@ class ObjectLock(UploadLock):
                 return None
             body = self._record(owner, generation + 1)
             tag = self._cells.replace(upload_id, body, old_tag)
-            return self._lease(upload_id, body, tag, taken_over=not mine)
+            parked = parsed is not None and not parsed[0]
+            return self._lease(upload_id, body, tag, taken_over=not (mine or parked))
         except _Conflict:
             return None  # someone else was quicker
 
@@ -388,6 +412,26 @@ class ObjectLock(UploadLock):
     def release(self, lease: Lease) -> None:
         """Delete our record if it is still ours."""
         self._cells.delete(lease.upload_id, lease.token)
+
+    def park(self, lease: Lease) -> Lease | None:
+        """Replace our record, if still ours, with a free one (run out, owner kept aside)."""
+        record = {"parked": True, "gen": lease.generation, "n": secrets.token_hex(4)}
+        try:
+            tag = self._cells.replace(
+                lease.upload_id, json.dumps(record, separators=(",", ":")).encode(), lease.token
+            )
+        except _Conflict:
+            return None
+        return replace(lease, until=0.0, token=tag)
+
+    def resume(self, parked: Lease) -> Lease | None:
+        """Replace the free record we left, if it is still there, with a lease of ours."""
+        body = self._record(parked.owner, parked.generation + 1)
+        try:
+            tag = self._cells.replace(parked.upload_id, body, parked.token)
+        except (_Conflict, StorageError):
+            return None
+        return self._lease(parked.upload_id, body, tag, taken_over=False)
 
     def discard(self, upload_id: str) -> None:
         """Delete the record whoever holds it."""

@@ -19,8 +19,8 @@ one, never a part; a crash leaves only a temp name, which carries the process th
 wrote it (:mod:`spoolup.storage.owners`): the next ``LocalStorage(root)`` or
 :meth:`LocalStorage.cleanup` removes it at once when that process is dead, and after
 ``stale_after`` seconds when it cannot tell (a process of another machine). While a
-large object is written, a background ``fdatasync`` every 16 MiB starts writing it
-back, so that the fsync at commit has little left to wait for.
+large object is written, every 16 MiB a background writeback starts
+(``spoolup._io.start_writeback``), so that the fsync at commit has little left to wait for.
 
 **Why a sidecar, not extended attributes.** xattrs would travel with the rename, but
 many filesystems and most copy and backup tools drop them, and their size is
@@ -42,13 +42,14 @@ import contextlib
 import errno
 import io
 import json
+import logging
 import os
 import re
 import secrets
 import shutil
 import stat as stat_mod
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Container, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -68,6 +69,8 @@ TEMP_SUFFIX = ".spoolup-tmp"
 META_SUFFIX = ".meta.json"
 UPLOADS_DIR = ".uploads"
 _UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
+
+logger = logging.getLogger("spoolup.storage")
 # Chunks of at least DIRECT_WRITE bytes are written as they come, with no copy; smaller
 # ones are gathered into a buffer of _BUFFER_SIZE before a write system call.
 _BUFFER_SIZE = COPY_SIZE
@@ -255,7 +258,7 @@ class _LocalWriter(ObjectWriter):
     def _abort(self) -> None:
         self._buffer = None
         self._buffered = 0
-        self._sync.cancel()  # the fd stays open until a running fdatasync returns
+        self._sync.cancel()  # the fd stays open until a running writeback returns
         if self._fd is not None:
             with contextlib.suppress(OSError):
                 os.close(self._fd)
@@ -265,7 +268,7 @@ class _LocalWriter(ObjectWriter):
 
 
 class _Appender(PartAppender):
-    """Appends to a resumable upload's data file; a background fdatasync every 16 MiB."""
+    """Appends to a resumable upload's data file; a background writeback every 16 MiB."""
 
     def __init__(self, path: Path, offset: int) -> None:
         fd = os.open(path, os.O_WRONLY | _O_CLOEXEC | _O_NOFOLLOW)
@@ -587,6 +590,40 @@ class LocalStorage(ResumableStorage):
                         removed += 1
         return removed
 
+    def cleanup_uploads(self, older_than: float, *, keep: Container[str] = ()) -> int:
+        """Remove resumable uploads nobody holds; return how many were removed.
+
+        An upload folder in ``.uploads`` whose id is not in ``keep`` (the live resumable
+        uploads, such as those tus records name) and in which nothing changed for
+        ``older_than`` seconds is an orphan: a crash between starting it and recording
+        it, or an abort that never ran. Each removal is logged.
+        """
+        limit = time.time() - older_than
+        removed = 0
+        try:
+            folders = list(os.scandir(self.root / UPLOADS_DIR))
+        except FileNotFoundError:
+            return 0
+        except OSError as exc:
+            raise _storage_error(exc, "listing the resumable uploads") from exc
+        for folder in folders:
+            if folder.name in keep or not _UPLOAD_ID.fullmatch(folder.name):
+                continue
+            try:
+                if not folder.is_dir(follow_symlinks=False):
+                    continue
+                changed = folder.stat(follow_symlinks=False).st_mtime
+                for entry in os.scandir(folder.path):
+                    changed = max(changed, entry.stat(follow_symlinks=False).st_mtime)
+            except OSError:
+                continue
+            if changed > limit:
+                continue
+            shutil.rmtree(folder.path, ignore_errors=True)
+            logger.info("removed the orphaned resumable upload %s", folder.name)
+            removed += 1
+        return removed
+
     # -- resumable uploads -------------------------------------------------------------
 
     def _upload_dir(self, upload_id: str) -> Path:
@@ -709,6 +746,16 @@ class LocalStorage(ResumableStorage):
             return _Appender(folder / "data", offset)
         except OSError as exc:
             raise _storage_error(exc, f"opening the upload of {key!r}") from exc
+
+    def open_written(self, key: str, upload_id: str, start: int, end: int) -> BinaryIO | None:
+        """Read ``start`` to ``end`` of the upload's data file; see :class:`ResumableStorage`."""
+        check_range(start, end)
+        folder, _ = self._load_state(key, upload_id)
+        try:
+            file = (folder / "data").open("rb")
+        except OSError as exc:
+            raise _storage_error(exc, f"reading the upload of {key!r}") from exc
+        return io.BufferedReader(FileRangeReader(file, start, end))
 
     def abort_multipart(self, key: str, upload_id: str) -> None:
         """Remove the upload's folder."""

@@ -3,15 +3,17 @@
 :class:`RangeReader` is a read-only, seekable raw stream over a window of known length;
 it keeps the position and the bounds, and a subclass only reads bytes at a position
 (:meth:`RangeReader._read_at`) and releases its source. :class:`FileRangeReader` reads
-a local file; the S3 backend and the storage handler have their own subclasses.
+a local file, :class:`LazyRangeReader` whatever stream an opener gives on the first
+read (the storage handlers' stored files); the S3 backend has its own subclass.
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from typing import BinaryIO
 
-__all__ = ["FileRangeReader", "RangeReader", "check_range"]
+__all__ = ["FileRangeReader", "LazyRangeReader", "RangeReader", "check_range"]
 
 
 def check_range(start: int, end: int | None) -> None:
@@ -97,3 +99,37 @@ class FileRangeReader(RangeReader):
 
     def _release(self) -> None:
         self._file.close()
+
+
+class LazyRangeReader(RangeReader):
+    """``length`` bytes of the stream ``opener()`` returns, opened on the first read.
+
+    An unread file costs no request. The stream must be seekable; closing the reader
+    closes it.
+    """
+
+    def __init__(self, opener: Callable[[], BinaryIO], length: int) -> None:
+        super().__init__(length)
+        self._opener = opener
+        self._stream: BinaryIO | None = None
+
+    def _read_at(self, pos: int, view: memoryview) -> int:
+        stream = self._stream
+        if stream is None:
+            stream = self._stream = self._opener()
+            stream.seek(pos)
+        readinto = getattr(stream, "readinto", None)
+        if readinto is not None:
+            return int(readinto(view))
+        data = stream.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def _moved(self, old: int, new: int) -> None:
+        if self._stream is not None:
+            self._stream.seek(new)
+
+    def _release(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            stream.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 import builtins
 from collections.abc import Sequence
+from typing import BinaryIO
 
 from spoolup.storage.base import Storage
 from spoolup.storage.meta import ObjectInfo, ObjectMeta, PartInfo
@@ -96,3 +97,11 @@ class ResumableStorage(Storage):
         upload holds fewer than ``offset`` bytes.
         """
         raise NotImplementedError
+
+    def open_written(self, key: str, upload_id: str, start: int, end: int) -> BinaryIO | None:
+        """Read bytes ``start`` to ``end`` of an unfinished resumable upload, if the backend
+        can (``None``: only once completed, as on S3, whose parts cannot be read).
+
+        For the tus app: the bytes another server wrote, to go on hashing them.
+        """
+        return None

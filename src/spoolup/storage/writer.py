@@ -153,7 +153,7 @@ class ObjectWriter(abc.ABC):
 class AsyncObjectWriter:
     """The async face of an :class:`ObjectWriter`: each call runs in a worker thread.
 
-    Small chunks are gathered into batches of about 1 MiB before each hop to the
+    Small chunks are gathered into batches of :data:`~spoolup._io.BATCH_SIZE` before each hop to the
     thread, so that many tiny writes do not each pay for a thread switch.
     """
 

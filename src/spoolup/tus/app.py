@@ -48,7 +48,7 @@ from spoolup.handlers import HandlerSpec, HashingHandler, UploadHandler, resolve
 from spoolup.headers import safe_filename
 from spoolup.limits import Limits
 from spoolup.storage import InsufficientStorage, ObjectNotFound, ResumableStorage, StorageError
-from spoolup.tus.lock import DEFAULT_TTL, LeaseKeeper, UploadLock, lock_for
+from spoolup.tus.lock import DEFAULT_TTL, Lease, LeaseKeeper, UploadLock, lock_for
 from spoolup.tus.protocol import (
     Create,
     Delete,
@@ -64,6 +64,7 @@ from spoolup.tus.protocol import (
     UploadNotFound,
     headers_from_asgi,
 )
+from spoolup.tus.quota import OpenUploads, client_key
 from spoolup.tus.state import UploadInfo
 from spoolup.tus.store import DataWriter, TusStore
 
@@ -98,6 +99,8 @@ _BATCH = BATCH_SIZE
 _READ_CHUNK = READ_SIZE
 # Uploads whose hash state this process keeps between requests (about 0.2 KiB each).
 _LIVE_MAX = 4096
+# Bytes of S3 tails (each under 5 MiB) kept here between requests, at most.
+_TAILS_MAX = 64 * 1024 * 1024
 MiB = 1024 * 1024
 _T = TypeVar("_T")
 logger = logging.getLogger("spoolup.tus")
@@ -121,6 +124,7 @@ class TusApp:
         checkpoint_seconds: float = 2.0,
         max_open_uploads: int = 10_000,
         on_create: CreationCallback | None = None,
+        max_open_per_client: int | None = 1_000,
     ) -> None:
         """Serve ``store``; see :func:`create_tus_app` for the options."""
         self.store = store
@@ -128,7 +132,7 @@ class TusApp:
         self.checkpoint_bytes = checkpoint_bytes
         self.checkpoint_seconds = checkpoint_seconds
         self.max_open_uploads = max_open_uploads
-        self._open: int | None = None
+        self._open = OpenUploads(max_open_uploads, max_open_per_client)
         self._live: dict[str, _Live] = {}
         self.protocol = protocol
         self.on_complete = on_complete
@@ -139,6 +143,9 @@ class TusApp:
         self.owner = secrets.token_hex(8)
         self._busy: set[str] = set()
         self._keepers: dict[str, LeaseKeeper] = {}
+        # Leases parked after a PATCH, for the upload's next one here (see _locked).
+        self._parked: dict[str, Lease] = {}
+        self._resumed: set[str] = set()
         self._stalled: list[UploadInfo] = []  # whole, not handed on: found by the sweep
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -167,7 +174,8 @@ class TusApp:
             if isinstance(request, Options):
                 response = self.protocol.options_response()
             elif isinstance(request, Create):
-                response = await self._create(request, root, headers, receive)
+                client = client_key(scope, headers)
+                response = await self._create(request, root, headers, receive, client)
             elif isinstance(request, Head):
                 response = await self._head(request)
             elif isinstance(request, Patch):
@@ -226,10 +234,10 @@ class TusApp:
 
     def _sweep_sync(self, now: float) -> list[str]:
         removed = []
-        unfinished = 0
+        unfinished: list[tuple[str, str | None]] = []
         for upload_id in list(self.store.ids()):
             if upload_id in self._busy:
-                unfinished += 1
+                unfinished.append((upload_id, None))
                 continue
             try:
                 info = self.store.load(upload_id)
@@ -240,12 +248,13 @@ class TusApp:
                 self.store.delete(upload_id)
                 self.lock.discard(upload_id)
                 self._live.pop(upload_id, None)
+                self._parked.pop(upload_id, None)
                 removed.append(upload_id)
             elif info is not None and not info.is_complete:
-                unfinished += 1
+                unfinished.append((upload_id, info.client))
             elif info is not None and not gone and self._completion_pending(info):
                 self._stalled.append(info)
-        self._open = unfinished  # the count of open uploads, taken afresh
+        self._open.recount(unfinished)  # the open uploads, counted afresh
         return removed
 
     # -- requests -----------------------------------------------------------------
@@ -291,13 +300,19 @@ class TusApp:
             return info
 
     async def _create(
-        self, request: Create, root: str, headers: Mapping[str, str], receive: Receive
+        self,
+        request: Create,
+        root: str,
+        headers: Mapping[str, str],
+        receive: Receive,
+        client: str,
     ) -> Response:
-        await self._admit()
+        await self._admit(client)
         now = self.clock()
         upload_id = secrets.token_urlsafe(16)
         info = UploadInfo(
             id=upload_id,
+            client=client,
             length=request.length,
             metadata=request.metadata,
             created=now,
@@ -332,36 +347,32 @@ class TusApp:
         await self._locked(upload_id, self._or_remove(info, self._write(info, first, receive)))
         return _with_record(self.protocol.created_response(info, location, with_body=True), info)
 
-    async def _admit(self) -> None:
-        """Refuse a creation past ``max_open_uploads`` unfinished uploads (429).
+    async def _admit(self, client: str) -> None:
+        """Refuse a creation past ``max_open_uploads`` unfinished uploads, or past
+        ``max_open_per_client`` of ``client``'s (429; see :mod:`spoolup.tus.quota`).
 
-        The count is taken from one listing on the first creation and at every sweep,
+        The counts are taken from one listing on the first creation and at every sweep,
         and kept up to date in between, never by a listing per creation.
         """
-        if self._open is None:
-            self._open = await asyncio.to_thread(self._count_open)
-        if self._open >= self.max_open_uploads:
-            msg = (
-                f"too many unfinished uploads ({self.max_open_uploads}): finish or delete "
-                "some, or wait until they expire"
-            )
-            raise TusError(msg, status=429)
+        if not self._open.counted:
+            self._open.recount(await asyncio.to_thread(self._list_open))
+        self._open.admit(client)
 
-    def _count_open(self) -> int:
-        count = 0
+    def _list_open(self) -> list[tuple[str, str | None]]:
+        found: list[tuple[str, str | None]] = []
         for upload_id in self.store.ids():
             with contextlib.suppress(UploadError):
                 info = self.store.load(upload_id)
-                count += info is not None and not info.is_complete
-        return count
+                if info is not None and not info.is_complete:
+                    found.append((upload_id, info.client))
+        return found
 
     async def _created(self, info: UploadInfo) -> None:
         await asyncio.to_thread(self.store.create, info)
-        self._open = (self._open or 0) + 1
+        self._open.opened(info.id, info.client)
 
-    def _closed_one(self) -> None:
-        if self._open:
-            self._open -= 1
+    def _closed_one(self, upload_id: str) -> None:
+        self._open.closed(upload_id)
 
     async def _or_remove(self, info: UploadInfo, work: Awaitable[None]) -> None:
         """Run the work of a creation; if it fails, remove the upload it created.
@@ -378,14 +389,15 @@ class TusApp:
 
     async def _remove(self, upload_id: str, *, unfinished: bool = True) -> None:
         self._live.pop(upload_id, None)
+        self._parked.pop(upload_id, None)
         await asyncio.to_thread(self.store.delete, upload_id)
         await asyncio.to_thread(self.lock.discard, upload_id)
         if unfinished:
-            self._closed_one()
+            self._closed_one(upload_id)
 
     async def _patch(self, request: Patch, receive: Receive) -> Response:
         async def run() -> Response:
-            info = await self._load(request.upload_id)
+            info = self._resumed_info(request.upload_id) or await self._load(request.upload_id)
             new_length = self.protocol.check_patch(info, request, self.clock())
             if new_length is not None:
                 info.length = new_length
@@ -428,7 +440,7 @@ class TusApp:
             raise UploadLocked(msg)
         self._busy.add(upload_id)
         try:
-            lease = await asyncio.to_thread(self.lock.acquire, upload_id, self.owner)
+            lease = await self._take_lease(upload_id)
             if lease is None:
                 _close_awaitable(work)
                 msg = "another server is writing this upload"
@@ -437,10 +449,42 @@ class TusApp:
             keeper = LeaseKeeper(self.lock, lease, release=release)
             self._keepers[upload_id] = keeper
             async with keeper:
-                return await work
+                result = await work
+                # An unfinished upload's lease is parked, not released, when the work
+                # went well: its next PATCH here takes it back cheaply (_take_lease).
+                park = release and upload_id in self._live
+                keeper.release = release and not park
+            if park:
+                parked = await asyncio.shield(asyncio.to_thread(keeper.park))
+                if parked is not None:
+                    self._parked[upload_id] = parked
+                    _bound(self._parked)
+            return result
         finally:
             self._keepers.pop(upload_id, None)
+            self._resumed.discard(upload_id)
             self._busy.discard(upload_id)
+
+    async def _take_lease(self, upload_id: str) -> Lease | None:
+        """The upload's lease: a parked one taken back, else a fresh one (``None``: held).
+
+        A lease taken back proves nobody else wrote the upload since this process
+        parked it, so what it kept of the upload then (:meth:`_resumed_info`) holds.
+        """
+        parked = self._parked.pop(upload_id, None)
+        if parked is not None:
+            lease = await asyncio.to_thread(self.lock.resume, parked)
+            if lease is not None:
+                self._resumed.add(upload_id)
+                return lease
+        return await asyncio.to_thread(self.lock.acquire, upload_id, self.owner)
+
+    def _resumed_info(self, upload_id: str) -> UploadInfo | None:
+        """The state this process saved last, if its lease was taken back untouched."""
+        live = self._live.get(upload_id)
+        if upload_id not in self._resumed or live is None:
+            return None
+        return UploadInfo.from_json(live.state)
 
     def _fence(self, upload_id: str) -> None:
         """Before a write: :class:`~spoolup.tus.lock.LeaseLost` (423) if the lease is gone."""
@@ -454,43 +498,90 @@ class TusApp:
 
     # -- writing ------------------------------------------------------------------
 
-    def _live_hasher(self, info: UploadInfo) -> hashlib._Hash | None:
-        """The sha256 of the bytes before ``info.offset``, if this process saw them all.
+    def _take_live(self, info: UploadInfo) -> tuple[bytes | None, _Hashed | None]:
+        """What this process kept of the upload that still holds: its tail, its hash.
 
-        Valid only when nobody else saved the upload since this process did (same
-        ``rev``): then the hash state kept here goes on from where it stopped.
+        The tail only if nobody else saved the upload since (same ``rev``). The hash
+        state also when others wrote after it (the bytes before an offset never change
+        unless the upload fell back to a checkpoint, which is counted).
         """
         live = self._live.pop(info.id, None)
-        if info.offset == 0:
-            return hashlib.sha256()
-        if live is not None and live.rev == info.rev and live.offset == info.offset:
-            return live.hasher
-        return None
+        if live is None:
+            return None, None
+        tail = live.tail if live.rev == info.rev and live.offset == info.offset else None
+        hashed = live.hashed
+        if hashed is None or hashed.offset > info.offset or live.fallbacks != _fallbacks(info):
+            hashed = None
+        return tail, hashed
 
-    def _keep_live(self, info: UploadInfo, hasher: hashlib._Hash | None) -> None:
-        if hasher is None or info.is_complete:
+    def _keep_live(self, info: UploadInfo, hashed: _Hashed | None, tail: bytes | None) -> None:
+        if info.is_complete:
             return
-        self._live[info.id] = _Live(info.rev, info.offset, hasher)
-        while len(self._live) > _LIVE_MAX:
-            self._live.pop(next(iter(self._live)))
+        if tail and len(tail) + sum(len(k.tail or b"") for k in self._live.values()) > _TAILS_MAX:
+            tail = None  # read from the store next time
+        live = _Live(info.rev, info.offset, hashed, _fallbacks(info), info.to_json(), tail)
+        self._live[info.id] = live
+        _bound(self._live)
+
+    def _caught_up(self, info: UploadInfo, hashed: _Hashed) -> _Hashed | None:
+        """The hash state moved on over the bytes others wrote, read back, if readable.
+
+        Only the bytes this process missed are read (from ``hashed.offset`` to the
+        upload's offset); ``None`` where the backend cannot read an unfinished upload
+        (S3) or the read failed.
+        """
+        try:
+            stream = self.store.read_written(info, hashed.offset, info.offset)
+            if stream is None:
+                return None
+            hasher = hashed.hasher.copy()
+            with stream:
+                while chunk := stream.read(_READ_CHUNK):
+                    hasher.update(chunk)
+        except (UploadError, StorageError, OSError) as exc:
+            logger.warning("reading back upload %s to hash it failed: %s", info.id, exc)
+            return None
+        return _Hashed(hasher, info.offset)
+
+    def _hash_rest(self, info: UploadInfo, hashed: _Hashed) -> str | None:
+        """The finished upload's sha256: the hash state, then the bytes after it, read back."""
+        hasher = hashed.hasher.copy()
+        try:
+            with self.store.open(info, start=hashed.offset) as stream:
+                while chunk := stream.read(_READ_CHUNK):
+                    hasher.update(chunk)
+        except (UploadError, StorageError, OSError) as exc:
+            logger.warning("reading back upload %s to hash it failed: %s", info.id, exc)
+            return None
+        return hasher.hexdigest()
 
     async def _write(self, info: UploadInfo, request: Patch, receive: Receive) -> None:
         """Append the request body to the upload, then finish it if it is complete."""
         body = _read_body(receive, self.protocol.room(info), request.body_length)
         if request.checksum is not None:
             body = _verified(body, request)
-        writer = await asyncio.to_thread(self.store.writer, info)
-        if writer.offset != info.offset:  # fell back to the last checkpoint
+        tail, hashed = self._take_live(info)
+        expected = info.offset
+        writer = await asyncio.to_thread(self.store.writer, info, tail=tail)
+        if writer.offset != expected:  # fell back to the last checkpoint (info too)
             await asyncio.to_thread(writer.close)
             await asyncio.to_thread(self.store.save, info)
             msg = f"the upload lost its bytes after its last checkpoint: now at {info.offset}"
             raise TusError(msg, status=409)
-        stream = _Stream(self, writer, self._live_hasher(info))
+        if info.offset == 0:
+            hashed = _Hashed(hashlib.sha256(), 0)
+        elif hashed is not None and hashed.offset < info.offset:
+            # Another process wrote since this one hashed: read back only what it missed.
+            hashed = await asyncio.to_thread(self._caught_up, info, hashed) or hashed
+        current = hashed is not None and hashed.offset == info.offset
+        stream = _Stream(self, writer, hashed.hasher if hashed and current else None)
+        # A hash state that could not catch up is kept for the completion to go on from.
+        stream.behind = None if current else hashed
         try:
             await stream.run(body)
         finally:
             await asyncio.shield(stream.end())
-        await self._after_write(info, stream.hasher)
+        await self._after_write(info, stream.hasher, stream.behind)
 
     def _due(self, offset: int, marked: tuple[int, float]) -> bool:
         return (
@@ -510,17 +601,19 @@ class TusApp:
         writer.info.expires = self.protocol.expires_at(self.clock())
         self._fenced(writer.info.id, self.store.save, writer.info, durable=sync)
 
-    async def _after_write(self, info: UploadInfo, hasher: hashlib._Hash | None) -> None:
+    async def _after_write(
+        self, info: UploadInfo, hasher: hashlib._Hash | None, behind: _Hashed | None = None
+    ) -> None:
         if not info.is_complete:
             return
         self._live.pop(info.id, None)
         if info.concat == "partial":
             # A partial upload is no file of its own: its final concatenation will be.
             await asyncio.to_thread(self._fenced, info.id, self.store.finish, info)
-            self._closed_one()
+            self._closed_one(info.id)
             return
         digest = None if hasher is None else hasher.hexdigest()
-        await self._complete(info, digest)
+        await self._complete(info, digest, behind)
 
     async def _concat(self, info: UploadInfo, parts: list[UploadInfo]) -> None:
         try:
@@ -532,14 +625,22 @@ class TusApp:
             raise UploadGone(msg) from None
         await self._complete(info, digest)
 
-    async def _complete(self, info: UploadInfo, digest: str | None) -> None:
-        """Hand the finished upload to the handlers, then to the completion callback."""
+    async def _complete(
+        self, info: UploadInfo, digest: str | None, behind: _Hashed | None = None
+    ) -> None:
+        """Hand the finished upload to the handlers, then to the completion callback.
+
+        ``behind``: the hash of the bytes up to some offset when ``digest`` is not
+        known; only the bytes after it are read back.
+        """
         try:
             await asyncio.to_thread(self._fenced, info.id, self.store.finish, info, sha256=digest)
+            if digest is None and behind is not None:
+                digest = await asyncio.to_thread(self._hash_rest, info, behind)
             upload = await asyncio.to_thread(self._receive_finished, info, digest)
             if upload is None:  # a handler skipped the file: nothing is kept
                 await asyncio.to_thread(self.store.discard_data, info)
-                self._closed_one()
+                self._closed_one(info.id)
                 return
             try:
                 record = self.on_complete(upload, info) if self.on_complete else None
@@ -550,7 +651,7 @@ class TusApp:
         except UploadError:
             await self._remove(info.id)
             raise
-        self._closed_one()
+        self._closed_one(info.id)
         info.record = dict(record) if isinstance(record, Mapping) else None
         if self.on_complete is not None:
             # The callback took the file; without one the data stays in the store.
@@ -613,6 +714,7 @@ class _Stream:
         self.app = app
         self.writer = writer
         self.hasher = hasher
+        self.behind: _Hashed | None = None
         self.pending: asyncio.Future[None] | None = None
         self.checkpoint: asyncio.Future[None] | None = None
         self.marked = (writer.offset, app.clock())
@@ -663,7 +765,8 @@ class _Stream:
             sync = self.app._due(writer.offset, self.marked) and writer.offset != info.length
             await asyncio.to_thread(self.app._save_written, writer, sync)
             # Every byte written was hashed: the next request here goes on from it.
-            self.app._keep_live(info, self.hasher)
+            hashed = self.behind if self.hasher is None else _Hashed(self.hasher, info.offset)
+            self.app._keep_live(info, hashed, writer.tail)
         finally:
             await asyncio.to_thread(writer.close)
 
@@ -678,13 +781,40 @@ class _KeepStored(UploadHandler):
         return self.stored
 
 
+@dataclass(frozen=True, slots=True)
+class _Hashed:
+    """The sha256 state of an upload's bytes before ``offset``."""
+
+    hasher: hashlib._Hash
+    offset: int
+
+
 @dataclass(slots=True)
 class _Live:
-    """What this process keeps of an upload it is receiving, between its requests."""
+    """What this process keeps of an upload it is receiving, between its requests.
+
+    ``rev`` and ``offset`` are those of the state it saved last (``state``, JSON);
+    ``hashed`` the hash of the bytes it saw, up to where it saw all (``None``: it
+    missed the first ones); ``fallbacks`` the upload's count of falls back to a
+    checkpoint then; ``tail`` the bytes of ``<id>/tail`` (``None``: not known here).
+    """
 
     rev: str
     offset: int
-    hasher: hashlib._Hash
+    hashed: _Hashed | None
+    fallbacks: int
+    state: bytes
+    tail: bytes | None
+
+
+def _fallbacks(info: UploadInfo) -> int:
+    return int(info.backend.get("fallbacks", 0))
+
+
+def _bound(kept: dict[str, Any]) -> None:
+    """Forget the oldest entries past ``_LIVE_MAX``."""
+    while len(kept) > _LIVE_MAX:
+        kept.pop(next(iter(kept)))
 
 
 def _write_hashed(writer: DataWriter, hasher: hashlib._Hash | None, data: bytes) -> None:
@@ -701,7 +831,7 @@ async def _verified(body: AsyncIterator[bytes], request: Patch) -> AsyncIterator
     """The body, held aside until its ``Upload-Checksum`` is verified.
 
     A failing chunk must leave no trace (460), and a chunk cut short cannot be
-    verified, so it is dropped too. Held in a temp file past 1 MiB.
+    verified, so it is dropped too. Held in a temp file past one batch.
     """
     assert request.checksum is not None
     hasher = request.checksum.hasher()
@@ -722,7 +852,7 @@ async def _verified(body: AsyncIterator[bytes], request: Patch) -> AsyncIterator
 
 
 async def _read_body(receive: Receive, room: int, declared: int | None) -> AsyncIterator[bytes]:
-    """The request body in batches of about 1 MiB; 413 past ``room`` bytes."""
+    """The request body in batches of :data:`~spoolup._io.BATCH_SIZE`; 413 past ``room`` bytes."""
     received = 0
     pending: list[bytes] = []
     pending_size = 0
@@ -797,7 +927,7 @@ def create_tus_app(
     expiry: float | None = 24 * 3600.0,
     on_complete: CompletionCallback | None = None,
     handlers: Sequence[HandlerSpec] | None = None,
-    allow_origins: Sequence[str] = ("*",),
+    allow_origins: Sequence[str] = (),
     limits: TusLimits | None = None,
     lease: float = DEFAULT_TTL,
     lock: UploadLock | None = None,
@@ -807,6 +937,7 @@ def create_tus_app(
     checkpoint_seconds: float = 2.0,
     max_open_uploads: int = 10_000,
     on_create: CreationCallback | None = None,
+    max_open_per_client: int | None = 1_000,
 ) -> TusApp:
     """The tus ASGI app over ``storage``, to mount at the collection's path (``/tus``).
 
@@ -823,12 +954,17 @@ def create_tus_app(
     write lease blocks an upload; ``lock`` is where leases are kept (by default beside
     the uploads, see :func:`~spoolup.tus.lock.lock_for`). ``on_create`` may refuse an
     upload, or change its metadata, before it is created (see :data:`CreationCallback`).
+    ``allow_origins`` are the origins (``https://app.example.org``) whose pages get CORS
+    headers; none by default, so that no other web site's page can use the uploads
+    through its visitors' browsers (``("*",)`` allows any).
 
     Durability: the bytes and the offset are made durable at checkpoints, every
     ``checkpoint_bytes`` or ``checkpoint_seconds`` of a request, whichever comes first,
     and at the end of a request past either; a crash loses at most what came after the
     last checkpoint (the client resumes from there). ``max_open_uploads`` caps the
-    unfinished uploads (a creation beyond answers 429).
+    unfinished uploads (a creation beyond answers 429), ``max_open_per_client`` those
+    of one client (its bearer token, else its address: see :mod:`spoolup.tus.quota`;
+    ``None``: no per-client cap).
     """
     tus_limits = limits if limits is not None else TusLimits(max_size=max_size)
     if limits is not None and limits.max_size != max_size:
@@ -853,6 +989,7 @@ def create_tus_app(
         checkpoint_seconds=checkpoint_seconds,
         max_open_uploads=max_open_uploads,
         on_create=on_create,
+        max_open_per_client=max_open_per_client,
     )
 
 

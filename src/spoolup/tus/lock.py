@@ -285,3 +285,13 @@ class LeaseKeeper:
     def _release(self) -> None:
         with self._mutex, contextlib.suppress(StorageError):
             self.lock.release(self.lease)
+
+    def park(self) -> Lease | None:
+        """After leaving with ``release=False``: park the lease (see :meth:`UploadLock.park`)."""
+        with self._mutex:
+            if self.lost:
+                return None
+            try:
+                return self.lock.park(self.lease)
+            except StorageError:
+                return None

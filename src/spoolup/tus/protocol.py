@@ -367,13 +367,13 @@ class TusProtocol:
     Attributes:
         limits: bounds on client-controlled numbers; ``limits.max_size`` is ``Tus-Max-Size``.
         checksum_algorithms: the ``Upload-Checksum`` algorithms accepted.
-        allow_origins: origins allowed by CORS; ``("*",)`` allows any.
+        allow_origins: origins allowed by CORS (none by default); ``("*",)`` allows any.
         expiry: seconds an unfinished upload is kept after its last write, or ``None``.
     """
 
     limits: TusLimits = field(default_factory=TusLimits)
     checksum_algorithms: tuple[str, ...] = CHECKSUM_ALGORITHMS
-    allow_origins: tuple[str, ...] = ("*",)
+    allow_origins: tuple[str, ...] = ()
     expiry: float | None = 24 * 3600.0
 
     # -- requests -----------------------------------------------------------------

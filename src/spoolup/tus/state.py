@@ -50,6 +50,8 @@ class UploadInfo:
             it between checkpoints, and falls back to it if those bytes were lost.
         rev: a token changed by every save, so a server can tell whether anyone else
             wrote the upload since it did.
+        client: who created it (see :func:`spoolup.tus.quota.client_key`), for the
+            per-client cap on unfinished uploads.
     """
 
     id: str
@@ -65,6 +67,7 @@ class UploadInfo:
     record: dict[str, Any] | None = None
     synced: int = 0
     rev: str = ""
+    client: str = ""
 
     @property
     def is_complete(self) -> bool:
@@ -108,6 +111,7 @@ class UploadInfo:
             "record": self.record,
             "synced": self.synced,
             "rev": self.rev,
+            "client": self.client,
         }
         return json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
 
@@ -138,6 +142,7 @@ class UploadInfo:
                 record=None if raw["record"] is None else dict(raw["record"]),
                 synced=int(raw.get("synced", 0)),
                 rev=str(raw.get("rev", "")),
+                client=str(raw.get("client", "")),
             )
         except (ValueError, TypeError, KeyError) as exc:
             msg = f"damaged upload state: {exc}"

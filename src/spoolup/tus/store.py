@@ -20,11 +20,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import secrets
+import threading
+from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from spoolup._io import COPY_SIZE, MiB
+from spoolup._io import COPY_SIZE, MiB, io_pool
 from spoolup.files import FileInfo, UploadedFile
 from spoolup.storage import ObjectMeta, ObjectNotFound, PartInfo, ResumableStorage, StorageError
 from spoolup.storage.handler import StoredFile
@@ -38,6 +40,12 @@ if TYPE_CHECKING:
 __all__ = ["DataWriter", "TusStore"]
 
 _S3_PART = 8 * MiB
+# Parts sent in the background while the next one fills, across every upload of the
+# process: each holds one more part buffer in memory. Past these, an upload sends its
+# part itself (receiving waits), so memory stays near one part per upload plus these.
+_SENDING = threading.BoundedSemaphore(4)
+# Of those, at most this many for one upload (a store takes a few parts at once faster).
+_SENDING_EACH = 3
 
 
 class TusStore:
@@ -116,11 +124,16 @@ class TusStore:
         info.backend = {"mpu": mpu, "parts": [], "tail": 0}
         self.save(info)
 
-    def writer(self, info: UploadInfo) -> DataWriter:
-        """A writer appending the next bytes of the upload at ``info.offset``."""
+    def writer(self, info: UploadInfo, *, tail: bytes | None = None) -> DataWriter:
+        """A writer appending the next bytes of the upload at ``info.offset``.
+
+        ``tail``: the bytes of ``<id>/tail`` if the caller knows them (a writer's
+        :attr:`DataWriter.tail` after the last request, nobody else having written
+        since), so they are not read again.
+        """
         if self.storage.appendable:
             return _AppendWriter(self, info)
-        return _PartWriter(self, info)
+        return _PartWriter(self, info, tail)
 
     def _read_tail(self, info: UploadInfo) -> bytes:
         size = int(info.backend.get("tail", 0))
@@ -157,9 +170,18 @@ class TusStore:
         if not self.storage.appendable:
             self._delete_key(self.key(info.id, "tail"))
 
-    def open(self, info: UploadInfo) -> BinaryIO:
-        """Read the completed ``<id>/data``."""
-        return self.storage.open(self.key(info.id, "data"))
+    def open(self, info: UploadInfo, *, start: int = 0) -> BinaryIO:
+        """Read the completed ``<id>/data`` (from byte ``start``)."""
+        return self.storage.open(self.key(info.id, "data"), start=start)
+
+    def read_written(self, info: UploadInfo, start: int, end: int) -> BinaryIO | None:
+        """Read bytes ``start`` to ``end`` of the unfinished upload, if the backend can.
+
+        ``None`` on S3 (parts cannot be read before the upload is completed).
+        """
+        return self.storage.open_written(
+            self.key(info.id, "data"), str(info.backend["mpu"]), start, end
+        )
 
     def uploaded_file(self, info: UploadInfo, file_info: FileInfo) -> UploadedFile:
         """A :class:`~spoolup.storage.handler.StoredFile` over the completed ``<id>/data``.
@@ -224,6 +246,8 @@ class DataWriter:
         self.info = info
         self.offset = info.offset
         self.key = store.key(info.id, "data")
+        self.tail: bytes | None = None
+        """After :meth:`flush`: the bytes left in ``<id>/tail`` (``b""``: none), if any."""
 
     def write(self, data: bytes) -> None:
         """Append ``data``."""
@@ -265,6 +289,8 @@ class _AppendWriter(DataWriter):
             # loss): fall back to the last checkpoint; the client resumes from there.
             if info.synced >= info.offset:
                 raise
+            # Counted: a hash of the bytes before the old offset may no longer hold.
+            info.backend["fallbacks"] = int(info.backend.get("fallbacks", 0)) + 1
             info.offset = info.synced
             self.offset = info.synced
             self._out = store.storage.open_append(self.key, mpu, info.offset)
@@ -295,12 +321,17 @@ class _PartWriter(DataWriter):
     """S3 uploads: parts of ``part_size``; bytes short of a part wait in ``<id>/tail``.
 
     A part is filled in place in a buffer of exactly ``part_size`` bytes and sent as it
-    is: one part's worth of memory per upload, never reallocated or copied.
+    is, never reallocated or copied. Up to ``_SENDING_EACH`` full parts may be on their
+    way (in :func:`~spoolup._io.io_pool`) while the next fills, so receiving does not
+    wait for the store's answers; they are counted in order. At most ``_SENDING`` such
+    parts are on their way in the whole process: beyond, a part is sent in the writing
+    thread, so memory stays near one part per upload.
     """
 
-    def __init__(self, store: TusStore, info: UploadInfo) -> None:
+    def __init__(self, store: TusStore, info: UploadInfo, tail: bytes | None = None) -> None:
         super().__init__(store, info)
-        tail = store._read_tail(info)
+        if tail is None or len(tail) != int(info.backend.get("tail", 0)):
+            tail = store._read_tail(info)
         self._part: bytearray | None = None
         self._filled = 0
         if tail:
@@ -309,12 +340,37 @@ class _PartWriter(DataWriter):
             self._filled = len(tail)
         self._parts: list[list[object]] = [list(p) for p in info.backend["parts"]]
         self._in_parts = info.offset - len(tail)
+        self._sending: list[Future[PartInfo]] = []
 
-    def _send(self, data: bytearray) -> None:
-        number = len(self._parts) + 1
-        part = self.store.storage.upload_part(self.key, self.info.backend["mpu"], number, data)
+    def _upload(self, number: int, data: bytearray) -> PartInfo:
+        return self.store.storage.upload_part(self.key, self.info.backend["mpu"], number, data)
+
+    def _sent(self, keep: int = 0) -> None:
+        """Wait for the parts on their way, all but ``keep``, and count them in order.
+
+        The error of a part is raised here.
+        """
+        while len(self._sending) > keep:
+            self._record(self._sending.pop(0).result())
+
+    def _record(self, part: PartInfo) -> None:
         self._parts.append([part.number, part.size, part.etag])
         self._in_parts += part.size
+
+    def _send(self, data: bytearray, *, wait: bool = False) -> None:
+        self._sent(0 if wait else _SENDING_EACH - 1)
+        number = len(self._parts) + len(self._sending) + 1
+        if wait or not _SENDING.acquire(blocking=False):
+            self._sent()
+            self._record(self._upload(number, data))
+            return
+        try:
+            sending = io_pool().submit(self._upload, number, data)
+        except BaseException:
+            _SENDING.release()
+            raise
+        sending.add_done_callback(lambda _: _SENDING.release())
+        self._sending.append(sending)
 
     def write(self, data: bytes) -> None:
         self.offset += len(data)
@@ -334,24 +390,37 @@ class _PartWriter(DataWriter):
                     self._send(full)
 
     def snapshot(self) -> UploadInfo | None:
-        # Parts are durable once sent; the bytes still in the buffer are not counted.
+        # Parts are durable once sent (and counted); the bytes still in the buffer or on
+        # their way are not counted.
         if self._in_parts <= self.info.offset:
             return None
         backend = {**self.info.backend, "parts": [list(p) for p in self._parts], "tail": 0}
         return replace(self.info, offset=self._in_parts, synced=self._in_parts, backend=backend)
 
     def flush(self, *, final: bool = False, sync: bool = False) -> None:
+        self._sent()
         part, filled = self._part, self._filled
         if part is not None and filled >= self.store.storage.min_part_size:
             del part[filled:]  # cut in place: no copy
             self._part, self._filled = None, 0
-            self._send(part)
+            self._send(part, wait=True)
         elif part is not None and filled:
             with memoryview(part) as view:
                 tail = bytes(view[:filled])
             self.store.storage.write(self.store.key(self.info.id, "tail"), tail)
+            self.tail = tail
+        if not self._filled:
+            self.tail = b""
         backend = self.info.backend
         backend["parts"] = [list(p) for p in self._parts]
         backend["tail"] = self._filled
         self.info.offset = self.offset
         self.info.synced = self.offset
+
+    def close(self) -> None:
+        # Parts still on their way after a failed request are waited for, never left
+        # writing after the request (and its lease) ended; they are not counted.
+        sending, self._sending = self._sending, []
+        for part in sending:
+            with contextlib.suppress(BaseException):
+                part.result()

@@ -38,7 +38,7 @@ import secrets
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO
 
 from django.conf import settings
 from django.core.files import File
@@ -46,8 +46,9 @@ from django.core.files.storage import FileSystemStorage, Storage, default_storag
 from django.core.files.utils import validate_file_name
 
 from spoolup._cleanup import SpoolFile
+from spoolup._storing import FileWriter, StoringHandler
 from spoolup.files import FileInfo, UploadedFile, _fsync_dir
-from spoolup.handlers import StopFutureHandlers, UploadContext, UploadHandler
+from spoolup.storage.ranges import LazyRangeReader
 
 __all__ = ["DjangoStorageHandler", "StoredFile"]
 
@@ -61,12 +62,6 @@ class StoredFile(UploadedFile):
 
     name: str
     storage: Storage
-
-
-class _Writer(Protocol):
-    def write(self, data: bytes) -> None: ...
-    def commit(self) -> str: ...
-    def abort(self) -> None: ...
 
 
 class _FileSystemWriter:
@@ -189,51 +184,7 @@ def _is_s3(storage: Storage) -> bool:
     return isinstance(storage, S3Storage)
 
 
-class _Reader(io.RawIOBase):
-    """Opens the stored file on the first read: an unread file costs no request."""
-
-    def __init__(self, storage: Storage, name: str) -> None:
-        super().__init__()
-        self._storage = storage
-        self._name = name
-        self._pos = 0
-        self._file: Any = None
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        if self._file is None:
-            self._file = self._storage.open(self._name, "rb")
-            self._file.seek(self._pos)
-        data = self._file.read(len(buffer))
-        buffer[: len(data)] = data
-        self._pos += len(data)
-        return len(data)
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        if whence != io.SEEK_SET or self._file is not None:
-            if self._file is None:
-                self._file = self._storage.open(self._name, "rb")
-            self._pos = self._file.seek(offset, whence)
-        else:
-            self._pos = offset
-        return self._pos
-
-    def tell(self) -> int:
-        return self._pos
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-        super().close()
-
-
-class DjangoStorageHandler(UploadHandler):
+class DjangoStorageHandler(StoringHandler[str]):
     """Writes each file part into a Django storage as it arrives; takes the file.
 
     Args:
@@ -245,18 +196,17 @@ class DjangoStorageHandler(UploadHandler):
     ``file_complete`` returns a :class:`StoredFile` (``name``: where it is in the
     storage); in ``request.FILES`` it is a Django ``UploadedFile`` whose ``name`` is
     that stored name. Put observers (``HashingHandler``, size and type checks) before it.
+    If the upload fails, the files this request stored are deleted.
     """
 
     def __init__(self, storage: Storage | str | None = None, upload_to: UploadTo = "") -> None:
+        super().__init__()
         if storage is None:
             storage = default_storage
         elif isinstance(storage, str):
             storage = storages[storage]
         self.storage: Storage = storage
         self.upload_to = upload_to
-        self._writer: _Writer | None = None
-        self._info: FileInfo | None = None
-        self._committed: list[str] = []
 
     def _name(self, info: FileInfo) -> str:
         if callable(self.upload_to):
@@ -268,69 +218,31 @@ class DjangoStorageHandler(UploadHandler):
         generated: str = self.storage.generate_filename(name)
         return generated
 
-    def upload_started(self, context: UploadContext) -> None:
-        """Forget the previous request."""
-        self._abort()
-        self._committed = []
-
-    def new_file(self, info: FileInfo) -> None:
-        """Open a writer under the name ``upload_to`` gives; later handlers see nothing."""
-        self._abort()
+    def open_writer(self, info: FileInfo) -> FileWriter[str]:
+        """A writer under the name ``upload_to`` gives, the fastest way the storage allows."""
         name = self._name(info)
         storage = self.storage
         if isinstance(storage, FileSystemStorage):
-            self._writer = _FileSystemWriter(storage, name)
-        elif _is_s3(storage):
-            self._writer = _S3Writer(storage, name, info)
-        else:
-            self._writer = _SaveWriter(storage, name)
-        self._info = info
-        raise StopFutureHandlers
+            return _FileSystemWriter(storage, name)
+        if _is_s3(storage):
+            return _S3Writer(storage, name, info)
+        return _SaveWriter(storage, name)
 
-    def receive_data_chunk(self, data: bytes, offset: int) -> bytes | None:
-        """Write the chunk to the storage; keeps it."""
-        assert self._writer is not None
-        self._writer.write(data)
-        return None
+    def stored_file(self, info: FileInfo, committed: str, size: int) -> UploadedFile:
+        """The file stored under the name ``committed``, read back on demand."""
+        storage = self.storage
 
-    def file_complete(self, size: int) -> UploadedFile | None:
-        """Put the file in place and return it as a :class:`StoredFile`."""
-        writer, info = self._writer, self._info
-        assert writer is not None
-        assert info is not None
-        self._writer = None
-        name = writer.commit()
-        self._committed.append(name)
-        reader: BinaryIO = io.BufferedReader(_Reader(self.storage, name))
+        def opener() -> BinaryIO:
+            stream: BinaryIO = storage.open(committed, "rb")
+            return stream
+
+        reader: BinaryIO = io.BufferedReader(LazyRangeReader(opener, size))
         file = StoredFile.from_info(info, reader, size=size, in_memory=False)
         assert isinstance(file, StoredFile)
-        file.name = name
-        file.storage = self.storage
+        file.name = committed
+        file.storage = storage
         return file
 
-    def file_skipped(self) -> None:
-        """Abort the file being written."""
-        self._abort()
-
-    def upload_complete(self) -> None:
-        """The stored files stay."""
-        self._abort()
-
-    def upload_interrupted(self) -> None:
-        """Abort the file in progress and delete the files this request stored."""
-        self._abort()
-        committed, self._committed = self._committed, []
-        error: Exception | None = None
-        for name in committed:
-            try:
-                self.storage.delete(name)
-            except Exception as exc:  # delete the others all the same
-                error = error or exc
-        if error is not None:
-            raise error
-
-    def _abort(self) -> None:
-        writer, self._writer = self._writer, None
-        self._info = None
-        if writer is not None:
-            writer.abort()
+    def remove(self, committed: str) -> None:
+        """Delete the stored file."""
+        self.storage.delete(committed)

@@ -1,0 +1,95 @@
+"""Caps on unfinished tus uploads: in all, and per client.
+
+A client is named by its bearer token when it sends one (a hash of it, never the token),
+else by its address: the connection's, or the ``X-Forwarded-For`` one that uvicorn
+takes from a trusted proxy (``FORWARDED_ALLOW_IPS``, loopback by default). IPv6
+addresses count per /64 network, the block one machine usually holds. Each upload
+records its client, so the counts survive a restart: they are taken from one listing
+on the first creation and at every expiry sweep, and kept up to date in between.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from spoolup.tus.protocol import TusError
+
+__all__ = ["OpenUploads", "client_key"]
+
+
+def client_key(scope: Mapping[str, Any], headers: Mapping[str, str]) -> str:
+    """Who is asking: ``token:<hash>``, ``ip:<address or /64 network>``, or ``""``."""
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return "token:" + hashlib.sha256(token.strip().encode()).hexdigest()[:32]
+    client = scope.get("client")
+    if not client:
+        return ""
+    host = str(client[0])
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return "ip:" + host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return "ip:" + str(address.ipv4_mapped)
+        return "ip:" + str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return "ip:" + str(address)
+
+
+class OpenUploads:
+    """The unfinished uploads this server knows of, by client, with the two caps."""
+
+    def __init__(self, max_open: int, max_per_client: int | None) -> None:
+        self.max_open = max_open
+        self.max_per_client = max_per_client
+        self.counted = False  # whether a listing has been counted yet
+        self._client_of: dict[str, str] = {}
+        self._per_client: Counter[str] = Counter()
+
+    def __len__(self) -> int:
+        return len(self._client_of)
+
+    def recount(self, uploads: Iterable[tuple[str, str | None]]) -> None:
+        """Start again from ``(upload id, client)`` pairs; a ``None`` client keeps the one known."""
+        client_of = {
+            upload_id: self._client_of.get(upload_id, "") if client is None else client
+            for upload_id, client in uploads
+        }
+        self._client_of = client_of
+        self._per_client = Counter(client_of.values())
+        self.counted = True
+
+    def admit(self, client: str) -> None:
+        """Raise a 429 :class:`TusError` if ``client`` may not open one more upload."""
+        if len(self._client_of) >= self.max_open:
+            msg = (
+                f"too many unfinished uploads ({self.max_open}): finish or delete "
+                "some, or wait until they expire"
+            )
+            raise TusError(msg, status=429)
+        cap = self.max_per_client
+        if client and cap is not None and self._per_client[client] >= cap:
+            msg = (
+                f"too many unfinished uploads from this client ({cap}): "
+                "finish or delete some, or wait until they expire"
+            )
+            raise TusError(msg, status=429)
+
+    def opened(self, upload_id: str, client: str) -> None:
+        """Count a new upload."""
+        if upload_id not in self._client_of:
+            self._client_of[upload_id] = client
+            self._per_client[client] += 1
+
+    def closed(self, upload_id: str) -> None:
+        """Stop counting an upload (finished or removed; a second call does nothing)."""
+        client = self._client_of.pop(upload_id, None)
+        if client is not None:
+            self._per_client[client] -= 1
+            if self._per_client[client] <= 0:
+                del self._per_client[client]

@@ -1,0 +1,64 @@
+"""The per-client cap on unfinished tus uploads, over real sockets (uvicorn on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import httpx
+
+from spoolup.tus.quota import client_key
+from tests.tus.conftest import Env, Server
+
+OCT = {"Content-Type": "application/offset+octet-stream"}
+
+
+def _create(client: httpx.Client, server: Server, **headers: str) -> httpx.Response:
+    return client.post(server.url, headers={"Upload-Length": "2", **headers})
+
+
+def _from(address: str) -> dict[str, str]:
+    # uvicorn believes X-Forwarded-For from a proxy on loopback (FORWARDED_ALLOW_IPS).
+    return {"X-Forwarded-For": address}
+
+
+def test_one_client_cannot_take_every_open_upload(env: Env, client: httpx.Client) -> None:
+    server = env.start(max_open_uploads=100, max_open_per_client=2)
+    a = [_create(client, server, **_from("10.0.0.1")) for _ in range(2)]
+    assert [r.status_code for r in a] == [201, 201]
+    refused = _create(client, server, **_from("10.0.0.1"))
+    assert refused.status_code == 429
+    assert "too many unfinished uploads from this client (2)" in refused.json()["error"]
+    # Other clients are not held back: another address, or a token from the same one.
+    assert _create(client, server, **_from("10.0.0.2")).status_code == 201
+    token = {"Authorization": "Bearer team-token", **_from("10.0.0.1")}
+    assert _create(client, server, **token).status_code == 201
+    # Finishing one of its uploads gives the client room again.
+    url = server.base + a[0].headers["location"]
+    finished = client.patch(url, content=b"ab", headers={**OCT, "Upload-Offset": "0"})
+    assert finished.status_code == 204
+    assert _create(client, server, **_from("10.0.0.1")).status_code == 201
+    assert _create(client, server, **_from("10.0.0.1")).status_code == 429
+
+
+def test_the_per_client_count_survives_a_restart(env: Env, client: httpx.Client) -> None:
+    first = env.start(max_open_per_client=2)
+    for _ in range(2):
+        assert _create(client, first, **_from("10.0.0.9")).status_code == 201
+    second = env.start(max_open_per_client=2)  # counts what it finds in storage
+    assert _create(client, second, **_from("10.0.0.9")).status_code == 429
+    assert _create(client, second, **_from("10.0.0.8")).status_code == 201
+
+
+def test_client_keys() -> None:
+    def key(host: str, authorization: str = "") -> str:
+        headers = {"authorization": authorization} if authorization else {}
+        return client_key({"client": (host, 1234)}, headers)
+
+    assert key("10.1.2.3") == "ip:10.1.2.3"
+    # One machine's IPv6 addresses share a /64; an IPv4-mapped one is its IPv4 address.
+    assert key("2001:db8:1:2::1") == key("2001:db8:1:2:ffff::9") == "ip:2001:db8:1:2::/64"
+    assert key("2001:db8:1:3::1") != key("2001:db8:1:2::1")
+    assert key("::ffff:10.1.2.3") == "ip:10.1.2.3"
+    tokened = key("10.1.2.3", "Bearer s3cret")
+    assert tokened.startswith("token:")
+    assert "s3cret" not in tokened
+    assert tokened == key("10.9.9.9", "Bearer s3cret")
+    assert client_key({}, {}) == ""

@@ -278,9 +278,10 @@ class TusApp:
 
         A client that sees the full offset sends no PATCH (tuspy, tus-js-client): a
         ``HEAD``, and the expiry sweep, finish the upload instead, under its lease.
-        While someone else holds the lease (it is completing it right now), or when
-        the dead server had already handed the bytes on (they are no longer in the
-        store, and its record is unknown), ``info`` is returned as it is.
+        While someone else holds the lease (it is completing it right now), when the
+        store fails (the next request tries again), or when the dead server had
+        already handed the bytes on (they are no longer in the store, and its record
+        is unknown), ``info`` is returned as it is.
         """
 
         async def run() -> UploadInfo:
@@ -297,6 +298,9 @@ class TusApp:
         try:
             return await self._locked(info.id, run())
         except UploadLocked:
+            return info
+        except StorageError as exc:  # tried again by the next HEAD, PATCH or sweep
+            logger.warning("finishing the upload %s failed: %s", info.id, exc)
             return info
 
     async def _create(

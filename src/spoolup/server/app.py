@@ -531,6 +531,8 @@ def create_app(
         tus=tus.store if tus is not None else None,
         orphan_age=(tus.protocol.expiry if tus is not None else None) or 24 * 3600.0,
         interval=config.sweep_interval,
+        # Longer than a tus lease: renewed by one thread, never on the request path.
+        write_lease=10 * config.lease,
     )
 
     @asynccontextmanager

@@ -366,6 +366,7 @@ def measure_large_patch(sizes: Sizes, table: Table) -> None:
 def run(quick: bool) -> list[Table]:
     """Run the three measurements; return their tables."""
     sizes = QUICK if quick else FULL
+    load_before = os.getloadavg()[0]
     uploads = Table(
         "Concurrent uploads to one server (half multipart, half tus)",
         ["run", "bytes", "failed", "MB/s", "vs one alone", "peak server RSS"],
@@ -381,4 +382,9 @@ def run(quick: bool) -> list[Table]:
         ["upload", "sha256 right", "MB/s", "idle server RSS", "RSS growth"],
     )
     measure_large_patch(sizes, patch)
+    # Other work on the machine changes every figure here: say how busy it was.
+    uploads.notes.append(
+        f"machine load average (1 min) before: {load_before:.1f}, after: "
+        f"{os.getloadavg()[0]:.1f}, on {os.cpu_count()} cores"
+    )
     return [uploads, slow, patch]

@@ -163,6 +163,28 @@ def test_field_charset_and_bad_bytes() -> None:
         spoolup.parse_form(unknown + end(), CT)
 
 
+def test_fields_after_the_first_come_whole_and_decode_the_same() -> None:
+    # Past the first part, a field whose body is in the chunk skips the per-part events
+    # (MultipartParser.feed_fields): same values, same errors, whatever the chunking.
+    latin = part(
+        "b", "caf\u00e9".encode("latin-1"), extra="Content-Type: text/plain; charset=latin-1\r\n"
+    )
+    body = part("a", b"1") + latin + part("c", b"") + part("a", b"2") + end()
+    for chunks in ([body], chunked(body, 7), chunked(body, 64)):
+        with spoolup.parse_form(chunks, CT) as form:
+            assert form.fields.multi_items() == [
+                ("a", "1"),
+                ("b", "caf\u00e9"),
+                ("c", ""),
+                ("a", "2"),
+            ]
+    with pytest.raises(MalformedRequest, match="field 'x' is not valid utf-8"):
+        spoolup.parse_form(part("a", b"1") + part("x", b"\xff") + end(), CT)
+    unknown = part("x", b"x", extra="Content-Type: text/plain; charset=klingon\r\n")
+    with pytest.raises(MalformedRequest, match="field 'x' is not valid klingon"):
+        spoolup.parse_form(part("a", b"1") + unknown + end(), CT)
+
+
 @pytest.mark.parametrize("content_type", ["", "text/plain", "application/json", "multipart/mixed"])
 def test_other_types_are_unsupported(content_type: str) -> None:
     with pytest.raises(UnsupportedMediaType) as err:

@@ -639,7 +639,7 @@ def test_temp_file_is_synced_while_received_and_save_is_durable(
 
     monkeypatch.setattr(spoolup._io, "SYNC_EVERY", 256 * 1024)
     monkeypatch.setattr(spoolup._io, "TEMP_SYNC_AFTER", 512 * 1024)
-    monkeypatch.setattr(spoolup._io, "fdatasync", fdatasync)
+    monkeypatch.setattr(spoolup._io, "start_writeback", fdatasync)
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(spoolup.handlers, "WRITE_BATCH", 64 * 1024)
     content = os.urandom(3 * 1024 * 1024)
@@ -671,7 +671,7 @@ def test_small_temp_files_are_never_synced_in_the_background(
     calls: list[int] = []
     monkeypatch.setattr(spoolup._io, "SYNC_EVERY", 64 * 1024)
     monkeypatch.setattr(spoolup._io, "TEMP_SYNC_AFTER", 1024 * 1024)
-    monkeypatch.setattr(spoolup._io, "fdatasync", calls.append)
+    monkeypatch.setattr(spoolup._io, "start_writeback", calls.append)
     data = body(("a", "a.bin", os.urandom(900 * 1024), None))
     with spoolup.parse_form(chunked(data, 65536), CT, handlers=[TemporaryFileHandler]) as form:
         assert form.files["a"].size == 900 * 1024
@@ -688,7 +688,7 @@ def test_a_failed_background_sync_fails_the_save(
 
     monkeypatch.setattr(spoolup._io, "SYNC_EVERY", 256 * 1024)
     monkeypatch.setattr(spoolup._io, "TEMP_SYNC_AFTER", 0)
-    monkeypatch.setattr(spoolup._io, "fdatasync", fdatasync)
+    monkeypatch.setattr(spoolup._io, "start_writeback", fdatasync)
     monkeypatch.setattr(spoolup.handlers, "WRITE_BATCH", 64 * 1024)
     data = body(("a", "a.bin", os.urandom(300 * 1024), None))
     with spoolup.parse_form(chunked(data, 65536), CT, handlers=[TemporaryFileHandler]) as form:

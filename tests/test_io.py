@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import threading
 from concurrent.futures import Future
+from pathlib import Path
 
 import pytest
 
@@ -85,3 +88,27 @@ def test_a_batch_that_never_starts_does_not_hang(monkeypatch: pytest.MonkeyPatch
     assert batcher._pending.cancelled()
     assert batcher._started is not None
     assert batcher._started.locked()
+
+
+def test_start_writeback_on_a_file_and_its_errors(tmp_path: Path) -> None:
+    # Linux: sync_file_range, which does not wait; elsewhere an fdatasync. Either way
+    # the data stays readable and a bad descriptor is an OSError, not a silent pass.
+    path = tmp_path / "f"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT)
+    try:
+        os.write(fd, b"x" * 100_000)
+        spoolup._io.start_writeback(fd)
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == b"x" * 100_000
+    with pytest.raises(OSError) as raised:
+        spoolup._io.start_writeback(fd)  # closed now
+    assert raised.value.errno == errno.EBADF
+
+
+def test_start_writeback_falls_back_to_fdatasync(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    monkeypatch.setattr(spoolup._io, "_range_sync", None)
+    monkeypatch.setattr(spoolup._io, "fdatasync", calls.append)
+    spoolup._io.start_writeback(7)
+    assert calls == [7]

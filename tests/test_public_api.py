@@ -140,6 +140,15 @@ SUBMODULES: dict[str, list[str]] = {
         "StorageError",
     ],
     "spoolup.storage.handler": ["StorageHandler", "StoredFile", "random_key"],
+    "spoolup.storage.leases": [
+        "DEFAULT_TTL",
+        "ConditionalWritesUnsupported",
+        "HeldLeases",
+        "Lease",
+        "LeaseLost",
+        "ObjectLock",
+        "UploadLock",
+    ],
     "spoolup.storage.local": ["LocalStorage"],
     "spoolup.storage.meta": [
         "MAX_KEY_LENGTH",
@@ -246,6 +255,7 @@ SUBMODULES: dict[str, list[str]] = {
         "UploadLock",
         "lock_for",
     ],
+    "spoolup.tus.quota": ["OpenUploads", "client_key"],
     "spoolup.tus.protocol": [
         "CHECKSUM_ALGORITHMS",
         "EXTENSIONS",

@@ -42,7 +42,7 @@ from spoolup.handlers import (
 )
 from spoolup.headers import media_type, multipart_boundary, parse_options_header, safe_filename
 from spoolup.limits import Limits
-from spoolup.multipart import MultipartParser, PartData, PartEnd, PartStart
+from spoolup.multipart import MultipartParser, PartData, PartEnd, PartStart, WholeField
 from spoolup.urlencoded import Field, URLEncodedParser
 
 __all__ = [
@@ -202,7 +202,7 @@ class Form:
 # -- the core ------------------------------------------------------------------
 
 
-_Event: TypeAlias = PartStart | PartData | PartEnd | Field
+_Event: TypeAlias = PartStart | PartData | PartEnd | WholeField | Field
 """What a parser gives the receiver: multipart events, or urlencoded fields."""
 
 
@@ -240,6 +240,22 @@ class _RawBody:
         return events
 
 
+class _Multipart:
+    """Adapts :class:`spoolup.multipart.MultipartParser` to the receiver: a field in one
+    chunk comes as one ``(name, body, charset)`` tuple (no per-part event objects)."""
+
+    __slots__ = ("_parser",)
+
+    def __init__(self, boundary: bytes, limits: Limits) -> None:
+        self._parser = MultipartParser(boundary, limits=limits)
+
+    def feed(self, data: bytes) -> Sequence[_Event]:
+        return self._parser.feed_fields(data)
+
+    def close(self) -> None:
+        self._parser.close()
+
+
 class _URLEncoded:
     """Adapts :class:`spoolup.urlencoded.URLEncodedParser` to the receiver."""
 
@@ -258,7 +274,7 @@ class _URLEncoded:
 def _form_parser(content_type: str, limits: Limits) -> _Parser:
     mime, params = parse_options_header(content_type)
     if mime == _MULTIPART:
-        return MultipartParser(multipart_boundary(content_type), limits=limits)
+        return _Multipart(multipart_boundary(content_type), limits)
     if mime == _URLENCODED:
         charset = params.get("charset", "utf-8")
         try:
@@ -384,6 +400,9 @@ class Receiver:
                         held.append(event.data)
                     else:
                         self._field = [held, event.data]
+                elif type(event) is tuple:  # a whole field (WholeField)
+                    name, raw, charset = event
+                    self._add_field(name, raw, charset or "utf-8")
                 elif type(event) is PartEnd:
                     if self._active is not None:
                         self._file_end()
@@ -477,15 +496,16 @@ class Receiver:
         assert held is not None
         self._field = None
         raw = b"".join(held) if isinstance(held, list) else held
+        self._add_field(self._field_name, raw, self._field_charset)
+
+    def _add_field(self, name: str, raw: bytes, charset: str) -> None:
         try:
-            value = raw.decode(self._field_charset)
+            value = raw.decode(charset)
         # ValueError covers every UnicodeError (the "undefined" codec raises a bare one)
         # and a charset name holding a NUL.
         except (ValueError, LookupError):
-            raise MalformedRequest(
-                f"field {self._field_name[:100]!r} is not valid {self._field_charset[:32]}"
-            ) from None
-        self._field_names.append(self._field_name)
+            raise MalformedRequest(f"field {name[:100]!r} is not valid {charset[:32]}") from None
+        self._field_names.append(name)
         self._field_values.append(value)
 
     def _skip(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -11,6 +12,7 @@ import pytest
 
 from benchmarks.serving import free_port
 from tests.chaos.conftest import TUS, MiB, SlowSend, leftovers, payload
+from tests.seaweed import Seaweed
 from tests.serve_process import serve
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
@@ -131,3 +133,60 @@ def test_a_running_server_sweeps_a_dead_neighbours_files_but_not_its_own(tmp_pat
         assert mine.response is not None
         assert mine.response.status_code == 201
         assert mine.response.json()["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.s3
+def test_kill9_mid_post_on_s3_leaves_no_multipart_upload_once_swept(
+    tmp_path: Path, seaweed: Seaweed
+) -> None:
+    """The dead server's multipart upload is aborted by another server's sweep in seconds.
+
+    Not a day later by age: its write lease (ten tus leases: 3 s here) runs out. A
+    write on the sweeping server lives through many sweeps and is kept.
+    """
+    prefix = f"kill9-{uuid.uuid4().hex[:8]}"
+    storage = f"s3://{seaweed.bucket}/{prefix}"
+    client = seaweed.client()
+    data = payload(12 * MiB, seed=8)
+    body, content_type = _multipart(data)
+
+    def pending() -> list[str]:
+        found = client.list_multipart_uploads(Bucket=seaweed.bucket, Prefix=f"{prefix}/")
+        return [u["Key"] for u in found.get("Uploads", [])]
+
+    def leases() -> list[str]:
+        listing = client.list_objects_v2(Bucket=seaweed.bucket, Prefix=f"{prefix}/writes/")
+        return [entry["Key"] for entry in listing.get("Contents", [])]
+
+    lease = ("--lease", "0.3")
+    with (
+        serve(tmp_path / "a", *lease, storage=storage, env=seaweed.env()) as doomed,
+        serve(
+            tmp_path / "b", *lease, "--sweep-interval", "1", storage=storage, env=seaweed.env()
+        ) as survivor,
+    ):
+        headers = {"Content-Type": content_type}
+        post = SlowSend("POST", f"{doomed.url}/api/files", body, headers).start()
+        post.wait_sent(10 * MiB)  # past one 8 MiB part: the upload exists
+        deadline = time.monotonic() + 30
+        while not (theirs := pending()):
+            assert time.monotonic() < deadline, "the POST began no multipart upload"
+            time.sleep(0.05)
+        assert leases()
+        # About 8 s of sending on the survivor: its own write outlives several sweeps.
+        mine = SlowSend("PUT", f"{survivor.url}/api/files/b.bin", data, pause=0.15).start()
+        mine.wait_sent(9 * MiB)
+        doomed.kill9()
+        post.join()
+        deadline = time.monotonic() + 60
+        while set(theirs) & set(pending()):
+            assert time.monotonic() < deadline, "the dead server's upload was never aborted"
+            time.sleep(0.2)
+        mine.join()
+        assert mine.response is not None
+        assert mine.response.status_code == 201, mine.response.text
+        assert mine.response.json()["sha256"] == hashlib.sha256(data).hexdigest()
+        deadline = time.monotonic() + 30
+        while pending() or leases():
+            assert time.monotonic() < deadline, (pending(), leases())
+            time.sleep(0.2)

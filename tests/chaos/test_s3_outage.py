@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -66,5 +68,35 @@ def test_object_store_outage_mid_upload(tmp_path: Path) -> None:
             assert "aborted the orphaned multipart upload" in running.log_text()
             again = httpx.put(f"{running.url}/api/files/again.txt", content=b"back")
             assert again.status_code == 201
+    finally:
+        seaweed.stop()
+
+
+def test_healthz_answers_in_time_while_the_object_store_hangs(tmp_path: Path) -> None:
+    """A frozen S3 endpoint (connections accepted, never answered) is a prompt 503."""
+    seaweed = start_seaweed(tmp_path / "seaweed")
+    try:
+        with serve(tmp_path, storage=f"s3://{seaweed.bucket}/hang", env=seaweed.env()) as running:
+            _wait_for(
+                "the server never saw the store",
+                lambda: httpx.get(f"{running.url}/healthz").status_code == 200,
+            )
+            os.kill(seaweed.process.pid, signal.SIGSTOP)
+            try:
+                started = time.monotonic()
+                answers = [httpx.get(f"{running.url}/healthz", timeout=120) for _ in range(3)]
+                took = time.monotonic() - started
+            finally:
+                os.kill(seaweed.process.pid, signal.SIGCONT)
+            assert [a.status_code for a in answers] == [503, 503, 503]
+            assert answers[0].json()["status"] == "unavailable"
+            assert "did not answer within" in answers[0].json()["error"]
+            # Without the deadline each one waits for boto3's timeouts and retries
+            # (60 s each); with it, three answers take a few seconds.
+            assert took < 60, took
+            _wait_for(
+                "/healthz did not come back",
+                lambda: httpx.get(f"{running.url}/healthz", timeout=30).status_code == 200,
+            )
     finally:
         seaweed.stop()

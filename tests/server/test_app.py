@@ -693,7 +693,7 @@ def test_storage_failures(make_server: Callable[..., RunningServer], tmp_path: P
     with running.client() as client:
         health = client.get("/healthz")
         assert health.status_code == 503
-        assert health.json() == {"error": "storage unavailable"}
+        assert health.json() == {"status": "unavailable", "error": "the storage does not answer"}
         full = client.put("/api/files/a.txt", content=b"x")
         assert full.status_code == 507
         assert full.json() == {"error": "storage is full"}

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import io
 import logging
+import re
+import shutil
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -129,3 +132,65 @@ def test_truncated_tiff_is_a_typed_error_even_when_warnings_are_errors() -> None
         for cut in (139, 120, 60):
             with pytest.raises(UploadError):
                 inspect_image(buffer.getvalue()[:cut], max_pixels=10**7)
+
+
+def _sabotage(storage: Path, name: str, how: str, outside: Path) -> None:
+    """Make ``storage/name`` something the server did not make: a file or a way out."""
+    target = storage / name
+    if target.is_dir() and not target.is_symlink():
+        shutil.rmtree(target)
+    elif target.exists() or target.is_symlink():
+        target.unlink()
+    if how == "file":
+        target.write_bytes(b"not a folder")
+    else:
+        outside.mkdir(exist_ok=True)
+        target.symlink_to(outside, target_is_directory=True)
+
+
+_MULTIPART = {"files": ("a.txt", b"hello", "text/plain")}
+
+
+@pytest.mark.parametrize(
+    ("name", "how", "request_kind"),
+    [
+        ("files", "file", "post"),
+        ("files", "symlink", "post"),
+        ("files", "file", "put"),
+        ("files", "symlink", "put"),
+        ("tus", "file", "tus"),
+        ("tus", "symlink", "tus"),
+        (".uploads", "file", "tus"),
+        (".uploads", "symlink", "tus"),
+    ],
+)
+def test_storage_errors_never_show_server_paths(
+    make_server: Callable[..., RunningServer],
+    tmp_path: Path,
+    name: str,
+    how: str,
+    request_kind: str,
+) -> None:
+    server = make_server()
+    _sabotage(server.storage, name, how, tmp_path / "outside")
+    with server.client() as client:
+        if request_kind == "post":
+            response = client.post("/api/files", files=_MULTIPART)
+        elif request_kind == "put":
+            response = client.put("/api/files/a.txt", content=b"hello")
+        else:
+            response = client.post("/tus/", headers={**TUS, "Upload-Length": "5"})
+            if response.status_code == 201:
+                response = client.patch(
+                    response.headers["location"],
+                    content=b"hello",
+                    headers={
+                        **TUS,
+                        "Upload-Offset": "0",
+                        "Content-Type": "application/offset+octet-stream",
+                    },
+                )
+    assert response.status_code == 400, response.text
+    for path in (server.storage, server.storage.resolve(), tmp_path, server.tmpdir):
+        assert str(path) not in response.text
+    assert not re.search(r"(^|[\s'\"(])/(tmp|home|root|var|srv|work|usr)/", response.text)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import time
@@ -12,7 +13,7 @@ import pytest
 
 from spoolup.server.protocol import ConnectionLimits, connection_cap
 from tests.serve_process import serve
-from tests.server.conftest import RunningServer
+from tests.server.conftest import RunningServer, wait_for_log
 
 MiB = 1024 * 1024
 
@@ -310,7 +311,10 @@ def _send_body(sock: socket.socket, chunk: bytes, pause: float, total: int) -> b
     return got
 
 
-def test_a_body_under_the_minimum_rate_is_cut_with_408(min_rate: RunningServer) -> None:
+def test_a_body_under_the_minimum_rate_is_cut_with_408(
+    min_rate: RunningServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
     with _connect(min_rate) as sock:
         sock.sendall(
             b"PUT /api/files/trickle.bin HTTP/1.1\r\nHost: 127.0.0.1\r\n"
@@ -322,6 +326,9 @@ def test_a_body_under_the_minimum_rate_is_cut_with_408(min_rate: RunningServer) 
     assert _status(response) == 408, response[:200]
     assert b"request body too slow" in response
     assert time.monotonic() - started < 30
+    # The access log shows the answer the client got, not the one the app tried.
+    assert '"PUT /api/files/trickle.bin" 408 ' in wait_for_log(caplog, "spoolup.access", "trickle")
+    assert "request bodies too slow" in wait_for_log(caplog, "spoolup.server", "too slow")
     with min_rate.client() as client:
         assert client.get("/api/files").json() == []
 

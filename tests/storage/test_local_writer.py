@@ -91,7 +91,7 @@ def test_large_files_are_synced_in_the_background(
         real_fsync(fd)
 
     monkeypatch.setattr(io_mod, "SYNC_EVERY", 2 * MiB)
-    monkeypatch.setattr(io_mod, "fdatasync", fake_fdatasync)
+    monkeypatch.setattr(io_mod, "start_writeback", fake_fdatasync)
     monkeypatch.setattr(os, "fsync", counting_fsync)
     storage = LocalStorage(tmp_path)
     chunk = random.Random(4).randbytes(MiB)
@@ -109,7 +109,7 @@ def test_small_files_start_no_background_sync(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[int] = []
-    monkeypatch.setattr(io_mod, "fdatasync", calls.append)
+    monkeypatch.setattr(io_mod, "start_writeback", calls.append)
     storage = LocalStorage(tmp_path)
     storage.write("small", b"s" * (3 * MiB))
     assert calls == []
@@ -123,7 +123,7 @@ def test_a_failed_background_sync_fails_the_write(
         raise OSError(5, "Input/output error")
 
     monkeypatch.setattr(io_mod, "SYNC_EVERY", MiB)
-    monkeypatch.setattr(io_mod, "fdatasync", failing_fdatasync)
+    monkeypatch.setattr(io_mod, "start_writeback", failing_fdatasync)
     storage = LocalStorage(tmp_path)
     chunk = b"e" * MiB
     writer = storage.open_writer("bad")
@@ -151,7 +151,7 @@ def test_abort_waits_for_a_running_sync(tmp_path: Path, monkeypatch: pytest.Monk
         seen.append(os.fstat(fd).st_size)  # the fd is still open
 
     monkeypatch.setattr(io_mod, "SYNC_EVERY", MiB)
-    monkeypatch.setattr(io_mod, "fdatasync", slow_fdatasync)
+    monkeypatch.setattr(io_mod, "start_writeback", slow_fdatasync)
     storage = LocalStorage(tmp_path)
     writer = storage.open_writer("gone")
     writer.write(b"a" * MiB)
@@ -171,7 +171,7 @@ def test_abort_cancels_a_sync_not_started(tmp_path: Path, monkeypatch: pytest.Mo
     calls: list[int] = []
     monkeypatch.setattr(io_mod, "io_pool", lambda: pool)
     monkeypatch.setattr(io_mod, "SYNC_EVERY", MiB)
-    monkeypatch.setattr(io_mod, "fdatasync", calls.append)
+    monkeypatch.setattr(io_mod, "start_writeback", calls.append)
     try:
         storage = LocalStorage(tmp_path)
         writer = storage.open_writer("gone")

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from spoolup.storage.leases import _S3Cells
 from spoolup.storage.local import LocalStorage
 from spoolup.storage.s3 import S3Storage
 from spoolup.tus.lock import (
@@ -22,7 +23,6 @@ from spoolup.tus.lock import (
     LeaseLost,
     ObjectLock,
     UploadLock,
-    _S3Cells,
     lock_for,
 )
 from spoolup.tus.store import TusStore

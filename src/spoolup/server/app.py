@@ -43,7 +43,7 @@ from spoolup.limits import Limits
 from spoolup.server.about import limits_json
 from spoolup.server.auth import BearerAuthMiddleware
 from spoolup.server.config import ConfigError, ServerConfig
-from spoolup.server.health import space_problem
+from spoolup.server.health import StorageProbe, space_problem
 from spoolup.server.hooks import HookCallable, HookDispatcher
 from spoolup.server.inspect import inspect_image
 from spoolup.server.listing import FileIndex, list_files
@@ -120,11 +120,10 @@ async def index(request: Request) -> Response:
 
 async def healthz(request: Request) -> Response:
     """``GET /healthz``: 200 when the storage answers and has room, else 503 saying why."""
-    try:
-        await _store(request).check()
-    except Exception as exc:
-        logger.warning("health check failed: %s", exc)
-        return _error(503, "storage unavailable")
+    probe: StorageProbe = request.app.state.storage_probe
+    unavailable = await probe.problem()
+    if unavailable is not None:
+        return JSONResponse({"status": "unavailable", "error": unavailable}, status_code=503)
     store, min_free = _store(request), _config(request).min_free_space
     problem = await run_in_threadpool(space_problem, store.storage, min_free)
     if problem is not None:
@@ -532,6 +531,8 @@ def create_app(
         tus=tus.store if tus is not None else None,
         orphan_age=(tus.protocol.expiry if tus is not None else None) or 24 * 3600.0,
         interval=config.sweep_interval,
+        # Longer than a tus lease: renewed by one thread, never on the request path.
+        write_lease=10 * config.lease,
     )
 
     @asynccontextmanager
@@ -565,6 +566,7 @@ def create_app(
     )
     app.state.config = config
     app.state.store = store
+    app.state.storage_probe = StorageProbe(store.check)
     app.state.metrics = metrics
     app.state.hooks = dispatcher
     app.state.file_index = index

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ACCESS_LOGGER",
+    "CUT_STATUS",
     "LOG_FORMATS",
     "REQUEST_ID",
     "AccessLogMiddleware",
@@ -38,6 +39,11 @@ __all__ = [
 
 ACCESS_LOGGER = "spoolup.access"
 """The logger access-log lines go to."""
+
+CUT_STATUS = "spoolup.cut_status"
+"""Key of ``scope["state"]`` holding the status the connection layer answered a request
+it cut (a stalled or too slow body): the application's own answer never reached the
+client, so the access log and the metrics show this one."""
 
 _REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,64}")
 # A path longer than this is cut in the log line (the request line may be ~64 KiB).
@@ -120,6 +126,8 @@ class AccessLogMiddleware:
             await self.app(scope, counting_receive, counting_send)
         finally:
             seconds = time.perf_counter() - start
+            # A body cut by the connection layer was answered there, not by the app.
+            status = scope.get("state", {}).get(CUT_STATUS, status)
             if self.metrics is not None:
                 route = getattr(scope.get("route"), "path", None) or "unmatched"
                 self.metrics.observe_request(scope["method"], route, status, seconds)

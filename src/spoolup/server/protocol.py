@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from spoolup.server.logs import CUT_STATUS
+
 if TYPE_CHECKING:
     from spoolup.server.config import ServerConfig
 
@@ -300,6 +302,8 @@ def guarded_protocol(limits: ConnectionLimits, *, fd_limit: int | None = None) -
                 cycle.disconnected = True
                 cycle.message_event.set()
             if not started:
+                if cycle is not None:
+                    cycle.scope.setdefault("state", {})[CUT_STATUS] = 408
                 self.transport.write(response)
             self.transport.close()
 

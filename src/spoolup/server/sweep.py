@@ -7,8 +7,10 @@ At start and every ``sweep_interval`` seconds, in a worker thread:
   resumable upload folders older than the tus expiry that no tus upload records (a
   crash between starting one and recording it:
   :meth:`~spoolup.storage.LocalStorage.cleanup_uploads`);
-- S3: multipart uploads whose abort failed while the store was down, and incomplete
-  uploads older than the tus expiry that no live tus upload holds
+- S3: multipart uploads whose abort failed while the store was down, those of
+  writes whose server died (their write lease ran out: every server leases its
+  streamed writes, see :meth:`~spoolup.storage.s3.S3Storage.own_writes`), and
+  incomplete uploads older than the tus expiry that no live tus upload holds
   (:meth:`~spoolup.storage.s3.S3Storage.cleanup`);
 - both: the markers of upload links that have expired (:func:`sweep_link_markers`).
 
@@ -37,7 +39,11 @@ logger = logging.getLogger("spoolup.server")
 
 
 class LeftoverSweeper:
-    """Sweeps ``storage`` (see the module docstring); ``tus`` names the live uploads."""
+    """Sweeps ``storage`` (see the module docstring); ``tus`` names the live uploads.
+
+    ``write_lease`` (seconds) leases this server's streamed S3 writes, so that every
+    server's sweep aborts them once it runs out after a crash.
+    """
 
     def __init__(
         self,
@@ -46,12 +52,16 @@ class LeftoverSweeper:
         tus: TusStore | None,
         orphan_age: float,
         interval: float,
+        write_lease: float | None = None,
     ) -> None:
         self.storage = storage
         self.tus = tus
         self.orphan_age = orphan_age
         self.interval = interval
         self._task: asyncio.Task[None] | None = None
+        s3 = sys.modules.get("spoolup.storage.s3")
+        if write_lease is not None and s3 is not None and isinstance(storage, s3.S3Storage):
+            storage.own_writes(write_lease)
 
     def sweep(self) -> int:
         """Sweep once (blocking); return how many leftovers were removed."""

@@ -19,8 +19,8 @@ one, never a part; a crash leaves only a temp name, which carries the process th
 wrote it (:mod:`spoolup.storage.owners`): the next ``LocalStorage(root)`` or
 :meth:`LocalStorage.cleanup` removes it at once when that process is dead, and after
 ``stale_after`` seconds when it cannot tell (a process of another machine). While a
-large object is written, a background ``fdatasync`` every 16 MiB starts writing it
-back, so that the fsync at commit has little left to wait for.
+large object is written, every 16 MiB a background writeback starts
+(``spoolup._io.start_writeback``), so that the fsync at commit has little left to wait for.
 
 **Why a sidecar, not extended attributes.** xattrs would travel with the rename, but
 many filesystems and most copy and backup tools drop them, and their size is
@@ -258,7 +258,7 @@ class _LocalWriter(ObjectWriter):
     def _abort(self) -> None:
         self._buffer = None
         self._buffered = 0
-        self._sync.cancel()  # the fd stays open until a running fdatasync returns
+        self._sync.cancel()  # the fd stays open until a running writeback returns
         if self._fd is not None:
             with contextlib.suppress(OSError):
                 os.close(self._fd)
@@ -268,7 +268,7 @@ class _LocalWriter(ObjectWriter):
 
 
 class _Appender(PartAppender):
-    """Appends to a resumable upload's data file; a background fdatasync every 16 MiB."""
+    """Appends to a resumable upload's data file; a background writeback every 16 MiB."""
 
     def __init__(self, path: Path, offset: int) -> None:
         fd = os.open(path, os.O_WRONLY | _O_CLOEXEC | _O_NOFOLLOW)

@@ -17,6 +17,14 @@ ones and aborts every incomplete upload under the prefix older than ``stale_afte
 that this process is not writing and the caller does not name as live. A lifecycle
 rule (``AbortIncompleteMultipartUpload`` after a day) on the bucket does no harm.
 
+**Owned writes.** A process killed mid-write (``kill -9``) cannot abort its upload,
+and no other process can tell it from one still being written, but by its age. After
+:meth:`S3Storage.own_writes`, each streamed write (and each copy in parts) holds a
+short lease (:class:`~spoolup.storage.leases.HeldLeases`) on its multipart upload,
+``<prefix>writes/<hash of the upload id>/lock``, renewed in the background while the
+write lives: :meth:`S3Storage.cleanup` in any process aborts at once an upload whose
+lease ran out, and removes leases whose upload is gone.
+
 **Metadata** is S3 user metadata (``x-amz-meta-*``): ``filename`` and free-form
 values percent-encoded into ASCII, the content type as ``Content-Type``. The sha256
 of a single-request object is in its metadata; for a multipart object it is known only
@@ -29,6 +37,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import hashlib
 import io
 import logging
 import threading
@@ -45,6 +54,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from spoolup._io import io_pool
 from spoolup.storage.errors import InvalidKey, ObjectNotFound, StorageError
+from spoolup.storage.leases import (
+    ConditionalWritesUnsupported,
+    HeldLeases,
+    Lease,
+    ObjectLock,
+    _S3Cells,
+)
 from spoolup.storage.meta import (
     ListPage,
     ObjectInfo,
@@ -154,7 +170,7 @@ class _S3Writer(ObjectWriter):
     def _send(self, part: bytes | bytearray) -> None:
         storage = self._storage
         if self._upload_id is None:
-            self._upload_id = storage.begin_multipart(self.key, self.meta)
+            self._upload_id = storage._begin_write(self.key, self.meta)
         if self._next_number > MAX_PARTS:
             raise StorageError(f"S3 allows {MAX_PARTS} parts: raise part_size for {self.key!r}")
         while len(self._in_flight) >= storage.concurrency:
@@ -269,6 +285,9 @@ class S3Storage(ResumableStorage):
     copy_part_size: int = 512 * MiB
     """Bytes of one UploadPartCopy when an object is moved in parts."""
 
+    writes_prefix = "writes/"
+    """Where the leases of owned writes are kept, under the storage's prefix."""
+
     def __init__(
         self,
         bucket: str,
@@ -293,6 +312,7 @@ class S3Storage(ResumableStorage):
         self._writing: set[str] = set()
         self._to_abort: dict[str, str] = {}
         self._lock = threading.Lock()
+        self._owners: HeldLeases | None = None
         if client is None:
             config = Config(
                 max_pool_connections=max(10, 2 * concurrency),
@@ -499,7 +519,14 @@ class S3Storage(ResumableStorage):
             self._abort_or_remember(dest, upload_id)
             raise
 
-    def _begin(self, key: str, content_type: str | None, user_metadata: dict[str, str]) -> str:
+    def _begin(
+        self,
+        key: str,
+        content_type: str | None,
+        user_metadata: dict[str, str],
+        *,
+        owned: bool = True,
+    ) -> str:
         args: dict[str, Any] = {
             "Bucket": self.bucket,
             "Key": self._key(key),
@@ -512,7 +539,44 @@ class S3Storage(ResumableStorage):
         upload_id = str(response["UploadId"])
         with self._lock:
             self._writing.add(upload_id)
+        if owned:
+            self._own(upload_id)
         return upload_id
+
+    # -- owned writes ------------------------------------------------------------------
+
+    def own_writes(self, ttl: float = 30.0) -> None:
+        """Lease each streamed write's multipart upload for ``ttl`` seconds, renewed.
+
+        So that :meth:`cleanup`, in this process or any other on the bucket, aborts
+        the upload of a write whose process died as soon as its lease runs out (see the
+        module docstring). Needs a store with conditional writes (``If-None-Match``,
+        ``If-Match``); without them, writes are not leased (a warning says so) and only
+        their age tells orphans.
+        """
+
+        def key_of(name: str) -> str:
+            return f"{self.prefix}{self.writes_prefix}{name}/lock"
+
+        self._owners = HeldLeases(ObjectLock(_S3Cells(self.client, self.bucket, key_of), ttl))
+
+    def _own(self, upload_id: str) -> None:
+        owners = self._owners
+        if owners is None:
+            return
+        try:
+            owners.take(_lease_name(upload_id))
+        except ConditionalWritesUnsupported as exc:
+            logger.warning("writes are not leased: %s", exc)
+            self._owners = None
+        except StorageError as exc:
+            # The write goes on; only its age tells an orphan from it.
+            logger.warning("leasing the upload %s failed: %s", upload_id, exc)
+
+    def _disown(self, upload_id: str) -> None:
+        owners = self._owners
+        if owners is not None:
+            owners.drop(_lease_name(upload_id))
 
     def _abort_or_remember(self, key: str, upload_id: str) -> None:
         """Abort, retrying a little; if the store still refuses, leave it to :meth:`cleanup`."""
@@ -534,24 +598,37 @@ class S3Storage(ResumableStorage):
     def cleanup(self, older_than: float | None = None, *, keep: Container[str] = ()) -> int:
         """Abort orphaned multipart uploads under the prefix; return how many were aborted.
 
-        Aborts those whose abort failed earlier, and every incomplete upload started
-        more than ``older_than`` seconds ago (``stale_after`` by default) that this
+        Aborts those whose abort failed earlier, and every incomplete upload that this
         process is not writing and whose upload id is not in ``keep`` (the live
-        resumable uploads). Each abort is logged. Raises :class:`StorageError` when the
-        store cannot be listed.
+        resumable uploads) if its write lease ran out (its writer died, see
+        :meth:`own_writes`), or, without a lease, if it was started more than
+        ``older_than`` seconds ago (``stale_after`` by default). Leases left by writers
+        that died after their upload ended are removed too (and counted). Each abort
+        is logged. Raises :class:`StorageError` when the store cannot be listed.
         """
         age = self.stale_after if older_than is None else older_than
         limit = datetime.now(UTC).timestamp() - age
         with self._lock:
             doomed = dict(self._to_abort)
             writing = set(self._writing)
+        owners = self._owners
+        taken: dict[str, Lease] = {}
+        listed: set[str] = set()
         pages = self.client.get_paginator("list_multipart_uploads")
         with _errors("listing incomplete uploads"):
             for page in pages.paginate(Bucket=self.bucket, Prefix=self.prefix):
                 for upload in page.get("Uploads", ()):
                     upload_id, name = str(upload["UploadId"]), str(upload["Key"])
+                    listed.add(_lease_name(upload_id))
+                    if upload_id in writing or upload_id in keep:
+                        continue
+                    leased, lease = False, None
+                    if owners is not None and not name.startswith(self._writes_key()):
+                        leased, lease = self._take_lapsed(owners, _lease_name(upload_id))
+                    if lease is not None:
+                        taken[upload_id] = lease
                     old = _utc(upload["Initiated"]).timestamp() <= limit
-                    if old and upload_id not in writing and upload_id not in keep:
+                    if lease is not None or (old and not leased):
                         doomed[upload_id] = name.removeprefix(self.prefix)
         aborted = 0
         for upload_id, key in doomed.items():
@@ -563,15 +640,55 @@ class S3Storage(ResumableStorage):
             logger.info("aborted the orphaned multipart upload %s of %r", upload_id, key)
             with self._lock:
                 self._to_abort.pop(upload_id, None)
+            if owners is not None and upload_id in taken:
+                with contextlib.suppress(StorageError):
+                    owners.lock.release(taken[upload_id])
             aborted += 1
+        if owners is not None:
+            aborted += self._sweep_stray_leases(owners, listed)
         return aborted
+
+    def _writes_key(self) -> str:
+        return self.prefix + self.writes_prefix
+
+    @staticmethod
+    def _take_lapsed(owners: HeldLeases, name: str) -> tuple[bool, Lease | None]:
+        lock = owners.lock
+        assert isinstance(lock, ObjectLock)
+        try:
+            return lock.take_lapsed(name, owners.owner)
+        except StorageError as exc:
+            logger.warning("reading the lease %s failed: %s", name, exc)
+            return True, None  # unknown: leave it to the next sweep
+
+    def _sweep_stray_leases(self, owners: HeldLeases, listed: set[str]) -> int:
+        """Remove the lapsed leases of uploads that ended (their writer died before dropping)."""
+        removed = 0
+        pages = self.client.get_paginator("list_objects_v2")
+        with _errors("listing write leases"):
+            for page in pages.paginate(Bucket=self.bucket, Prefix=self._writes_key()):
+                for entry in page.get("Contents", ()):
+                    name = str(entry["Key"]).removeprefix(self._writes_key()).removesuffix("/lock")
+                    if name in listed or owners.holds(name):
+                        continue
+                    _, lease = self._take_lapsed(owners, name)
+                    if lease is not None:
+                        with contextlib.suppress(StorageError):
+                            owners.lock.release(lease)
+                        removed += 1
+        return removed
 
     # -- resumable (multipart) uploads -------------------------------------------------------
 
     def begin_multipart(self, key: str, meta: ObjectMeta | None = None) -> str:
         """CreateMultipartUpload with the object's metadata; returns the upload id."""
+        # Not leased: a resumable upload lives across requests; its owner (the tus
+        # state) names it live to cleanup.
+        return self._begin_write(key, meta, owned=False)
+
+    def _begin_write(self, key: str, meta: ObjectMeta | None, *, owned: bool = True) -> str:
         checked = ObjectMeta() if meta is None else meta.checked()
-        return self._begin(key, checked.content_type, self._user_metadata(checked))
+        return self._begin(key, checked.content_type, self._user_metadata(checked), owned=owned)
 
     def upload_part(
         self, key: str, upload_id: str, number: int, data: bytes | bytearray
@@ -643,6 +760,7 @@ class S3Storage(ResumableStorage):
             )
         with self._lock:
             self._writing.discard(upload_id)
+        self._disown(upload_id)
         if sha256 is not None:
             # Best effort: an endpoint without tagging keeps the object, without the tag.
             with contextlib.suppress(StorageError), _errors(f"tagging {key!r}"):
@@ -661,6 +779,7 @@ class S3Storage(ResumableStorage):
         """AbortMultipartUpload; an unknown or finished upload is not an error."""
         with self._lock:
             self._writing.discard(upload_id)
+        self._disown(upload_id)
         try:
             with _errors(f"aborting the upload of {key!r}"):
                 self.client.abort_multipart_upload(
@@ -669,6 +788,11 @@ class S3Storage(ResumableStorage):
         except StorageError as exc:
             if _code(exc) not in {"NoSuchUpload", "404"}:
                 raise
+
+
+def _lease_name(upload_id: str) -> str:
+    """The name of an upload's write lease: upload ids are long and hold any character."""
+    return hashlib.blake2b(upload_id.encode(), digest_size=16).hexdigest()
 
 
 def _code(exc: StorageError) -> str:

@@ -146,6 +146,7 @@ class TusApp:
         # Leases parked after a PATCH, for the upload's next one here (see _locked).
         self._parked: dict[str, Lease] = {}
         self._resumed: set[str] = set()
+        self._stalled: list[UploadInfo] = []  # whole, not handed on: found by the sweep
         self._sweeper: asyncio.Task[None] | None = None
 
     # -- ASGI ---------------------------------------------------------------------
@@ -215,8 +216,21 @@ class TusApp:
             )
 
     async def sweep(self) -> list[str]:
-        """Remove every expired unfinished upload (and finished ones past expiry); return ids."""
-        return await asyncio.to_thread(self._sweep_sync, self.clock())
+        """Remove every expired unfinished upload (and finished ones past expiry); return ids.
+
+        Whole uploads whose server died before handing them on are finished.
+        """
+        removed = await asyncio.to_thread(self._sweep_sync, self.clock())
+        await self._finish_stalled()
+        return removed
+
+    async def _finish_stalled(self) -> None:
+        stalled, self._stalled = self._stalled, []
+        for info in stalled:
+            try:
+                await self._finish_pending(info)
+            except (UploadError, StorageError) as exc:
+                logger.warning("finishing the upload %s failed: %s", info.id, exc)
 
     def _sweep_sync(self, now: float) -> list[str]:
         removed = []
@@ -238,6 +252,8 @@ class TusApp:
                 removed.append(upload_id)
             elif info is not None and not info.is_complete:
                 unfinished.append((upload_id, info.client))
+            elif info is not None and not gone and self._completion_pending(info):
+                self._stalled.append(info)
         self._open.recount(unfinished)  # the open uploads, counted afresh
         return removed
 
@@ -253,7 +269,39 @@ class TusApp:
     async def _head(self, request: Head) -> Response:
         info = await self._load(request.upload_id)
         self.protocol.check_alive(info, self.clock())
+        if info.is_complete and self._completion_pending(info):
+            info = await self._finish_pending(info)
         return _with_record(self.protocol.head_response(info), info)
+
+    async def _finish_pending(self, info: UploadInfo) -> UploadInfo:
+        """Run the completion of a whole upload whose server died before handing it on.
+
+        A client that sees the full offset sends no PATCH (tuspy, tus-js-client): a
+        ``HEAD``, and the expiry sweep, finish the upload instead, under its lease.
+        While someone else holds the lease (it is completing it right now), when the
+        store fails (the next request tries again), or when the dead server had
+        already handed the bytes on (they are no longer in the store, and its record
+        is unknown), ``info`` is returned as it is.
+        """
+
+        async def run() -> UploadInfo:
+            current = await self._load(info.id)
+            if current.is_complete and self._completion_pending(current):
+                if current.backend.get("done") and not await asyncio.to_thread(
+                    self.store.storage.exists, self.store.key(info.id, "data")
+                ):
+                    logger.warning("the upload %s was handed on without its record", info.id)
+                    return current
+                await self._after_write(current, None)
+            return current
+
+        try:
+            return await self._locked(info.id, run())
+        except UploadLocked:
+            return info
+        except StorageError as exc:  # tried again by the next HEAD, PATCH or sweep
+            logger.warning("finishing the upload %s failed: %s", info.id, exc)
+            return info
 
     async def _create(
         self,

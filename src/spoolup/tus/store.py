@@ -447,10 +447,10 @@ class _PartWriter(DataWriter):
         # Parts still on their way after a failed request are waited for, never left
         # writing after the request (and its lease) ended; they are not counted.
         sending, self._sending = self._sending, []
-        for part, _ in sending:
+        for future, _ in sending:
             with contextlib.suppress(BaseException):
-                part.result()
+                future.result()
         # Only buffers whose upload is over go back (a failed one may still be read).
-        part, self._part = self._part, None
-        if part is not None:
-            _give_back(part, self.store.part_size)
+        buffer, self._part = self._part, None
+        if buffer is not None:
+            _give_back(buffer, self.store.part_size)

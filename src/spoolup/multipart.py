@@ -158,7 +158,11 @@ WholeField: TypeAlias = tuple[str, bytes, "str | None"]
 """A field whose body came in one piece: ``(name, body, charset)``.
 
 See :meth:`MultipartParser.feed_fields`."""
-_Events: TypeAlias = list["PartStart | PartData | PartEnd | WholeField"]
+WholeFile: TypeAlias = tuple["PartStart", bytes]
+"""A file whose body came in one piece: ``(start, body)``.
+
+See :meth:`MultipartParser.feed_fields`."""
+_Events: TypeAlias = list["PartStart | PartData | PartEnd | WholeField | WholeFile"]
 # A field part whose start is not announced yet: (name, content_type, charset, headers).
 _Pending: TypeAlias = tuple[str, "str | None", "str | None", "tuple[tuple[str, str], ...]"]
 # A part's (headers, Content-Disposition, content type, charset).
@@ -246,13 +250,16 @@ class MultipartParser:
             self._error = exc
             raise
 
-    def feed_fields(self, data: bytes) -> list[PartStart | PartData | PartEnd | WholeField]:
-        """:meth:`feed`, but a field part whose body is in this chunk comes as one
-        ``(name, body, charset)`` tuple instead of its three events (internal: what
-        :class:`spoolup.form.Receiver` reads; thousands of small fields cost less).
+    def feed_fields(
+        self, data: bytes
+    ) -> list[PartStart | PartData | PartEnd | WholeField | WholeFile]:
+        """:meth:`feed`, but a part whose body is in this chunk comes as one tuple
+        instead of its three events: ``(name, body, charset)`` for a field,
+        ``(start, body)`` for a file (internal: what :class:`spoolup.form.Receiver`
+        reads; thousands of small parts cost less).
 
-        The same checks and limits apply, in the same order; a field cut by a chunk
-        boundary, and every file, comes as events.
+        The same checks and limits apply, in the same order; a part cut by a chunk
+        boundary comes as events (and so does the first part of a body).
         """
         if self._error is not None:
             raise self._error
@@ -401,7 +408,10 @@ class MultipartParser:
                     elif field is not None:
                         pos = find(delim, i)
                         if 0 <= pos - i <= self._part_limit:
-                            append((field[0], buf[i:pos], field[2]))
+                            if isinstance(field, PartStart):
+                                append((field, buf[i:pos]))
+                            else:
+                                append((field[0], buf[i:pos], field[2]))
                             continue  # the next part starts at this delimiter
                     if field is not None:
                         self._announce(field, events)
@@ -508,11 +518,14 @@ class MultipartParser:
         limit = self._limits.max_header_size
         return RequestTooLarge.for_limit("max_header_size", limit, "a part's header block")
 
-    def _start_part(self, block: bytes, events: _Events, *, defer: bool = False) -> _Pending | None:
+    def _start_part(
+        self, block: bytes, events: _Events, *, defer: bool = False
+    ) -> PartStart | _Pending | None:
         """Check a part's header block and announce it with a ``PartStart``.
 
-        With ``defer``, in compact mode (:meth:`feed_fields`), a field is returned
-        instead, to be sent as a :data:`WholeField` or announced by :meth:`_announce`.
+        With ``defer``, in compact mode (:meth:`feed_fields`), the part is returned
+        instead (a file's ``PartStart``, a field's pieces), to be sent whole or
+        announced by :meth:`_announce`.
         """
         limits = self._limits
         if not block:
@@ -552,12 +565,18 @@ class MultipartParser:
             self._part_limit = limits.max_file_size
             filename = safe_filename(raw_filename)
             start = PartStart(name, filename, raw_filename, content_type, charset, headers)
+            if defer and self._compact:
+                self._part = start
+                return start
         self._part = start
         events.append(start)
         return None
 
-    def _announce(self, field: _Pending, events: _Events) -> None:
-        """The ``PartStart`` of a field that :meth:`_start_part` deferred."""
+    def _announce(self, field: PartStart | _Pending, events: _Events) -> None:
+        """The ``PartStart`` of a part that :meth:`_start_part` deferred."""
+        if isinstance(field, PartStart):
+            events.append(field)
+            return
         name, content_type, charset, headers = field
         start = self._part = PartStart(name, None, None, content_type, charset, headers)
         events.append(start)

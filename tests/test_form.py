@@ -10,6 +10,7 @@ import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,7 @@ from spoolup import (
 from spoolup.files import FileInfo
 from spoolup.form import MultiDict
 from spoolup.handlers import (
+    HandlerSpec,
     HashingHandler,
     MemoryFileHandler,
     SkipFile,
@@ -161,6 +163,67 @@ def test_field_charset_and_bad_bytes() -> None:
     unknown = part("a", b"x", extra="Content-Type: text/plain; charset=klingon\r\n")
     with pytest.raises(MalformedRequest, match="klingon"):
         spoolup.parse_form(unknown + end(), CT)
+
+
+def test_fields_after_the_first_come_whole_and_decode_the_same() -> None:
+    # Past the first part, a field whose body is in the chunk skips the per-part events
+    # (MultipartParser.feed_fields): same values, same errors, whatever the chunking.
+    latin = part(
+        "b", "caf\u00e9".encode("latin-1"), extra="Content-Type: text/plain; charset=latin-1\r\n"
+    )
+    body = part("a", b"1") + latin + part("c", b"") + part("a", b"2") + end()
+    for chunks in ([body], chunked(body, 7), chunked(body, 64)):
+        with spoolup.parse_form(chunks, CT) as form:
+            assert form.fields.multi_items() == [
+                ("a", "1"),
+                ("b", "caf\u00e9"),
+                ("c", ""),
+                ("a", "2"),
+            ]
+    with pytest.raises(MalformedRequest, match="field 'x' is not valid utf-8"):
+        spoolup.parse_form(part("a", b"1") + part("x", b"\xff") + end(), CT)
+    unknown = part("x", b"x", extra="Content-Type: text/plain; charset=klingon\r\n")
+    with pytest.raises(MalformedRequest, match="field 'x' is not valid klingon"):
+        spoolup.parse_form(part("a", b"1") + unknown + end(), CT)
+
+
+@pytest.mark.parametrize(
+    "handlers",
+    [
+        None,
+        [MemoryFileHandler],
+        [partial(SpooledFileHandler, 3)],
+        [HashingHandler, SpooledFileHandler],
+    ],
+    ids=["default", "memory", "spooled-3", "hashing"],
+)
+def test_small_files_in_one_piece_are_the_files_their_events_give(
+    tmp: Path, handlers: list[HandlerSpec] | None
+) -> None:
+    # Past the first part, a file whose body is in the chunk comes whole (feed_fields);
+    # with one built-in handler it is made at once. Same files, whatever the chunking.
+    body = (
+        part("a", b"1")
+        + part("f", b"abc", "f.txt", extra="Content-Type: text/plain\r\n")
+        + part("g", b"", "")  # a file input left empty: no file
+        + part("h", b"defg", "h.bin")  # past a threshold of 3: a temp file
+        + part("i", b"", "empty.txt")
+        + end()
+    )
+    for chunks in ([body], chunked(body, 7), chunked(body, 100)):
+        with spoolup.parse_form(chunks, CT, handlers=handlers) as form:
+            files = form.files.multi_items()
+            assert [(k, f.filename, f.read()) for k, f in files] == [
+                ("f", "f.txt", b"abc"),
+                ("h", "h.bin", b"defg"),
+                ("i", "empty.txt", b""),
+            ]
+            assert files[0][1].content_type == "text/plain"
+            spooled = handlers is not None and isinstance(handlers[0], partial)
+            assert files[1][1].in_memory is not spooled
+            if handlers and handlers[0] is HashingHandler:
+                assert files[0][1].hashes == {"sha256": hashlib.sha256(b"abc").hexdigest()}
+    assert list(tmp.iterdir()) == []
 
 
 @pytest.mark.parametrize("content_type", ["", "text/plain", "application/json", "multipart/mixed"])

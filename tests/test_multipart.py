@@ -835,3 +835,129 @@ def test_a_known_header_tail_does_not_excuse_a_bad_first_line() -> None:
     )
     with pytest.raises(MalformedRequest, match="bare CR or LF"):
         MultipartParser("b").feed(body)
+
+
+# -- feed_fields: the receiver's compact events ---------------------------------------
+
+
+def _merge(items: list[object]) -> list[object]:
+    merged: list[object] = []
+    for item in items:
+        if isinstance(item, PartData) and merged and isinstance(merged[-1], PartData):
+            merged[-1] = PartData(merged[-1].data + item.data)
+        elif not (isinstance(item, PartData) and not item.data):
+            merged.append(item)
+    return merged
+
+
+def fields_view(events: list[object]) -> list[object]:
+    """Events with each complete part collapsed to what feed_fields gives for a part in
+    one piece: ``(name, body, charset)`` for a field, ``(start, body)`` for a file."""
+    out: list[object] = []
+    start: PartStart | None = None
+    data: list[bytes] = []
+    for event in events:
+        if isinstance(event, PartStart):
+            start, data = event, []
+        elif start is not None and isinstance(event, PartData):
+            data.append(event.data)
+        elif start is not None and isinstance(event, PartEnd):
+            body = b"".join(data)
+            out.append(
+                (start.name, body, start.charset) if start.filename is None else (start, body)
+            )
+            start = None
+        else:
+            out.append(event)
+    if start is not None:  # the body ended inside a part
+        out.append(start)
+        out.extend(PartData(d) for d in data)
+    return _merge(out)
+
+
+def compact_events(chunks: list[bytes], limits: Limits | None = None) -> list[object]:
+    parser = MultipartParser(BOUNDARY, limits=limits or Limits())
+    events: list[object] = []
+    for chunk in chunks:
+        events.extend(parser.feed_fields(chunk))
+    parser.close()
+    return fields_view(events)
+
+
+def plain_events(chunks: list[bytes], limits: Limits | None = None) -> list[object]:
+    parser = MultipartParser(BOUNDARY, limits=limits or Limits())
+    events: list[object] = []
+    for chunk in chunks:
+        events.extend(parser.feed(chunk))
+    parser.close()
+    return fields_view(events)
+
+
+def test_feed_fields_gives_whole_fields_and_agrees_with_feed() -> None:
+    body = (
+        HEAD
+        + b'Content-Disposition: form-data; name="a"\r\n\r\n1\r\n--'
+        + B
+        + b'\r\nContent-Disposition: form-data; name="empty"\r\n\r\n\r\n--'
+        + B
+        + b'\r\ncontent-disposition:form-data; name="t"\r\nContent-Type: text/plain;'
+        b" charset=latin-1 \r\n\r\n\xe9\r\n--"
+        + B
+        + b'\r\nContent-Disposition: form-data; name="f"; filename="f.txt"\r\n'
+        b"Content-Type: text/plain\r\n\r\nfile\r\n--"
+        + B
+        + b'\r\nContent-Disposition: form-data; name="b\\"q"\r\n\r\nquoted\r\n--'
+        + B
+        + b'\r\nContent-Disposition: form-data; name="at-delimiter"\r\n\r\n--'
+        + B
+        + b"--\r\n"
+    )
+    parser = MultipartParser(BOUNDARY)
+    whole = parser.feed_fields(body)
+    parser.close()
+    assert isinstance(whole[0], PartStart)  # the first part follows the preamble path
+    assert ("empty", b"", None) in whole
+    assert ("t", b"\xe9", "latin-1") in whole
+    assert ('b"q', b"quoted", None) in whole
+    assert any(
+        type(e) is tuple and len(e) == 2 and e[0].filename == "f.txt" and e[1] == b"file"
+        for e in whole
+    )
+    expected = plain_events([body])
+    assert compact_events([body]) == expected
+    kind, result = same_under_all_chunkings(body, compact_events)
+    assert (kind, result) == ("ok", expected)
+
+
+def test_feed_fields_keeps_the_field_limit() -> None:
+    body = HEAD + b'Content-Disposition: form-data; name="a"\r\n\r\n' + b"x" * 11 + b"\r\n--" + B
+    body = body + b"\r\n" + body[len(HEAD) :] + b"--\r\n"
+    limits = Limits(max_field_size=10)
+    for chunks in ([body], [body[:60], body[60:]]):
+        with pytest.raises(RequestTooLarge, match="max_field_size"):
+            compact_events(chunks, limits)
+
+
+_HEADERS = [
+    b'Content-Disposition: form-data; name="a"\r\n\r\n',
+    b'content-disposition: form-data; name="b"; filename="f"\r\n\r\n',
+    b'Content-Disposition: form-data; name="c"\r\n'
+    b"Content-Type: text/plain; charset=latin-1\r\n\r\n",
+    b'Content-Disposition: form-data; name="d"\r\n',  # headers end at the delimiter
+    b'Content-Disposition: form-data; name="e\\"\r\n\r\n',  # an escape: the general path
+    b"Content-Disposition: form-data\r\n\r\n",  # no name: refused
+]
+_DATA = [b"", b"x\xe9", b"xxxxx", b"\r\n--", b"\r\n-" + B[:5], b"\r"]
+
+
+@settings(max_examples=150)
+@given(st.lists(st.tuples(st.sampled_from(_HEADERS), st.sampled_from(_DATA)), max_size=6))
+def test_feed_fields_agrees_with_feed(parts: list[tuple[bytes, bytes]]) -> None:
+    # Whole fields, fields over max_field_size, files, empty parts at the delimiter,
+    # refused parts and near-miss delimiters in data, under every chunking.
+    body = b"--" + B + b"\r\n" + (b"\r\n--" + B + b"\r\n").join(h + d for h, d in parts)
+    body += b"\r\n--" + B + b"--\r\n"
+    limits = Limits(max_field_size=4)
+    expected = same_under_all_chunkings(body, lambda c: plain_events(c, limits), randoms=2)
+    got = same_under_all_chunkings(body, lambda c: compact_events(c, limits), randoms=2)
+    assert got == expected

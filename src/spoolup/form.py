@@ -39,10 +39,18 @@ from spoolup.handlers import (
     UploadContext,
     UploadHandler,
     resolve_handlers,
+    whole_file_taker,
 )
 from spoolup.headers import media_type, multipart_boundary, parse_options_header, safe_filename
 from spoolup.limits import Limits
-from spoolup.multipart import MultipartParser, PartData, PartEnd, PartStart
+from spoolup.multipart import (
+    MultipartParser,
+    PartData,
+    PartEnd,
+    PartStart,
+    WholeField,
+    WholeFile,
+)
 from spoolup.urlencoded import Field, URLEncodedParser
 
 __all__ = [
@@ -202,7 +210,7 @@ class Form:
 # -- the core ------------------------------------------------------------------
 
 
-_Event: TypeAlias = PartStart | PartData | PartEnd | Field
+_Event: TypeAlias = PartStart | PartData | PartEnd | WholeField | WholeFile | Field
 """What a parser gives the receiver: multipart events, or urlencoded fields."""
 
 
@@ -240,6 +248,22 @@ class _RawBody:
         return events
 
 
+class _Multipart:
+    """Adapts :class:`spoolup.multipart.MultipartParser` to the receiver: a part in one
+    chunk comes as one tuple, not three event objects (see ``feed_fields``)."""
+
+    __slots__ = ("_parser",)
+
+    def __init__(self, boundary: bytes, limits: Limits) -> None:
+        self._parser = MultipartParser(boundary, limits=limits)
+
+    def feed(self, data: bytes) -> Sequence[_Event]:
+        return self._parser.feed_fields(data)
+
+    def close(self) -> None:
+        self._parser.close()
+
+
 class _URLEncoded:
     """Adapts :class:`spoolup.urlencoded.URLEncodedParser` to the receiver."""
 
@@ -258,7 +282,7 @@ class _URLEncoded:
 def _form_parser(content_type: str, limits: Limits) -> _Parser:
     mime, params = parse_options_header(content_type)
     if mime == _MULTIPART:
-        return MultipartParser(multipart_boundary(content_type), limits=limits)
+        return _Multipart(multipart_boundary(content_type), limits)
     if mime == _URLENCODED:
         charset = params.get("charset", "utf-8")
         try:
@@ -311,6 +335,8 @@ class Receiver:
         self._progress = [
             h for h in handlers if type(h).body_progress is not UploadHandler.body_progress
         ]
+        # A file in one piece, for the usual chain of one built-in storing handler.
+        self._take_whole = whole_file_taker(handlers)
         # The part being received: a file (_active set), a field (_field set: its
         # bytes so far, one chunk or a list of them) or a part being skipped (neither).
         self._info: FileInfo | None = None
@@ -384,6 +410,13 @@ class Receiver:
                         held.append(event.data)
                     else:
                         self._field = [held, event.data]
+                elif type(event) is tuple:  # a part in one piece
+                    if len(event) == 3:  # WholeField
+                        name, raw, charset = event
+                        self._add_field(name, raw, charset or "utf-8")
+                    else:  # WholeFile
+                        start, raw = event
+                        self._whole_file(start, raw)
                 elif type(event) is PartEnd:
                     if self._active is not None:
                         self._file_end()
@@ -405,6 +438,33 @@ class Receiver:
             except StopUpload as stop:
                 self._stop(stop)
                 return
+
+    def _whole_file(self, start: PartStart, data: bytes) -> None:
+        """A file part whose body came in one piece: the same hooks as its events, or
+        none at all when the one handler is a built-in that keeps it in memory."""
+        filename = start.filename
+        assert filename is not None
+        take = self._take_whole
+        if take is not None and not (start.raw_filename == "" and not data):
+            info = FileInfo(
+                start.name,
+                filename,
+                start.raw_filename,
+                start.content_type,
+                start.charset,
+                start.headers,
+                self._content_length,
+            )
+            file = take(info, data)
+            if file is not None:
+                self._file_names.append(info.field_name)
+                self._file_values.append(file)
+                return
+        self._file_start(start, filename)
+        if data:
+            self._file_data(data)
+        self._file_end()
+        self._info = None
 
     def _file_start(self, event: PartStart, filename: str) -> None:
         info = self._info = FileInfo(
@@ -477,15 +537,16 @@ class Receiver:
         assert held is not None
         self._field = None
         raw = b"".join(held) if isinstance(held, list) else held
+        self._add_field(self._field_name, raw, self._field_charset)
+
+    def _add_field(self, name: str, raw: bytes, charset: str) -> None:
         try:
-            value = raw.decode(self._field_charset)
+            value = raw.decode(charset)
         # ValueError covers every UnicodeError (the "undefined" codec raises a bare one)
         # and a charset name holding a NUL.
         except (ValueError, LookupError):
-            raise MalformedRequest(
-                f"field {self._field_name[:100]!r} is not valid {self._field_charset[:32]}"
-            ) from None
-        self._field_names.append(self._field_name)
+            raise MalformedRequest(f"field {name[:100]!r} is not valid {charset[:32]}") from None
+        self._field_names.append(name)
         self._field_values.append(value)
 
     def _skip(self) -> None:

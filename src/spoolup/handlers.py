@@ -178,6 +178,26 @@ def resolve_handlers(specs: Iterable[HandlerSpec] | None) -> list[UploadHandler]
     return chain
 
 
+def whole_file_taker(
+    handlers: Sequence[UploadHandler],
+) -> Callable[[FileInfo, bytes], UploadedFile | None] | None:
+    """For a chain of one built-in handler that keeps small files in memory: a function
+    that builds the file of a part received in one piece, or ``None`` when it is too
+    large for memory (internal: the receiver's fast path for thousands of small files).
+
+    What it returns is what ``new_file``, ``receive_data_chunk`` and ``file_complete``
+    would give, without the calls: those handlers hold nothing between files.
+    """
+    if len(handlers) != 1:
+        return None
+    handler = handlers[0]
+    if type(handler) is MemoryFileHandler:
+        return UploadedFile.from_bytes
+    if type(handler) is SpooledFileHandler:
+        return handler._take_whole
+    return None
+
+
 def default_handlers() -> list[UploadHandler]:
     """The default chain: one :class:`SpooledFileHandler`."""
     return [SpooledFileHandler()]
@@ -372,6 +392,13 @@ class SpooledFileHandler(_StoringHandler):
         if self._writer is None:
             return self._memory_file(info)
         return self._disk_file(info, size)
+
+    def _take_whole(self, info: FileInfo, data: bytes) -> UploadedFile | None:
+        """The in-memory file of a part received in one piece, or ``None`` past the
+        threshold (see :func:`whole_file_taker`)."""
+        if len(data) > self._threshold:
+            return None
+        return UploadedFile.from_bytes(info, data)
 
 
 # -- observers -----------------------------------------------------------------

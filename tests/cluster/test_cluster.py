@@ -4,9 +4,9 @@ The layout of docs/deploy.md, all on 127.0.0.1: a SeaweedFS master, two volume s
 and a filer with the S3 gateway; three servers on one bucket; HAProxy with
 ``deploy/haproxy.cfg`` (round robin, no stickiness). While 20 tus uploads run at once
 (10 from tuspy, 10 from tus-js-client under Node) and multipart POSTs keep coming, one
-server is ``kill -9``ed and restarted, twice. Issue 12 asks for 20 uploads of 100 MB;
-on the shared two-core test machine they are 8 to 16 MiB, sent in 2 MiB chunks, so
-every upload still spans both kills.
+server is ``kill -9``ed and restarted, twice. The uploads are of 100 MB each, as issue
+12 asks (2 GB in all, about 100 s of the suite on a shared two-core machine), sent in
+2 MiB chunks; every upload spans both kills.
 
 The run happens once (module fixture); each test checks one of its promises.
 """
@@ -42,6 +42,7 @@ pytestmark = [pytest.mark.s3, pytest.mark.slow]
 MiB = 1024 * 1024
 CHUNK = 2 * MiB
 UPLOADS = 20
+SIZE = 100 * 1000 * 1000  # 100 MB each, as issue 12 asks: 2 GB through the balancer
 PREFIX = "cluster"
 JS = Path(__file__).parent / "tus_many.mjs"
 TUS_JS = Path(__file__).parents[1] / "tus" / "js"
@@ -126,7 +127,7 @@ def make_files(folder: Path) -> list[tuple[Path, str]]:
     folder.mkdir(parents=True, exist_ok=True)
     files = []
     for k in range(UPLOADS):
-        data = random.Random(k).randbytes(8 * MiB + k * 411 * 1024 + k)
+        data = random.Random(k).randbytes(SIZE + k * 4099)
         path = folder / f"upload-{k:02d}.bin"
         path.write_bytes(data)
         files.append((path, hashlib.sha256(data).hexdigest()))
@@ -146,7 +147,7 @@ class Progress:
             self.done += n
             self.lock.notify_all()
 
-    def wait(self, fraction: float, timeout: float = 120) -> None:
+    def wait(self, fraction: float, timeout: float = 600) -> None:
         with self.lock:
             assert self.lock.wait_for(lambda: self.done >= fraction * self.total, timeout)
 
@@ -159,7 +160,7 @@ def tuspy_upload(url: str, upload: Upload, progress: Progress) -> None:
 
 def _tuspy_upload(client: Any, stream: Any, upload: Upload, progress: Progress) -> None:
     uploader: Any = None
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 900  # generous: a busy machine is slow, not wrong
     while True:
         try:
             if uploader is None or uploader.url is None:
@@ -374,8 +375,8 @@ def run(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Run:
             kills += 1
             cluster.servers[victim].start()
         for t in threads:
-            t.join(300)
-        out, err = js.communicate(timeout=300)
+            t.join(900)
+        out, err = js.communicate(timeout=900)
     finally:
         stop_posting.set()
         poster.join(120)

@@ -6,7 +6,9 @@ sending. uvicorn's h11 protocol has a head bound (``h11_max_incomplete_event_siz
 but answers it with a 400 and parses bodies far slower. So the server keeps httptools
 and adds, per connection and before the application sees anything:
 
-- a bound on the request line and headers together (``header_limit`` bytes, 431);
+- a bound on the request line and headers together (``header_limit`` bytes, 431), and
+  the same bound on what a chunked body sends between two body bytes (chunk lines and
+  trailers); trailers are dropped, never merged into the headers the app was given;
 - a deadline for the whole head (``header_timeout`` seconds from its first byte, or
   from the connection's start; 408), so a head sent one byte a second ends;
 - an idle deadline while a body is read (``body_timeout`` seconds without a byte while
@@ -108,6 +110,9 @@ _TOO_LARGE = _plain_response(431, "Request Header Fields Too Large", "request he
 _HEAD_TIMEOUT = _plain_response(408, "Request Timeout", "request headers not received in time")
 _BODY_TIMEOUT = _plain_response(408, "Request Timeout", "request body stalled")
 _BODY_TOO_SLOW = _plain_response(408, "Request Timeout", "request body too slow")
+_TRAILERS_TOO_LARGE = _plain_response(
+    431, "Request Header Fields Too Large", "request trailers too large"
+)
 _FULL = _plain_response(503, "Service Unavailable", "too many connections")
 _NO_HOST = _plain_response(400, "Bad Request", "an HTTP/1.1 request needs one Host header")
 _MANY_HOSTS = _plain_response(400, "Bad Request", "more than one Host header")
@@ -143,6 +148,7 @@ def guarded_protocol(limits: ConnectionLimits, *, fd_limit: int | None = None) -
             self._window = 0.0  # when the body's rate window began
             self._window_bytes = 0  # body bytes received in it
             self._app_behind = False  # reading was paused for the app in this window
+            self._framing = 0  # body bytes received since the last one for the app
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -171,9 +177,13 @@ def guarded_protocol(limits: ConnectionLimits, *, fd_limit: int | None = None) -
             else:
                 self._since = self.loop.time()
                 self._window_bytes += len(data)
+                self._framing += len(data)
             super().data_received(data)
             if self._phase == _HEAD and self._head_bytes > limits.header_limit:
                 self._refuse(_TOO_LARGE)
+            elif self._phase == _BODY and self._framing > limits.header_limit:
+                # Chunk lines or trailers without end: the parser would keep them all.
+                self._stall(_TRAILERS_TOO_LARGE, 431)
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
@@ -186,6 +196,8 @@ def guarded_protocol(limits: ConnectionLimits, *, fd_limit: int | None = None) -
             super().on_url(url)
 
         def on_header(self, name: bytes, value: bytes) -> None:
+            if self._phase != _HEAD:
+                return  # a trailer: bounded in data_received, and not the app's header
             self._head_size += len(name) + len(value) + 4  # ": " and CRLF
             if len(name) == 4 and name.lower() == b"host":
                 self._hosts += 1
@@ -202,13 +214,14 @@ def guarded_protocol(limits: ConnectionLimits, *, fd_limit: int | None = None) -
                 return
             self._phase = _BODY
             self._since = self._window = self.loop.time()
-            self._window_bytes = 0
+            self._window_bytes = self._framing = 0
             self._app_behind = False
             self._disarm()
             self._arm(limits.body_timeout)
             super().on_headers_complete()
 
         def on_body(self, body: bytes) -> None:
+            self._framing = 0
             if not self._refused:
                 super().on_body(body)
                 if self.flow.read_paused:
@@ -267,12 +280,12 @@ def guarded_protocol(limits: ConnectionLimits, *, fd_limit: int | None = None) -
                     self._since = now
                     self._app_behind = True
                 if self._since + limits.body_timeout <= now:
-                    self._stall(_BODY_TIMEOUT)
+                    self._stall(_BODY_TIMEOUT, 408)
                     return
                 if self._window + limits.body_timeout <= now:
                     if self._window_bytes < window_bytes and not self._app_behind:
                         self._log_slow_body(now)
-                        self._stall(_BODY_TOO_SLOW)
+                        self._stall(_BODY_TOO_SLOW, 408)
                         return
                     self._window, self._window_bytes, self._app_behind = now, 0, False
                 self._arm(min(self._since, self._window) + limits.body_timeout - now)
@@ -294,8 +307,8 @@ def guarded_protocol(limits: ConnectionLimits, *, fd_limit: int | None = None) -
                 slow_bodies[0] = now
                 slow_bodies[1] = 0
 
-        def _stall(self, response: bytes) -> None:
-            """The body stopped: the application sees a disconnect, the client a 408."""
+        def _stall(self, response: bytes, status: int) -> None:
+            """The body is cut: the application sees a disconnect, the client ``status``."""
             cycle = self.cycle
             started = cycle is not None and cycle.response_started
             if cycle is not None and not cycle.response_complete:
@@ -303,7 +316,7 @@ def guarded_protocol(limits: ConnectionLimits, *, fd_limit: int | None = None) -
                 cycle.message_event.set()
             if not started:
                 if cycle is not None:
-                    cycle.scope.setdefault("state", {})[CUT_STATUS] = 408
+                    cycle.scope.setdefault("state", {})[CUT_STATUS] = status
                 self.transport.write(response)
             self.transport.close()
 

@@ -174,7 +174,7 @@ class TusApp:
             if isinstance(request, Options):
                 response = self.protocol.options_response()
             elif isinstance(request, Create):
-                client = client_key(scope, headers)
+                client = client_key(scope)
                 response = await self._create(request, root, headers, receive, client)
             elif isinstance(request, Head):
                 response = await self._head(request)
@@ -967,7 +967,8 @@ def create_tus_app(
     and at the end of a request past either; a crash loses at most what came after the
     last checkpoint (the client resumes from there). ``max_open_uploads`` caps the
     unfinished uploads (a creation beyond answers 429), ``max_open_per_client`` those
-    of one client (its bearer token, else its address: see :mod:`spoolup.tus.quota`;
+    of one client (its address, or the name an authentication layer gives it: see
+    :mod:`spoolup.tus.quota`;
     ``None``: no per-client cap).
     """
     tus_limits = limits if limits is not None else TusLimits(max_size=max_size)

@@ -1,9 +1,13 @@
 """Caps on unfinished tus uploads: in all, and per client.
 
-A client is named by its bearer token when it sends one (a hash of it, never the token),
-else by its address: the connection's, or the ``X-Forwarded-For`` one that uvicorn
-takes from a trusted proxy (``FORWARDED_ALLOW_IPS``, loopback by default). IPv6
-addresses count per /64 network, the block one machine usually holds. Each upload
+A client is named by its address: the connection's, or the ``X-Forwarded-For`` one
+that uvicorn takes from a trusted proxy (``FORWARDED_ALLOW_IPS``, loopback by
+default). IPv6 addresses count per /64 network, the block one machine usually holds.
+An authentication layer in front that knows who is asking may name the client
+instead, in ``scope["spoolup.client"]`` (:data:`CLIENT`: a user name, a token it
+checked; only a hash of it is kept). A bearer token the app sees is never taken as a
+name by itself: nothing checked it (any client could send a new one per upload to
+dodge its cap), and one token shared by every client would make them all one. Each upload
 records its client, so the counts survive a restart: they are taken from one listing
 on the first creation and at every expiry sweep, and kept up to date in between.
 """
@@ -18,14 +22,17 @@ from typing import Any
 
 from spoolup.tus.protocol import TusError
 
-__all__ = ["OpenUploads", "client_key"]
+__all__ = ["CLIENT", "OpenUploads", "client_key"]
+
+CLIENT = "spoolup.client"
+"""Key of the ASGI scope where an authentication layer names the client it checked."""
 
 
-def client_key(scope: Mapping[str, Any], headers: Mapping[str, str]) -> str:
-    """Who is asking: ``token:<hash>``, ``ip:<address or /64 network>``, or ``""``."""
-    scheme, _, token = headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return "token:" + hashlib.sha256(token.strip().encode()).hexdigest()[:32]
+def client_key(scope: Mapping[str, Any]) -> str:
+    """Who is asking: ``named:<hash>``, ``ip:<address or /64 network>``, or ``""``."""
+    named = scope.get(CLIENT)
+    if isinstance(named, str) and named:
+        return "named:" + hashlib.sha256(named.encode()).hexdigest()[:32]
     client = scope.get("client")
     if not client:
         return ""

@@ -192,7 +192,7 @@ class MultipartParser:
     :meth:`feed` takes chunks of any size and returns the events they complete;
     :meth:`close` checks the body ended with its closing boundary. Memory held between
     calls is bounded by one delimiter or one header block, never by the input (besides
-    a few content types and header lines parsed once and reused, 16 of each at most).
+    a few content types and header lines parsed once and reused, 16 of each kind at most).
     """
 
     __slots__ = (
@@ -211,6 +211,7 @@ class MultipartParser:
         "_part_size",
         "_state",
         "_tails",
+        "_type_lines",
         "_types",
     )
 
@@ -233,6 +234,7 @@ class MultipartParser:
         self._part_limit = 0
         self._part_size = 0
         self._types: dict[str, tuple[str, str | None]] = {}
+        self._type_lines: dict[str, tuple[tuple[str, str], str, str | None]] = {}
         # The header lines after a part's first one, by their bytes (see _header_block).
         self._tails: dict[bytes, tuple[_Headers, str | None, str | None]] = {}
 
@@ -526,9 +528,9 @@ class MultipartParser:
     def _start_part(self, block: bytes, events: _Events, *, defer: bool = False) -> _Pending | None:
         """Check a part's header block and announce it with a ``PartStart``.
 
-        With ``defer``, in compact mode (:meth:`feed_fields`), the part is returned
-        instead (a file's ``PartStart``, a field's pieces), to be sent whole or
-        announced by :meth:`_announce`.
+        With ``defer``, in compact mode (:meth:`feed_fields`), the fields of its
+        ``PartStart`` are returned instead, for the part to be sent whole or announced
+        by :meth:`_announce`.
         """
         limits = self._limits
         if not block:
@@ -545,9 +547,10 @@ class MultipartParser:
                 headers: _Headers = (("content-disposition", disposition),)
                 charset = None
             else:
-                content_type = content_type.rstrip(" \t")
-                headers = (("content-disposition", disposition), ("content-type", content_type))
-                content_type, charset = self._media_type(content_type)
+                # A form's files mostly share a few types: each line is read once.
+                line = self._type_lines.get(content_type) or self._type_line(content_type)
+                type_header, content_type, charset = line
+                headers = (("content-disposition", disposition), type_header)
         else:
             headers, disposition, content_type, charset = self._header_block(block)
             if disposition is None:
@@ -578,6 +581,14 @@ class MultipartParser:
         """The ``PartStart`` of a part that :meth:`_start_part` deferred."""
         start = self._part = PartStart(*part)
         events.append(start)
+
+    def _type_line(self, value: str) -> tuple[tuple[str, str], str, str | None]:
+        """A Content-Type value as _COMMON matched it: ``(header, type, charset)``."""
+        stripped = value.rstrip(" \t")
+        line = (("content-type", stripped), *self._media_type(stripped))
+        if len(self._type_lines) < _MAX_KNOWN_TYPES:
+            self._type_lines[value] = line
+        return line
 
     def _media_type(self, content_type: str) -> tuple[str, str | None]:
         """The checked ``(type, charset)`` of a part's Content-Type, parsed once a parser."""

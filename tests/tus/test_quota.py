@@ -63,6 +63,8 @@ def test_client_keys() -> None:
     assert key("2001:db8:1:2::1") == key("2001:db8:1:2:ffff::9") == "ip:2001:db8:1:2::/64"
     assert key("2001:db8:1:3::1") != key("2001:db8:1:2::1")
     assert key("::ffff:10.1.2.3") == "ip:10.1.2.3"
+    # Link-local addresses all share fe80::/64 (on every link): each counts on its own.
+    assert key("fe80::1%eth0") != key("fe80::2%eth0")
     # A client an authentication layer named is that name (hashed) from any address.
     named = key("10.1.2.3", **{CLIENT: "alice"})
     assert named.startswith("named:")

@@ -2,7 +2,8 @@
 
 A client is named by its address: the connection's, or the ``X-Forwarded-For`` one
 that uvicorn takes from a trusted proxy (``FORWARDED_ALLOW_IPS``, loopback by
-default). IPv6 addresses count per /64 network, the block one machine usually holds.
+default). IPv6 addresses count per /64 network, the block one machine usually holds
+(a link-local one, fe80::/64 on every link, on its own).
 An authentication layer in front that knows who is asking may name the client
 instead, in ``scope["spoolup.client"]`` (:data:`CLIENT`: a user name, a token it
 checked; only a hash of it is kept). A bearer token the app sees is never taken as a
@@ -45,6 +46,8 @@ def client_key(scope: Mapping[str, Any]) -> str:
     if isinstance(address, ipaddress.IPv6Address):
         if address.ipv4_mapped is not None:
             return "ip:" + str(address.ipv4_mapped)
+        if address.is_link_local:  # fe80::/64 is every link's: no machine's own block
+            return "ip:" + str(address)
         return "ip:" + str(ipaddress.ip_network(f"{address}/64", strict=False))
     return "ip:" + str(address)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import socket
 import threading
 import time
@@ -383,3 +384,30 @@ def test_a_host_trailer_does_not_stand_for_the_next_requests_host(server: Runnin
     assert b"Host header" in second
     with server.client() as client:
         client.delete("/api/files/host-trailer.bin")
+
+
+def test_a_refused_pipelined_request_is_answered_after_the_one_before(
+    server: RunningServer,
+) -> None:
+    # The PUT is answered first, then the GET (no Host: 400), in the order they came.
+    put = b"PUT /api/files/piped.bin HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\n\r\nhello"
+    with _connect(server) as sock:
+        sock.sendall(put + b"GET /api/files HTTP/1.1\r\n\r\n")
+        response = _read_all(sock)
+    first, _, second = response.partition(b"HTTP/1.1 ")[2].partition(b"HTTP/1.1 ")
+    assert first.startswith(b"201"), response[:600]
+    assert second.startswith(b"400"), response[:600]
+    with server.client() as client:
+        client.delete("/api/files/piped.bin")
+
+
+def test_nothing_pipelined_after_a_refused_request_is_run(server: RunningServer) -> None:
+    put = b"PUT /api/files/after.bin HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1\r\n\r\nx"
+    with _connect(server) as sock:
+        sock.sendall(
+            b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" + b"GET / HTTP/1.1\r\n\r\n" + put
+        )
+        response = _read_all(sock)
+    assert re.findall(rb"HTTP/1\.1 (\d{3}) ", response) == [b"200", b"400"], response
+    with server.client() as client:
+        assert client.get("/api/files/after.bin").status_code == 404

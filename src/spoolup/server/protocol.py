@@ -149,6 +149,7 @@ def guarded_protocol(limits: ConnectionLimits, *, fd_limit: int | None = None) -
             self._window_bytes = 0  # body bytes received in it
             self._app_behind = False  # reading was paused for the app in this window
             self._framing = 0  # body bytes received since the last one for the app
+            self._deferred: bytes | None = None  # a refusal waiting for earlier answers
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -186,17 +187,21 @@ def guarded_protocol(limits: ConnectionLimits, *, fd_limit: int | None = None) -
                 self._stall(_TRAILERS_TOO_LARGE, 431)
 
         def on_message_begin(self) -> None:
+            if self._refused:  # what follows a refused request in the same read
+                return
             super().on_message_begin()
             self._unanswered += 1
             if self._phase != _HEAD:  # a pipelined or keep-alive request
                 self._start_head()
 
         def on_url(self, url: bytes) -> None:
+            if self._refused:
+                return
             self._head_size += len(url)
             super().on_url(url)
 
         def on_header(self, name: bytes, value: bytes) -> None:
-            if self._phase != _HEAD:
+            if self._phase != _HEAD or self._refused:
                 return  # a trailer: bounded in data_received, and not the app's header
             self._head_size += len(name) + len(value) + 4  # ": " and CRLF
             if len(name) == 4 and name.lower() == b"host":
@@ -204,13 +209,15 @@ def guarded_protocol(limits: ConnectionLimits, *, fd_limit: int | None = None) -
             super().on_header(name, value)
 
         def on_headers_complete(self) -> None:
+            if self._refused:
+                return
             # A head that arrived in one read is measured here, before the app starts.
             if self._head_size > limits.header_limit:
-                self._refuse(_TOO_LARGE)
+                self._refuse_in_turn(_TOO_LARGE)
                 return
             hosts, self._hosts = self._hosts, 0
             if hosts > 1 or (hosts == 0 and self.parser.get_http_version() == "1.1"):
-                self._refuse(_MANY_HOSTS if hosts else _NO_HOST)
+                self._refuse_in_turn(_MANY_HOSTS if hosts else _NO_HOST)
                 return
             self._phase = _BODY
             self._since = self._window = self.loop.time()
@@ -236,6 +243,10 @@ def guarded_protocol(limits: ConnectionLimits, *, fd_limit: int | None = None) -
         def on_response_complete(self) -> None:
             super().on_response_complete()
             self._unanswered -= 1
+            if self._deferred is not None:
+                if self._unanswered <= 1:  # only the refused request is left
+                    self._refuse(self._deferred)
+                return
             if self._unanswered > 0 or self._phase == _BODY:
                 # A pipelined request has begun (its head or body keeps its own bound
                 # and deadline; uvicorn's keep-alive timer stops at its first byte), or
@@ -319,6 +330,17 @@ def guarded_protocol(limits: ConnectionLimits, *, fd_limit: int | None = None) -
                     cycle.scope.setdefault("state", {})[CUT_STATUS] = status
                 self.transport.write(response)
             self.transport.close()
+
+        def _refuse_in_turn(self, response: bytes) -> None:
+            """Refuse a request once the pipelined ones before it are answered."""
+            if self._unanswered <= 1:
+                self._refuse(response)
+                return
+            self._refused = True  # nothing more is read or parsed
+            self._deferred = response
+            self._disarm()
+            self._phase = _APP
+            self.transport.pause_reading()
 
         def _refuse(self, response: bytes) -> None:
             self._refused = True

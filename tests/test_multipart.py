@@ -852,7 +852,8 @@ def _merge(items: list[object]) -> list[object]:
 
 def fields_view(events: list[object]) -> list[object]:
     """Events with each complete part collapsed to what feed_fields gives for a part in
-    one piece: ``(name, body, charset)`` for a field, ``(start, body)`` for a file."""
+    one piece: ``(name, body, charset)`` for a field, the start's fields and the body
+    for a file."""
     out: list[object] = []
     start: PartStart | None = None
     data: list[bytes] = []
@@ -863,9 +864,10 @@ def fields_view(events: list[object]) -> list[object]:
             data.append(event.data)
         elif start is not None and isinstance(event, PartEnd):
             body = b"".join(data)
-            out.append(
-                (start.name, body, start.charset) if start.filename is None else (start, body)
-            )
+            if start.filename is None:
+                out.append((start.name, body, start.charset))
+            else:
+                out.append((*dataclasses.astuple(start), body))
             start = None
         else:
             out.append(event)
@@ -920,8 +922,7 @@ def test_feed_fields_gives_whole_fields_and_agrees_with_feed() -> None:
     assert ("t", b"\xe9", "latin-1") in whole
     assert ('b"q', b"quoted", None) in whole
     assert any(
-        type(e) is tuple and len(e) == 2 and e[0].filename == "f.txt" and e[1] == b"file"
-        for e in whole
+        type(e) is tuple and len(e) == 7 and e[1] == "f.txt" and e[6] == b"file" for e in whole
     )
     expected = plain_events([body])
     assert compact_events([body]) == expected

@@ -255,7 +255,7 @@ SUBMODULES: dict[str, list[str]] = {
         "UploadLock",
         "lock_for",
     ],
-    "spoolup.tus.quota": ["OpenUploads", "client_key"],
+    "spoolup.tus.quota": ["CLIENT", "OpenUploads", "client_key"],
     "spoolup.tus.protocol": [
         "CHECKSUM_ALGORITHMS",
         "EXTENSIONS",

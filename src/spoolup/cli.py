@@ -181,7 +181,7 @@ def _add_tus_flags(serve: argparse.ArgumentParser) -> None:
         "--tus-max-open-per-client",
         type=int,
         metavar="N",
-        help="unfinished tus uploads of one token or address (1000; 0 off)",
+        help="unfinished tus uploads of one address (1000; 0 off)",
     )
 
 

@@ -30,7 +30,7 @@ from typing import IO, Protocol, Self, TypeAlias, TypeVar
 
 from spoolup._io import BATCH_SIZE, READ_AHEAD, READ_SIZE
 from spoolup.errors import FileTooLarge, MalformedRequest, RequestTooLarge, UnsupportedMediaType
-from spoolup.files import FileInfo, UploadedFile
+from spoolup.files import FileInfo, UploadedFile, memory_file
 from spoolup.handlers import (
     HandlerSpec,
     SkipFile,
@@ -38,8 +38,8 @@ from spoolup.handlers import (
     StopUpload,
     UploadContext,
     UploadHandler,
+    memory_limit,
     resolve_handlers,
-    whole_file_taker,
 )
 from spoolup.headers import media_type, multipart_boundary, parse_options_header, safe_filename
 from spoolup.limits import Limits
@@ -335,8 +335,6 @@ class Receiver:
         self._progress = [
             h for h in handlers if type(h).body_progress is not UploadHandler.body_progress
         ]
-        # A file in one piece, for the usual chain of one built-in storing handler.
-        self._take_whole = whole_file_taker(handlers)
         # The part being received: a file (_active set), a field (_field set: its
         # bytes so far, one chunk or a list of them) or a part being skipped (neither).
         self._info: FileInfo | None = None
@@ -351,6 +349,8 @@ class Receiver:
         context = UploadContext(limits, content_length, content_type)
         for handler in handlers:
             handler.upload_started(context)
+        # A file in one piece, for the usual chain of one built-in storing handler.
+        self._memory_limit = memory_limit(handlers)
 
     @property
     def files(self) -> MultiDict[UploadedFile]:
@@ -415,8 +415,7 @@ class Receiver:
                         name, raw, charset = event
                         self._add_field(name, raw, charset or "utf-8")
                     else:  # WholeFile
-                        start, raw = event
-                        self._whole_file(start, raw)
+                        self._whole_file(event)
                 elif type(event) is PartEnd:
                     if self._active is not None:
                         self._file_end()
@@ -439,27 +438,18 @@ class Receiver:
                 self._stop(stop)
                 return
 
-    def _whole_file(self, start: PartStart, data: bytes) -> None:
+    def _whole_file(self, part: WholeFile) -> None:
         """A file part whose body came in one piece: the same hooks as its events, or
         none at all when the one handler is a built-in that keeps it in memory."""
-        filename = start.filename
-        assert filename is not None
-        take = self._take_whole
-        if take is not None and not (start.raw_filename == "" and not data):
-            info = FileInfo(
-                start.name,
-                filename,
-                start.raw_filename,
-                start.content_type,
-                start.charset,
-                start.headers,
-                self._content_length,
+        name, filename, raw_filename, content_type, charset, headers, data = part
+        if len(data) <= self._memory_limit and (data or raw_filename != ""):
+            file = memory_file(
+                data, name, filename, raw_filename, content_type, charset, headers, {}
             )
-            file = take(info, data)
-            if file is not None:
-                self._file_names.append(info.field_name)
-                self._file_values.append(file)
-                return
+            self._file_names.append(name)
+            self._file_values.append(file)
+            return
+        start = PartStart(name, filename, raw_filename, content_type, charset, headers)
         self._file_start(start, filename)
         if data:
             self._file_data(data)

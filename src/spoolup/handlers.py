@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
@@ -178,24 +179,21 @@ def resolve_handlers(specs: Iterable[HandlerSpec] | None) -> list[UploadHandler]
     return chain
 
 
-def whole_file_taker(
-    handlers: Sequence[UploadHandler],
-) -> Callable[[FileInfo, bytes], UploadedFile | None] | None:
-    """For a chain of one built-in handler that keeps small files in memory: a function
-    that builds the file of a part received in one piece, or ``None`` when it is too
-    large for memory (internal: the receiver's fast path for thousands of small files).
+def memory_limit(handlers: Sequence[UploadHandler]) -> int:
+    """For a chain of one built-in handler that keeps small files in memory, the size up
+    to which a file received in one piece may be made in memory at once, without the
+    hooks (they would give the same file, and hold nothing between files); else -1.
 
-    What it returns is what ``new_file``, ``receive_data_chunk`` and ``file_complete``
-    would give, without the calls: those handlers hold nothing between files.
+    Internal: the receiver's fast path for thousands of small files. Read it after
+    ``upload_started``, which sets a :class:`SpooledFileHandler`'s threshold.
     """
-    if len(handlers) != 1:
-        return None
-    handler = handlers[0]
-    if type(handler) is MemoryFileHandler:
-        return UploadedFile.from_bytes
-    if type(handler) is SpooledFileHandler:
-        return handler._take_whole
-    return None
+    if len(handlers) == 1:
+        handler = handlers[0]
+        if type(handler) is MemoryFileHandler:
+            return sys.maxsize
+        if type(handler) is SpooledFileHandler:
+            return handler._threshold
+    return -1
 
 
 def default_handlers() -> list[UploadHandler]:
@@ -392,13 +390,6 @@ class SpooledFileHandler(_StoringHandler):
         if self._writer is None:
             return self._memory_file(info)
         return self._disk_file(info, size)
-
-    def _take_whole(self, info: FileInfo, data: bytes) -> UploadedFile | None:
-        """The in-memory file of a part received in one piece, or ``None`` past the
-        threshold (see :func:`whole_file_taker`)."""
-        if len(data) > self._threshold:
-            return None
-        return UploadedFile.from_bytes(info, data)
 
 
 # -- observers -----------------------------------------------------------------

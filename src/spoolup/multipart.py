@@ -158,13 +158,17 @@ WholeField: TypeAlias = tuple[str, bytes, "str | None"]
 """A field whose body came in one piece: ``(name, body, charset)``.
 
 See :meth:`MultipartParser.feed_fields`."""
-WholeFile: TypeAlias = tuple["PartStart", bytes]
-"""A file whose body came in one piece: ``(start, body)``.
+WholeFile: TypeAlias = tuple[
+    str, str, "str | None", "str | None", "str | None", "tuple[tuple[str, str], ...]", bytes
+]
+"""A file whose body came in one piece: the fields of its ``PartStart``, then the body.
 
 See :meth:`MultipartParser.feed_fields`."""
 _Events: TypeAlias = list["PartStart | PartData | PartEnd | WholeField | WholeFile"]
-# A field part whose start is not announced yet: (name, content_type, charset, headers).
-_Pending: TypeAlias = tuple[str, "str | None", "str | None", "tuple[tuple[str, str], ...]"]
+# A part not announced yet: the fields of its PartStart.
+_Pending: TypeAlias = tuple[
+    str, "str | None", "str | None", "str | None", "str | None", "tuple[tuple[str, str], ...]"
+]
 # A part's (headers, Content-Disposition, content type, charset).
 _HeaderBlock: TypeAlias = tuple[_Headers, str | None, str | None, str | None]
 # The header names clients send, spelled as they send them, already checked and lowercased.
@@ -188,7 +192,7 @@ class MultipartParser:
     :meth:`feed` takes chunks of any size and returns the events they complete;
     :meth:`close` checks the body ended with its closing boundary. Memory held between
     calls is bounded by one delimiter or one header block, never by the input (besides
-    a few content types and header lines parsed once and reused, 16 of each at most).
+    a few content types and header lines parsed once and reused, 16 of each kind at most).
     """
 
     __slots__ = (
@@ -207,6 +211,7 @@ class MultipartParser:
         "_part_size",
         "_state",
         "_tails",
+        "_type_lines",
         "_types",
     )
 
@@ -229,6 +234,7 @@ class MultipartParser:
         self._part_limit = 0
         self._part_size = 0
         self._types: dict[str, tuple[str, str | None]] = {}
+        self._type_lines: dict[str, tuple[tuple[str, str], str, str | None]] = {}
         # The header lines after a part's first one, by their bytes (see _header_block).
         self._tails: dict[bytes, tuple[_Headers, str | None, str | None]] = {}
 
@@ -254,9 +260,10 @@ class MultipartParser:
         self, data: bytes
     ) -> list[PartStart | PartData | PartEnd | WholeField | WholeFile]:
         """:meth:`feed`, but a part whose body is in this chunk comes as one tuple
-        instead of its three events: ``(name, body, charset)`` for a field,
-        ``(start, body)`` for a file (internal: what :class:`spoolup.form.Receiver`
-        reads; thousands of small parts cost less).
+        instead of its three events: ``(name, body, charset)`` for a field, ``(name,
+        filename, raw_filename, content_type, charset, headers, body)`` for a file
+        (internal: what :class:`spoolup.form.Receiver` reads; thousands of small parts
+        cost less).
 
         The same checks and limits apply, in the same order; a part cut by a chunk
         boundary comes as events (and so does the first part of a body).
@@ -408,10 +415,10 @@ class MultipartParser:
                     elif field is not None:
                         pos = find(delim, i)
                         if 0 <= pos - i <= self._part_limit:
-                            if isinstance(field, PartStart):
-                                append((field, buf[i:pos]))
+                            if field[1] is None:
+                                append((field[0], buf[i:pos], field[4]))
                             else:
-                                append((field[0], buf[i:pos], field[2]))
+                                append((*field, buf[i:pos]))  # type: ignore[arg-type]
                             continue  # the next part starts at this delimiter
                     if field is not None:
                         self._announce(field, events)
@@ -518,14 +525,12 @@ class MultipartParser:
         limit = self._limits.max_header_size
         return RequestTooLarge.for_limit("max_header_size", limit, "a part's header block")
 
-    def _start_part(
-        self, block: bytes, events: _Events, *, defer: bool = False
-    ) -> PartStart | _Pending | None:
+    def _start_part(self, block: bytes, events: _Events, *, defer: bool = False) -> _Pending | None:
         """Check a part's header block and announce it with a ``PartStart``.
 
-        With ``defer``, in compact mode (:meth:`feed_fields`), the part is returned
-        instead (a file's ``PartStart``, a field's pieces), to be sent whole or
-        announced by :meth:`_announce`.
+        With ``defer``, in compact mode (:meth:`feed_fields`), the fields of its
+        ``PartStart`` are returned instead, for the part to be sent whole or announced
+        by :meth:`_announce`.
         """
         limits = self._limits
         if not block:
@@ -542,9 +547,10 @@ class MultipartParser:
                 headers: _Headers = (("content-disposition", disposition),)
                 charset = None
             else:
-                content_type = content_type.rstrip(" \t")
-                headers = (("content-disposition", disposition), ("content-type", content_type))
-                content_type, charset = self._media_type(content_type)
+                # A form's files mostly share a few types: each line is read once.
+                line = self._type_lines.get(content_type) or self._type_line(content_type)
+                type_header, content_type, charset = line
+                headers = (("content-disposition", disposition), type_header)
         else:
             headers, disposition, content_type, charset = self._header_block(block)
             if disposition is None:
@@ -556,7 +562,7 @@ class MultipartParser:
                 raise TooManyParts.for_limit("max_fields", limits.max_fields, "form fields")
             self._part_limit = limits.max_field_size
             if defer and self._compact:
-                return name, content_type, charset, headers
+                return name, None, None, content_type, charset, headers
             start = PartStart(name, None, None, content_type, charset, headers)
         else:
             self._files += 1
@@ -564,22 +570,25 @@ class MultipartParser:
                 raise TooManyParts.for_limit("max_files", limits.max_files, "file parts")
             self._part_limit = limits.max_file_size
             filename = safe_filename(raw_filename)
-            start = PartStart(name, filename, raw_filename, content_type, charset, headers)
             if defer and self._compact:
-                self._part = start
-                return start
+                return name, filename, raw_filename, content_type, charset, headers
+            start = PartStart(name, filename, raw_filename, content_type, charset, headers)
         self._part = start
         events.append(start)
         return None
 
-    def _announce(self, field: PartStart | _Pending, events: _Events) -> None:
+    def _announce(self, part: _Pending, events: _Events) -> None:
         """The ``PartStart`` of a part that :meth:`_start_part` deferred."""
-        if isinstance(field, PartStart):
-            events.append(field)
-            return
-        name, content_type, charset, headers = field
-        start = self._part = PartStart(name, None, None, content_type, charset, headers)
+        start = self._part = PartStart(*part)
         events.append(start)
+
+    def _type_line(self, value: str) -> tuple[tuple[str, str], str, str | None]:
+        """A Content-Type value as _COMMON matched it: ``(header, type, charset)``."""
+        stripped = value.rstrip(" \t")
+        line = (("content-type", stripped), *self._media_type(stripped))
+        if len(self._type_lines) < _MAX_KNOWN_TYPES:
+            self._type_lines[value] = line
+        return line
 
     def _media_type(self, content_type: str) -> tuple[str, str | None]:
         """The checked ``(type, charset)`` of a part's Content-Type, parsed once a parser."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import socket
 import threading
 import time
@@ -343,3 +344,70 @@ def test_a_body_over_the_minimum_rate_is_received(min_rate: RunningServer) -> No
         )
         response = _send_body(sock, b"y" * 65536, 0.2, size)
     assert _status(response) == 201, response[:300]
+
+
+def _chunked_put(name: str) -> bytes:
+    return (
+        f"PUT /api/files/{name} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n"
+    ).encode()
+
+
+def test_trailers_of_a_chunked_body_are_bounded_like_a_head(server: RunningServer) -> None:
+    # Trailer lines after the last chunk never end: the server stops reading them once
+    # they pass the head's limit, instead of keeping every one in memory.
+    line = b"X-Trailer: " + b"t" * 1000 + b"\r\n"
+    sent = 0
+    with _connect(server) as sock:
+        sock.sendall(_chunked_put("trailers.bin"))
+        try:
+            while sent < 64 * MiB:
+                sock.sendall(line * 64)
+                sent += len(line) * 64
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        response = _read_all(sock)
+    assert sent < 16 * MiB, sent
+    assert _status(response) == 431, response[:200]
+    with server.client() as client:
+        assert "trailers.bin" not in str(client.get("/api/files").json())
+
+
+def test_a_host_trailer_does_not_stand_for_the_next_requests_host(server: RunningServer) -> None:
+    with _connect(server) as sock:
+        sock.sendall(_chunked_put("host-trailer.bin") + b"Host: 127.0.0.1\r\n\r\n")
+        first = sock.recv(65536)
+        assert _status(first) == 201, first[:300]
+        sock.sendall(b"GET /api/files HTTP/1.1\r\nConnection: close\r\n\r\n")
+        second = _read_all(sock)
+    assert _status(second) == 400, second[:300]
+    assert b"Host header" in second
+    with server.client() as client:
+        client.delete("/api/files/host-trailer.bin")
+
+
+def test_a_refused_pipelined_request_is_answered_after_the_one_before(
+    server: RunningServer,
+) -> None:
+    # The PUT is answered first, then the GET (no Host: 400), in the order they came.
+    put = b"PUT /api/files/piped.bin HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\n\r\nhello"
+    with _connect(server) as sock:
+        sock.sendall(put + b"GET /api/files HTTP/1.1\r\n\r\n")
+        response = _read_all(sock)
+    first, _, second = response.partition(b"HTTP/1.1 ")[2].partition(b"HTTP/1.1 ")
+    assert first.startswith(b"201"), response[:600]
+    assert second.startswith(b"400"), response[:600]
+    with server.client() as client:
+        client.delete("/api/files/piped.bin")
+
+
+def test_nothing_pipelined_after_a_refused_request_is_run(server: RunningServer) -> None:
+    put = b"PUT /api/files/after.bin HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1\r\n\r\nx"
+    with _connect(server) as sock:
+        sock.sendall(
+            b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" + b"GET / HTTP/1.1\r\n\r\n" + put
+        )
+        response = _read_all(sock)
+    assert re.findall(rb"HTTP/1\.1 (\d{3}) ", response) == [b"200", b"400"], response
+    with server.client() as client:
+        assert client.get("/api/files/after.bin").status_code == 404

@@ -132,8 +132,8 @@ class ServerConfig:
         tus_checkpoint_seconds: seconds between two checkpoints, whichever comes first (2).
         tus_max_open_uploads: unfinished tus uploads at most; creations beyond are
             answered 429 (10,000).
-        tus_max_open_per_client: unfinished tus uploads of one client at most (its
-            token, else its address; 1,000; 0: no per-client cap); 429 beyond.
+        tus_max_open_per_client: unfinished tus uploads of one client at most (per
+            address, IPv6 per /64; 1,000; 0: no per-client cap); 429 beyond.
     """
 
     host: str = "127.0.0.1"

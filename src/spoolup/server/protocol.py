@@ -6,7 +6,9 @@ sending. uvicorn's h11 protocol has a head bound (``h11_max_incomplete_event_siz
 but answers it with a 400 and parses bodies far slower. So the server keeps httptools
 and adds, per connection and before the application sees anything:
 
-- a bound on the request line and headers together (``header_limit`` bytes, 431);
+- a bound on the request line and headers together (``header_limit`` bytes, 431), and
+  the same bound on what a chunked body sends between two body bytes (chunk lines and
+  trailers); trailers are dropped, never merged into the headers the app was given;
 - a deadline for the whole head (``header_timeout`` seconds from its first byte, or
   from the connection's start; 408), so a head sent one byte a second ends;
 - an idle deadline while a body is read (``body_timeout`` seconds without a byte while
@@ -108,6 +110,9 @@ _TOO_LARGE = _plain_response(431, "Request Header Fields Too Large", "request he
 _HEAD_TIMEOUT = _plain_response(408, "Request Timeout", "request headers not received in time")
 _BODY_TIMEOUT = _plain_response(408, "Request Timeout", "request body stalled")
 _BODY_TOO_SLOW = _plain_response(408, "Request Timeout", "request body too slow")
+_TRAILERS_TOO_LARGE = _plain_response(
+    431, "Request Header Fields Too Large", "request trailers too large"
+)
 _FULL = _plain_response(503, "Service Unavailable", "too many connections")
 _NO_HOST = _plain_response(400, "Bad Request", "an HTTP/1.1 request needs one Host header")
 _MANY_HOSTS = _plain_response(400, "Bad Request", "more than one Host header")
@@ -143,6 +148,8 @@ def guarded_protocol(limits: ConnectionLimits, *, fd_limit: int | None = None) -
             self._window = 0.0  # when the body's rate window began
             self._window_bytes = 0  # body bytes received in it
             self._app_behind = False  # reading was paused for the app in this window
+            self._framing = 0  # body bytes received since the last one for the app
+            self._deferred: bytes | None = None  # a refusal waiting for earlier answers
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -171,44 +178,57 @@ def guarded_protocol(limits: ConnectionLimits, *, fd_limit: int | None = None) -
             else:
                 self._since = self.loop.time()
                 self._window_bytes += len(data)
+                self._framing += len(data)
             super().data_received(data)
             if self._phase == _HEAD and self._head_bytes > limits.header_limit:
                 self._refuse(_TOO_LARGE)
+            elif self._phase == _BODY and self._framing > limits.header_limit:
+                # Chunk lines or trailers without end: the parser would keep them all.
+                self._stall(_TRAILERS_TOO_LARGE, 431)
 
         def on_message_begin(self) -> None:
+            if self._refused:  # what follows a refused request in the same read
+                return
             super().on_message_begin()
             self._unanswered += 1
             if self._phase != _HEAD:  # a pipelined or keep-alive request
                 self._start_head()
 
         def on_url(self, url: bytes) -> None:
+            if self._refused:
+                return
             self._head_size += len(url)
             super().on_url(url)
 
         def on_header(self, name: bytes, value: bytes) -> None:
+            if self._phase != _HEAD or self._refused:
+                return  # a trailer: bounded in data_received, and not the app's header
             self._head_size += len(name) + len(value) + 4  # ": " and CRLF
             if len(name) == 4 and name.lower() == b"host":
                 self._hosts += 1
             super().on_header(name, value)
 
         def on_headers_complete(self) -> None:
+            if self._refused:
+                return
             # A head that arrived in one read is measured here, before the app starts.
             if self._head_size > limits.header_limit:
-                self._refuse(_TOO_LARGE)
+                self._refuse_in_turn(_TOO_LARGE)
                 return
             hosts, self._hosts = self._hosts, 0
             if hosts > 1 or (hosts == 0 and self.parser.get_http_version() == "1.1"):
-                self._refuse(_MANY_HOSTS if hosts else _NO_HOST)
+                self._refuse_in_turn(_MANY_HOSTS if hosts else _NO_HOST)
                 return
             self._phase = _BODY
             self._since = self._window = self.loop.time()
-            self._window_bytes = 0
+            self._window_bytes = self._framing = 0
             self._app_behind = False
             self._disarm()
             self._arm(limits.body_timeout)
             super().on_headers_complete()
 
         def on_body(self, body: bytes) -> None:
+            self._framing = 0
             if not self._refused:
                 super().on_body(body)
                 if self.flow.read_paused:
@@ -223,6 +243,10 @@ def guarded_protocol(limits: ConnectionLimits, *, fd_limit: int | None = None) -
         def on_response_complete(self) -> None:
             super().on_response_complete()
             self._unanswered -= 1
+            if self._deferred is not None:
+                if self._unanswered <= 1:  # only the refused request is left
+                    self._refuse(self._deferred)
+                return
             if self._unanswered > 0 or self._phase == _BODY:
                 # A pipelined request has begun (its head or body keeps its own bound
                 # and deadline; uvicorn's keep-alive timer stops at its first byte), or
@@ -267,12 +291,12 @@ def guarded_protocol(limits: ConnectionLimits, *, fd_limit: int | None = None) -
                     self._since = now
                     self._app_behind = True
                 if self._since + limits.body_timeout <= now:
-                    self._stall(_BODY_TIMEOUT)
+                    self._stall(_BODY_TIMEOUT, 408)
                     return
                 if self._window + limits.body_timeout <= now:
                     if self._window_bytes < window_bytes and not self._app_behind:
                         self._log_slow_body(now)
-                        self._stall(_BODY_TOO_SLOW)
+                        self._stall(_BODY_TOO_SLOW, 408)
                         return
                     self._window, self._window_bytes, self._app_behind = now, 0, False
                 self._arm(min(self._since, self._window) + limits.body_timeout - now)
@@ -294,8 +318,8 @@ def guarded_protocol(limits: ConnectionLimits, *, fd_limit: int | None = None) -
                 slow_bodies[0] = now
                 slow_bodies[1] = 0
 
-        def _stall(self, response: bytes) -> None:
-            """The body stopped: the application sees a disconnect, the client a 408."""
+        def _stall(self, response: bytes, status: int) -> None:
+            """The body is cut: the application sees a disconnect, the client ``status``."""
             cycle = self.cycle
             started = cycle is not None and cycle.response_started
             if cycle is not None and not cycle.response_complete:
@@ -303,9 +327,20 @@ def guarded_protocol(limits: ConnectionLimits, *, fd_limit: int | None = None) -
                 cycle.message_event.set()
             if not started:
                 if cycle is not None:
-                    cycle.scope.setdefault("state", {})[CUT_STATUS] = 408
+                    cycle.scope.setdefault("state", {})[CUT_STATUS] = status
                 self.transport.write(response)
             self.transport.close()
+
+        def _refuse_in_turn(self, response: bytes) -> None:
+            """Refuse a request once the pipelined ones before it are answered."""
+            if self._unanswered <= 1:
+                self._refuse(response)
+                return
+            self._refused = True  # nothing more is read or parsed
+            self._deferred = response
+            self._disarm()
+            self._phase = _APP
+            self.transport.pause_reading()
 
         def _refuse(self, response: bytes) -> None:
             self._refused = True

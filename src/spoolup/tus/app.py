@@ -174,7 +174,7 @@ class TusApp:
             if isinstance(request, Options):
                 response = self.protocol.options_response()
             elif isinstance(request, Create):
-                client = client_key(scope, headers)
+                client = client_key(scope)
                 response = await self._create(request, root, headers, receive, client)
             elif isinstance(request, Head):
                 response = await self._head(request)
@@ -235,25 +235,30 @@ class TusApp:
     def _sweep_sync(self, now: float) -> list[str]:
         removed = []
         unfinished: list[tuple[str, str | None]] = []
-        for upload_id in list(self.store.ids()):
-            if upload_id in self._busy:
-                unfinished.append((upload_id, None))
-                continue
-            try:
-                info = self.store.load(upload_id)
-            except UploadError:
-                info = None
-            gone = info is None or (info.expires is not None and now >= info.expires)
-            if gone and self.lock.acquire(upload_id, self.owner) is not None:
-                self.store.delete(upload_id)
-                self.lock.discard(upload_id)
-                self._live.pop(upload_id, None)
-                self._parked.pop(upload_id, None)
-                removed.append(upload_id)
-            elif info is not None and not info.is_complete:
-                unfinished.append((upload_id, info.client))
-            elif info is not None and not gone and self._completion_pending(info):
-                self._stalled.append(info)
+        self._open.listing()
+        try:
+            for upload_id in list(self.store.ids()):
+                if upload_id in self._busy:
+                    unfinished.append((upload_id, None))
+                    continue
+                try:
+                    info = self.store.load(upload_id)
+                except UploadError:
+                    info = None
+                gone = info is None or (info.expires is not None and now >= info.expires)
+                if gone and self.lock.acquire(upload_id, self.owner) is not None:
+                    self.store.delete(upload_id)
+                    self.lock.discard(upload_id)
+                    self._live.pop(upload_id, None)
+                    self._parked.pop(upload_id, None)
+                    removed.append(upload_id)
+                elif info is not None and not info.is_complete:
+                    unfinished.append((upload_id, info.client))
+                elif info is not None and not gone and self._completion_pending(info):
+                    self._stalled.append(info)
+        except BaseException:
+            self._open.abandon()
+            raise
         self._open.recount(unfinished)  # the open uploads, counted afresh
         return removed
 
@@ -311,35 +316,41 @@ class TusApp:
         receive: Receive,
         client: str,
     ) -> Response:
-        await self._admit(client)
-        now = self.clock()
         upload_id = secrets.token_urlsafe(16)
-        info = UploadInfo(
-            id=upload_id,
-            client=client,
-            length=request.length,
-            metadata=request.metadata,
-            created=now,
-            expires=self.protocol.expires_at(now),
-            concat=request.concat,
-        )
-        location = f"{root}/{upload_id}"
-        if self.on_create is not None:
-            created = self.on_create(info)
-            if inspect.isawaitable(created):
-                await created
-        if request.concat == "final":
-            ids = self.protocol.concat_ids(request.parts, root, headers.get("host"))
-            parts = [await self._load(p) for p in ids]
-            info.length = self.protocol.check_final_parts(parts, now)
-            info.parts = ids
-            info.part_urls = request.parts
-            await self._created(info)
+        await self._admit(client, upload_id)
+        try:
+            now = self.clock()
+            info = UploadInfo(
+                id=upload_id,
+                client=client,
+                length=request.length,
+                metadata=request.metadata,
+                created=now,
+                expires=self.protocol.expires_at(now),
+                concat=request.concat,
+            )
+            location = f"{root}/{upload_id}"
+            if self.on_create is not None:
+                created = self.on_create(info)
+                if inspect.isawaitable(created):
+                    await created
+            parts = None
+            if request.concat == "final":
+                ids = self.protocol.concat_ids(request.parts, root, headers.get("host"))
+                parts = [await self._load(p) for p in ids]
+                info.length = self.protocol.check_final_parts(parts, now)
+                info.parts = ids
+                info.part_urls = request.parts
+            await asyncio.to_thread(self.store.create, info)
+        except BaseException:
+            self._closed_one(upload_id)  # never recorded: no longer counted
+            raise
+        self._open.recorded(upload_id)
+        if parts is not None:
             await self._locked(info.id, self._or_remove(info, self._concat(info, parts)))
             return _with_record(
                 self.protocol.created_response(info, location, with_body=False), info
             )
-        await self._created(info)
         if request.body_length is None:
             if info.is_complete:  # an empty file is whole at once
                 await self._locked(upload_id, self._or_remove(info, self._after_write(info, None)))
@@ -351,16 +362,24 @@ class TusApp:
         await self._locked(upload_id, self._or_remove(info, self._write(info, first, receive)))
         return _with_record(self.protocol.created_response(info, location, with_body=True), info)
 
-    async def _admit(self, client: str) -> None:
+    async def _admit(self, client: str, upload_id: str) -> None:
         """Refuse a creation past ``max_open_uploads`` unfinished uploads, or past
-        ``max_open_per_client`` of ``client``'s (429; see :mod:`spoolup.tus.quota`).
+        ``max_open_per_client`` of ``client``'s (429; see :mod:`spoolup.tus.quota`);
+        else count ``upload_id`` at once, so that creations at once see each other.
 
         The counts are taken from one listing on the first creation and at every sweep,
         and kept up to date in between, never by a listing per creation.
         """
         if not self._open.counted:
-            self._open.recount(await asyncio.to_thread(self._list_open))
+            self._open.listing()
+            try:
+                found = await asyncio.to_thread(self._list_open)
+            except BaseException:
+                self._open.abandon()
+                raise
+            self._open.recount(found)
         self._open.admit(client)
+        self._open.opened(upload_id, client)
 
     def _list_open(self) -> list[tuple[str, str | None]]:
         found: list[tuple[str, str | None]] = []
@@ -370,10 +389,6 @@ class TusApp:
                 if info is not None and not info.is_complete:
                     found.append((upload_id, info.client))
         return found
-
-    async def _created(self, info: UploadInfo) -> None:
-        await asyncio.to_thread(self.store.create, info)
-        self._open.opened(info.id, info.client)
 
     def _closed_one(self, upload_id: str) -> None:
         self._open.closed(upload_id)
@@ -967,7 +982,8 @@ def create_tus_app(
     and at the end of a request past either; a crash loses at most what came after the
     last checkpoint (the client resumes from there). ``max_open_uploads`` caps the
     unfinished uploads (a creation beyond answers 429), ``max_open_per_client`` those
-    of one client (its bearer token, else its address: see :mod:`spoolup.tus.quota`;
+    of one client (its address, or the name an authentication layer gives it: see
+    :mod:`spoolup.tus.quota`;
     ``None``: no per-client cap).
     """
     tus_limits = limits if limits is not None else TusLimits(max_size=max_size)

@@ -46,6 +46,29 @@ _S3_PART = 8 * MiB
 _SENDING = threading.BoundedSemaphore(4)
 # Of those, at most this many for one upload (a store takes a few parts at once faster).
 _SENDING_EACH = 3
+# Part buffers kept for the next request once sent: allocating 8 MiB per part (and
+# zeroing it) from many threads leaves the heap fragmented and the process larger.
+_IDLE_PARTS: list[bytearray] = []
+_IDLE_LOCK = threading.Lock()
+_IDLE_MAX = 4
+
+
+def _part_buffer(size: int) -> bytearray:
+    """A buffer of ``size`` bytes (its content is left over: it is written before read)."""
+    with _IDLE_LOCK:
+        while _IDLE_PARTS:
+            buffer = _IDLE_PARTS.pop()
+            if len(buffer) == size:
+                return buffer
+    return bytearray(size)
+
+
+def _give_back(buffer: bytearray, size: int) -> None:
+    """Keep a buffer no one reads any more (its part was sent) for another part."""
+    if len(buffer) == size:
+        with _IDLE_LOCK:
+            if len(_IDLE_PARTS) < _IDLE_MAX:
+                _IDLE_PARTS.append(buffer)
 
 
 class TusStore:
@@ -335,12 +358,12 @@ class _PartWriter(DataWriter):
         self._part: bytearray | None = None
         self._filled = 0
         if tail:
-            self._part = bytearray(store.part_size)
+            self._part = _part_buffer(store.part_size)
             self._part[: len(tail)] = tail
             self._filled = len(tail)
         self._parts: list[list[object]] = [list(p) for p in info.backend["parts"]]
         self._in_parts = info.offset - len(tail)
-        self._sending: list[Future[PartInfo]] = []
+        self._sending: list[tuple[Future[PartInfo], bytearray]] = []
 
     def _upload(self, number: int, data: bytearray) -> PartInfo:
         return self.store.storage.upload_part(self.key, self.info.backend["mpu"], number, data)
@@ -351,7 +374,9 @@ class _PartWriter(DataWriter):
         The error of a part is raised here.
         """
         while len(self._sending) > keep:
-            self._record(self._sending.pop(0).result())
+            sending, data = self._sending.pop(0)
+            self._record(sending.result())
+            _give_back(data, self.store.part_size)
 
     def _record(self, part: PartInfo) -> None:
         self._parts.append([part.number, part.size, part.etag])
@@ -363,6 +388,7 @@ class _PartWriter(DataWriter):
         if wait or not _SENDING.acquire(blocking=False):
             self._sent()
             self._record(self._upload(number, data))
+            _give_back(data, self.store.part_size)
             return
         try:
             sending = io_pool().submit(self._upload, number, data)
@@ -370,7 +396,7 @@ class _PartWriter(DataWriter):
             _SENDING.release()
             raise
         sending.add_done_callback(lambda _: _SENDING.release())
-        self._sending.append(sending)
+        self._sending.append((sending, data))
 
     def write(self, data: bytes) -> None:
         self.offset += len(data)
@@ -379,7 +405,7 @@ class _PartWriter(DataWriter):
             position = 0
             while position < len(view):
                 if self._part is None:
-                    self._part = bytearray(size)
+                    self._part = _part_buffer(size)
                     self._filled = 0
                 take = min(size - self._filled, len(view) - position)
                 self._part[self._filled : self._filled + take] = view[position : position + take]
@@ -421,6 +447,10 @@ class _PartWriter(DataWriter):
         # Parts still on their way after a failed request are waited for, never left
         # writing after the request (and its lease) ended; they are not counted.
         sending, self._sending = self._sending, []
-        for part in sending:
+        for future, _ in sending:
             with contextlib.suppress(BaseException):
-                part.result()
+                future.result()
+        # Only buffers whose upload is over go back (a failed one may still be read).
+        buffer, self._part = self._part, None
+        if buffer is not None:
+            _give_back(buffer, self.store.part_size)

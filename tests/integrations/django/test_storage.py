@@ -158,3 +158,14 @@ def test_s3_failed_upload_leaves_no_object_and_no_multipart(s3: Any, seaweed: Se
     listed = client.list_objects_v2(Bucket=seaweed.bucket, Prefix="django-tests/")
     assert listed.get("Contents", []) == []
     assert client.list_multipart_uploads(Bucket=seaweed.bucket).get("Uploads", []) == []
+
+
+def test_a_failed_commit_leaves_no_temp_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A file system without hard links (EPERM), or a disk error at the link.
+    def refuse(self: Any, target: Any) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr("pathlib.Path.hardlink_to", refuse)
+    with pytest.raises(OSError, match="not permitted"):
+        _parse({"f": ("a.bin", b"a" * 1000, "application/octet-stream")}, DjangoStorageHandler)
+    assert files_under(MEDIA) == []

@@ -27,7 +27,7 @@ from spoolup.form import Form
 from spoolup.handlers import HandlerSpec
 from spoolup.headers import parse_options_header
 from spoolup.limits import Limits
-from spoolup.multipart import MultipartParser, PartData, PartEnd, PartStart
+from spoolup.multipart import PartData, PartStart
 from spoolup.wsgi import content_length
 
 from .config import Options, options_for
@@ -127,6 +127,9 @@ def _body(request: HttpRequest) -> tuple[Iterable[bytes] | bytes, int | None]:
 # -- forms ---------------------------------------------------------------------
 
 
+_WHOLE_FIELD = 3  # a field in one chunk comes as (name, body, charset) (feed_fields)
+
+
 class _FormMemory:
     """The multipart parser, also counting the bytes of all non-file values together.
 
@@ -136,25 +139,30 @@ class _FormMemory:
 
     __slots__ = ("_in_field", "_limit", "_parser", "_total")
 
-    def __init__(self, parser: MultipartParser, limit: int) -> None:
+    def __init__(self, parser: _form._Parser, limit: int) -> None:
         self._parser = parser
         self._limit = limit
         self._total = 0
         self._in_field = False
 
-    def _count(self, events: Sequence[PartStart | PartData | PartEnd]) -> None:
+    def _count(self, events: Sequence[Any]) -> None:
         for event in events:
             if type(event) is PartData:
                 if self._in_field:
-                    self._total += len(event.data)
-                    if self._total > self._limit:
-                        raise RequestTooLarge.for_limit(
-                            "DATA_UPLOAD_MAX_MEMORY_SIZE", self._limit, "the form's non-file data"
-                        )
+                    self._add(len(event.data))
             elif type(event) is PartStart:
                 self._in_field = event.filename is None
+            elif type(event) is tuple and len(event) == _WHOLE_FIELD:  # (name, body, charset)
+                self._add(len(event[1]))
 
-    def feed(self, data: bytes) -> Sequence[PartStart | PartData | PartEnd]:
+    def _add(self, size: int) -> None:
+        self._total += size
+        if self._total > self._limit:
+            raise RequestTooLarge.for_limit(
+                "DATA_UPLOAD_MAX_MEMORY_SIZE", self._limit, "the form's non-file data"
+            )
+
+    def feed(self, data: bytes) -> Sequence[Any]:
         events = self._parser.feed(data)
         self._count(events)
         return events
@@ -185,7 +193,7 @@ def _parse(  # noqa: PLR0917
             body, content_type, limits=limits, handlers=handlers, content_length=length
         )
     receiver = _form._form_receiver(content_type, limits, handlers, length)
-    if isinstance(receiver._parser, MultipartParser):
+    if mime == "multipart/form-data":
         receiver._parser = _FormMemory(receiver._parser, form_memory)
     return _form._run(receiver, body)
 

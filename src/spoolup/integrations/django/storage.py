@@ -93,27 +93,40 @@ class _FileSystemWriter:
         fd, self._fd = self._fd, None
         assert fd is not None
         try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            full = self._link()
+        except BaseException:
+            self._tmp.unlink(missing_ok=True)  # a failed fsync or link leaves no temp file
+            raise
+        storage = self._storage
+        try:
+            if storage.file_permissions_mode is not None:
+                full.chmod(storage.file_permissions_mode)
+            _fsync_dir(full.parent)
+        except BaseException:
+            full.unlink(missing_ok=True)  # not handed to the form: nobody would remove it
+            raise
+        return str(os.path.relpath(full, storage.location)).replace(os.sep, "/")
+
+    def _link(self) -> Path:
+        """Put the temp file in place under a free name; the path it has now."""
         storage = self._storage
         name = storage.get_available_name(self._name)
         while True:
             full = Path(storage.path(name))
             if getattr(storage, "_allow_overwrite", False):
                 self._tmp.replace(full)
-                break
+                return full
             try:
                 full.hardlink_to(self._tmp)  # fails if the name was taken meanwhile
             except FileExistsError:
                 name = storage.get_available_name(name)
                 continue
             self._tmp.unlink()
-            break
-        if storage.file_permissions_mode is not None:
-            full.chmod(storage.file_permissions_mode)
-        _fsync_dir(full.parent)
-        return str(os.path.relpath(full, storage.location)).replace(os.sep, "/")
+            return full
 
     def abort(self) -> None:
         fd, self._fd = self._fd, None

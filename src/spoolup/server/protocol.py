@@ -244,7 +244,8 @@ def guarded_protocol(limits: ConnectionLimits, *, fd_limit: int | None = None) -
             super().on_response_complete()
             self._unanswered -= 1
             if self._deferred is not None:
-                if self._unanswered <= 1:  # only the refused request is left
+                # Only the refused request is left (unless the answer before closed).
+                if self._unanswered <= 1 and not self.transport.is_closing():
                     self._refuse(self._deferred)
                 return
             if self._unanswered > 0 or self._phase == _BODY:

@@ -28,6 +28,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger("spoolup.storage")
+
+_RENEWERS = 16  # renewals of one process's leases at once
 
 DEFAULT_TTL = 3.0
 """Seconds a lease lasts without renewal: how long a killed server blocks its uploads."""
@@ -518,26 +521,39 @@ class HeldLeases:
         now = time.monotonic()
         with self._mutex:
             due = [(name, lease) for name, (lease, at) in self._held.items() if at <= now]
-        for name, lease in due:
-            started = time.monotonic()
-            renewed: Lease | None = None
-            next_at = started + self.lock.ttl / 2
-            try:
-                renewed = self.lock.renew(lease)
-            except LeaseLost:
-                logger.warning("the lease on %s was lost (this process stalled?)", name)
-            except StorageError as exc:
-                # The store is down: try again soon, while the lease still runs.
-                logger.warning("renewing the lease on %s failed: %s", name, exc)
-                renewed, next_at = lease, started + min(1.0, self.lock.ttl / 10)
-            with self._mutex:
-                current = self._held.get(name)
-                mine = current is not None and current[0] is lease
-                if mine and renewed is not None:
-                    self._held[name] = (renewed, next_at)
-                elif mine:
-                    del self._held[name]
-            if not mine and renewed is not None and renewed is not lease:
-                # Dropped while being renewed: the release saw the old tag and did nothing.
-                with contextlib.suppress(StorageError):
-                    self.lock.release(renewed)
+        if len(due) <= 1:
+            for name, lease in due:
+                self._renew(name, lease)
+            return
+        # Several at once: one after the other, many writes over a slow store would
+        # take longer than half a lease, and the last ones would run out.
+        with ThreadPoolExecutor(
+            min(_RENEWERS, len(due)), thread_name_prefix="spoolup-lease-renewal"
+        ) as pool:
+            for renewal in [pool.submit(self._renew, name, lease) for name, lease in due]:
+                renewal.result()
+
+    def _renew(self, name: str, lease: Lease) -> None:
+        """Renew one held lease; forget it if it was lost."""
+        started = time.monotonic()
+        renewed: Lease | None = None
+        next_at = started + self.lock.ttl / 2
+        try:
+            renewed = self.lock.renew(lease)
+        except LeaseLost:
+            logger.warning("the lease on %s was lost (this process stalled?)", name)
+        except StorageError as exc:
+            # The store is down: try again soon, while the lease still runs.
+            logger.warning("renewing the lease on %s failed: %s", name, exc)
+            renewed, next_at = lease, started + min(1.0, self.lock.ttl / 10)
+        with self._mutex:
+            current = self._held.get(name)
+            mine = current is not None and current[0] is lease
+            if mine and renewed is not None:
+                self._held[name] = (renewed, next_at)
+            elif mine:
+                del self._held[name]
+        if not mine and renewed is not None and renewed is not lease:
+            # Dropped while being renewed: the release saw the old tag and did nothing.
+            with contextlib.suppress(StorageError):
+                self.lock.release(renewed)

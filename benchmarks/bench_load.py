@@ -15,7 +15,7 @@ storing to a local folder (its defaults: fsync at commit, sha256 while receiving
   its idle RSS (the bound is 64 MiB).
 
 The client is raw HTTP/1.1 on asyncio streams (one connection per upload), so it costs
-little CPU beside the server's. ``python -m benchmarks load`` (100 x 50 MB, 1 GiB) or
+little CPU beside the server's. ``python -m benchmarks load`` (100 x 50 MB, 4 GiB, as issue 11 asks) or
 ``--quick`` (8 x 2 MB, 200 connections, 64 MiB).
 """
 
@@ -61,7 +61,7 @@ class Sizes:
     patch_size: int
 
 
-FULL = Sizes(uploads=100, upload_size=50 * MB, slow=2000, patch_size=1024 * MiB)
+FULL = Sizes(uploads=100, upload_size=50 * MB, slow=2000, patch_size=4096 * MiB)
 QUICK = Sizes(uploads=8, upload_size=2 * MB, slow=200, patch_size=64 * MiB)
 
 

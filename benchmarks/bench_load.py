@@ -15,8 +15,8 @@ storing to a local folder (its defaults: fsync at commit, sha256 while receiving
   its idle RSS (the bound is 64 MiB).
 
 The client is raw HTTP/1.1 on asyncio streams (one connection per upload), so it costs
-little CPU beside the server's. ``python -m benchmarks load`` (100 x 50 MB, 4 GiB, as issue 11 asks) or
-``--quick`` (8 x 2 MB, 200 connections, 64 MiB).
+little CPU beside the server's. ``python -m benchmarks load`` (100 x 50 MB, a 4 GiB
+PATCH) or ``--quick`` (8 x 2 MB, 200 connections, 64 MiB).
 """
 
 from __future__ import annotations

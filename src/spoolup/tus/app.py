@@ -579,6 +579,7 @@ class TusApp:
         body = _read_body(receive, self.protocol.room(info), request.body_length)
         if request.checksum is not None:
             body = _verified(body, request)
+        await self._skip_stray_parts(info)
         tail, hashed = self._take_live(info)
         expected = info.offset
         writer = await asyncio.to_thread(self.store.writer, info, tail=tail)
@@ -601,6 +602,18 @@ class TusApp:
         finally:
             await asyncio.shield(stream.end())
         await self._after_write(info, stream.hasher, stream.behind)
+
+    async def _skip_stray_parts(self, info: UploadInfo) -> None:
+        """After taking the lease from a holder that never let it go, skip its part numbers.
+
+        It may have been frozen with parts on the wire that land later, at most those
+        of one checkpoint's bytes past its last saved state (see
+        :meth:`TusStore.skip_parts`).
+        """
+        keeper = self._keepers.get(info.id)
+        if keeper is not None and keeper.taken_over:
+            unsaved = self.checkpoint_bytes
+            await asyncio.to_thread(self._fenced, info.id, self.store.skip_parts, info, unsaved)
 
     def _due(self, offset: int, marked: tuple[int, float]) -> bool:
         return (

@@ -24,14 +24,14 @@ import threading
 from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from spoolup._io import COPY_SIZE, MiB, io_pool
 from spoolup.files import FileInfo, UploadedFile
 from spoolup.storage import ObjectMeta, ObjectNotFound, PartInfo, ResumableStorage, StorageError
 from spoolup.storage.handler import StoredFile
 from spoolup.storage.resumable import PartAppender
-from spoolup.tus.protocol import is_upload_id
+from spoolup.tus.protocol import TusError, is_upload_id
 from spoolup.tus.state import StateError, UploadInfo
 
 if TYPE_CHECKING:
@@ -51,6 +51,8 @@ _SENDING_EACH = 3
 _IDLE_PARTS: list[bytearray] = []
 _IDLE_LOCK = threading.Lock()
 _IDLE_MAX = 4
+# S3 numbers a multipart upload's parts 1 to 10,000.
+_MAX_PART_NUMBER = 10_000
 
 
 def _part_buffer(size: int) -> bytearray:
@@ -165,6 +167,33 @@ class TusStore:
         # A tail written by a request that died before saving its state may be longer.
         return self.storage.read_bytes(self.key(info.id, "tail"))[:size]
 
+    def skip_parts(self, info: UploadInfo, unsaved: int) -> None:
+        """Number the upload's next parts past any its last holder could still be sending.
+
+        After a takeover from a holder that never let the lease go (frozen with an
+        UploadPart on the wire): a part of its landing late would replace the part of
+        the same number written since. It can have sent, past the state it saved
+        last, the parts of ``unsaved`` bytes (the checkpoint interval), one partly
+        filled and one of the last batch, and those on their way. The new floor is
+        saved first, so it holds through a further takeover. A 409 if the rest of the
+        upload would no longer fit in S3's 10,000 part numbers.
+        """
+        if self.storage.appendable:
+            return
+        count = -(-unsaved // self.part_size) + 2 + _SENDING_EACH
+        floor = _last_number(info.backend) + count
+        needed = 1
+        if info.length is not None:
+            needed += -(-(info.length - info.offset) // self.part_size)
+        if floor + needed > _MAX_PART_NUMBER:
+            msg = (
+                "this upload was taken over from a server that stopped mid-write too "
+                "often: its storage has no part numbers left; upload it again"
+            )
+            raise TusError(msg, status=409)
+        info.backend["floor"] = floor
+        self.save(info)
+
     def finish(self, info: UploadInfo, *, sha256: str | None = None) -> None:
         """Complete the object ``<id>/data`` from what was written (and save the state).
 
@@ -180,7 +209,8 @@ class TusStore:
             tail = self._read_tail(info)
             parts = [PartInfo(int(n), int(s), str(e)) for n, s, e in backend["parts"]]
             if tail:
-                parts.append(self.storage.upload_part(key, backend["mpu"], len(parts) + 1, tail))
+                number = _last_number(backend) + 1
+                parts.append(self.storage.upload_part(key, backend["mpu"], number, tail))
         if info.offset and parts:
             self.storage.complete_multipart(key, backend["mpu"], parts, sha256=sha256)
         else:
@@ -252,6 +282,17 @@ class TusStore:
         digest = hasher.hexdigest()
         self.finish(final, sha256=digest)
         return digest
+
+
+def _floor(backend: dict[str, Any]) -> int:
+    """The part number past which this holder numbers its parts (see ``skip_parts``)."""
+    return int(backend.get("floor", 0))
+
+
+def _last_number(backend: dict[str, Any]) -> int:
+    """The number of the last part written or skipped: the next one is one more."""
+    parts = backend.get("parts") or []
+    return max(int(parts[-1][0]) if parts else 0, _floor(backend))
 
 
 class DataWriter:
@@ -364,6 +405,7 @@ class _PartWriter(DataWriter):
         self._parts: list[list[object]] = [list(p) for p in info.backend["parts"]]
         self._in_parts = info.offset - len(tail)
         self._sending: list[tuple[Future[PartInfo], bytearray]] = []
+        self._number = _last_number(info.backend)  # of the last part sent
 
     def _upload(self, number: int, data: bytearray) -> PartInfo:
         return self.store.storage.upload_part(self.key, self.info.backend["mpu"], number, data)
@@ -384,7 +426,8 @@ class _PartWriter(DataWriter):
 
     def _send(self, data: bytearray, *, wait: bool = False) -> None:
         self._sent(0 if wait else _SENDING_EACH - 1)
-        number = len(self._parts) + len(self._sending) + 1
+        self._number += 1
+        number = self._number
         if wait or not _SENDING.acquire(blocking=False):
             self._sent()
             self._record(self._upload(number, data))

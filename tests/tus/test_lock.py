@@ -76,9 +76,12 @@ def test_one_holder_at_a_time(lock: UploadLock) -> None:
     first = lock.acquire(uid, "server-a")
     assert first is not None
     assert lock.acquire(uid, "server-b") is None
+    assert first.taken_over is False
     lock.release(first)
     second = lock.acquire(uid, "server-b")
     assert second is not None
+    # Released, not lapsed: the next holder need not fear the first one's late writes.
+    assert second.taken_over is False
     assert lock.acquire(uid, "server-a") is None
 
 
@@ -285,8 +288,13 @@ def test_a_lapsed_redis_lease_is_taken_over_and_its_holder_is_fenced(
     new = lock.acquire(uid, "server-b")
     assert new is not None
     assert new.generation == old.generation + 1
+    assert new.taken_over  # lapsed: its holder may still be writing
     with pytest.raises(LeaseLost):
         lock.renew(old)
-    lock.release(old)  # leaves the new lease alone
+    lock.release(old)  # leaves the new lease alone, and records no release
     assert lock.acquire(uid, "server-c") is None
     lock.renew(new)
+    lock.release(new)
+    after = lock.acquire(uid, "server-c")
+    assert after is not None
+    assert after.taken_over is False

@@ -82,10 +82,15 @@ class RedisLock(UploadLock):
         "if redis.call('get', KEYS[1]) == ARGV[1] then "
         "return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end"
     )
+    # With a second key, a release also records the generation let go, so that the
+    # next holder knows the lease was released (not lapsed mid-write).
     _RELEASE = (
-        "if redis.call('get', KEYS[1]) == ARGV[1] then "
-        "return redis.call('del', KEYS[1]) else return 0 end"
+        "if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end "
+        "redis.call('del', KEYS[1]) "
+        "if KEYS[2] then redis.call('set', KEYS[2], ARGV[2], 'px', ARGV[3]) end "
+        "return 1"
     )
+    _KEEP_MS = 7 * 24 * 3600 * 1000
 
     def __init__(
         self,
@@ -108,6 +113,9 @@ class RedisLock(UploadLock):
 
     def _key(self, upload_id: str) -> str:
         return f"{self.prefix}{upload_id}:lease"
+
+    def _released_key(self, upload_id: str) -> str:
+        return f"{self.prefix}{upload_id}:released"
 
     @contextlib.contextmanager
     def _guard(self, what: str) -> Iterator[None]:
@@ -132,10 +140,12 @@ class RedisLock(UploadLock):
                 return None
             counter = f"{self.prefix}{upload_id}:gen"
             generation = int(self._redis.incr(counter))
-            self._redis.pexpire(counter, 7 * 24 * 3600 * 1000)
-        # The key expires on its own when its holder dies: whether the last one was
-        # released or ran out is not recorded, so every lease counts as a takeover.
-        return Lease(upload_id, owner, generation, until, True, token)
+            self._redis.pexpire(counter, self._KEEP_MS)
+            released = self._redis.get(self._released_key(upload_id))
+        # The key expires on its own when its holder dies; a release records the
+        # generation it let go, so only a lease that lapsed counts as a takeover.
+        taken_over = generation > 1 and str(released) != str(generation - 1)
+        return Lease(upload_id, owner, generation, until, taken_over, token)
 
     def renew(self, lease: Lease) -> Lease:
         """``PEXPIRE`` if the key still holds our token; :class:`LeaseLost` otherwise."""
@@ -149,14 +159,17 @@ class RedisLock(UploadLock):
         return replace(lease, until=until)
 
     def release(self, lease: Lease) -> None:
-        """``DEL`` if the key still holds our token."""
+        """``DEL`` if the key still holds our token, recording the generation released."""
+        keys = [self._key(lease.upload_id), self._released_key(lease.upload_id)]
         with self._guard("release"):
-            self._release(keys=[self._key(lease.upload_id)], args=[lease.token])
+            self._release(keys=keys, args=[lease.token, lease.generation, self._KEEP_MS])
 
     def discard(self, upload_id: str) -> None:
         """Delete the lease and its counter."""
         with self._guard("removal"):
-            self._redis.delete(self._key(upload_id), f"{self.prefix}{upload_id}:gen")
+            self._redis.delete(
+                self._key(upload_id), f"{self.prefix}{upload_id}:gen", self._released_key(upload_id)
+            )
 
 
 def lock_for(

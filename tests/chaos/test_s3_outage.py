@@ -64,9 +64,11 @@ def test_object_store_outage_mid_upload(tmp_path: Path) -> None:
             )
             # The abort that failed during the outage is owed: a sweep does it.
             _wait_for("the orphaned multipart upload was never aborted", lambda: not incomplete())
-            assert httpx.get(f"{running.url}/api/files").json() == []
+            assert httpx.get(f"{running.url}/api/files", timeout=60).json() == []
             assert "aborted the orphaned multipart upload" in running.log_text()
-            again = httpx.put(f"{running.url}/api/files/again.txt", content=b"back")
+            # Works again; no time budget: under a CPU hog the first write after the
+            # outage once took 13 s (httpx's default 5 s timeout cut it).
+            again = httpx.put(f"{running.url}/api/files/again.txt", content=b"back", timeout=120)
             assert again.status_code == 201
     finally:
         seaweed.stop()

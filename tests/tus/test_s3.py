@@ -17,7 +17,7 @@ from tusclient import client as tus_client
 from spoolup.errors import UploadError
 from spoolup.files import FileInfo, UploadedFile
 from spoolup.handlers import SkipFile, UploadHandler
-from spoolup.storage import PartInfo
+from spoolup.storage import PartInfo, StorageError
 from spoolup.storage.s3 import S3Storage
 from spoolup.tus import create_tus_app
 from spoolup.tus.state import UploadInfo
@@ -285,3 +285,39 @@ def test_final_key_object_belongs_to_the_callback_once_it_took_it(
     else:
         assert kept == []
     assert [i.key for i in storage.list("tus/").items] == []
+
+
+class _AnswerLost(S3Storage):
+    """The first CompleteMultipartUpload is done by S3, but its answer never comes back."""
+
+    lost = 0
+
+    def complete_multipart(self, *args: Any, **kwargs: Any) -> Any:
+        result = super().complete_multipart(*args, **kwargs)
+        if not self.lost:
+            self.lost += 1
+            raise StorageError("S3 completing the upload failed: connection reset")
+        return result
+
+
+def test_a_completion_whose_answer_was_lost_is_taken_as_done(seaweed: Seaweed, prefix: str) -> None:
+    # Asked again (after a crash before the state said so), S3 no longer knows the
+    # multipart upload: the object is whole, so the upload is finished, not failed for
+    # good.
+    storage = _AnswerLost(seaweed.bucket, prefix, client=seaweed.client())
+    completed = Completed()
+    server = Server(create_tus_app(storage, on_complete=completed, sweep_interval=None))
+    try:
+        with httpx.Client(headers={"Tus-Resumable": "1.0.0"}, timeout=60) as client:
+            r = client.post(server.url, headers={"Upload-Length": str(len(DATA))})
+            url = server.base + r.headers["location"]
+            r = client.patch(
+                url,
+                content=DATA,
+                headers={"Content-Type": "application/offset+octet-stream", "Upload-Offset": "0"},
+            )
+            assert (r.status_code, storage.lost) == (204, 1)
+    finally:
+        server.stop()
+    (call,) = completed.calls
+    assert (call["data"], call["sha256"]) == (DATA, hashlib.sha256(DATA).hexdigest())

@@ -226,7 +226,13 @@ class TusStore:
                 number = _last_number(backend) + 1
                 parts.append(self.storage.upload_part(key, backend["mpu"], number, tail))
         if info.offset and parts:
-            self.storage.complete_multipart(key, backend["mpu"], parts, sha256=sha256)
+            try:
+                self.storage.complete_multipart(key, backend["mpu"], parts, sha256=sha256)
+            except StorageError:
+                if not self._completed(key, info):
+                    raise
+                # Completed before, its answer lost (or its server died before saving
+                # so): S3 no longer knows the multipart upload, the object is whole.
         else:
             # An empty upload: S3 cannot complete a multipart upload without parts.
             self.storage.abort_multipart(key, backend["mpu"])
@@ -236,6 +242,14 @@ class TusStore:
         self.save(info)
         if not self.storage.appendable:
             self._delete_key(self.key(info.id, "tail"))
+
+    def _completed(self, key: str, info: UploadInfo) -> bool:
+        if self.storage.appendable:
+            return False
+        try:
+            return self.storage.stat(key).size == info.offset
+        except StorageError:
+            return False
 
     def open(self, info: UploadInfo, *, start: int = 0) -> BinaryIO:
         """Read the completed upload (from byte ``start``)."""

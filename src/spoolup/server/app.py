@@ -484,6 +484,7 @@ def _tus_app(
         checkpoint_seconds=config.tus_checkpoint_seconds,
         max_open_uploads=config.tus_max_open_uploads,
         max_open_per_client=config.tus_max_open_per_client or None,
+        final_key=store.new_key,
     )
 
 

@@ -128,7 +128,7 @@ class ServerConfig:
         hook_retries: retries of a non-blocking hook after a failure (3).
         hook_progress_interval: seconds between post-receive hooks of one file (1).
         tus_checkpoint: bytes of a tus request between two checkpoints, where its bytes
-            and offset are made durable (64 MiB; see the README for what a crash loses).
+            and offset are made durable (64 MiB; see docs/deploy.md for what a crash loses).
         tus_checkpoint_seconds: seconds between two checkpoints, whichever comes first (2).
         tus_max_open_uploads: unfinished tus uploads at most; creations beyond are
             answered 429 (10,000).

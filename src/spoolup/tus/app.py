@@ -45,7 +45,6 @@ from spoolup.errors import RequestTooLarge, UploadAborted, UploadError
 from spoolup.files import FileInfo, UploadedFile
 from spoolup.form import receive_file
 from spoolup.handlers import HandlerSpec, HashingHandler, UploadHandler, resolve_handlers
-from spoolup.headers import safe_filename
 from spoolup.limits import Limits
 from spoolup.storage import InsufficientStorage, ObjectNotFound, ResumableStorage, StorageError
 from spoolup.tus.lock import DEFAULT_TTL, Lease, LeaseKeeper, UploadLock, lock_for
@@ -66,9 +65,9 @@ from spoolup.tus.protocol import (
 )
 from spoolup.tus.quota import OpenUploads, client_key
 from spoolup.tus.state import UploadInfo
-from spoolup.tus.store import DataWriter, TusStore
+from spoolup.tus.store import DataWriter, TusStore, object_meta
 
-__all__ = ["CompletionCallback", "CreationCallback", "TusApp", "create_tus_app"]
+__all__ = ["CompletionCallback", "CreationCallback", "FinalKey", "TusApp", "create_tus_app"]
 
 Scope = Mapping[str, Any]
 Message = Mapping[str, Any]
@@ -84,6 +83,17 @@ is open for reading: the stored object itself (a
 copying), or the copy a storing handler kept. Return a JSON-able dict (the file
 record) or ``None``. An :class:`~spoolup.UploadError` raised here refuses the upload:
 it is removed and the request answers with that status.
+"""
+
+FinalKey = Callable[[UploadInfo], str]
+"""``final_key(info)``: the storage key a new upload is to end up at (no I/O, at creation).
+
+On S3 the upload is assembled right there, so finishing it copies nothing: the object
+appears at that key when the upload is finished (before the handlers and
+``on_complete`` run; if they refuse it, it is deleted). Once ``on_complete`` has
+returned, the object is the callback's: the tus app never deletes it (expiry and
+termination remove only the upload's state). Elsewhere the finished upload is handed
+over at ``<id>/data`` and the callback moves it there (a rename).
 """
 
 CreationCallback = Callable[[UploadInfo], Any]
@@ -125,9 +135,11 @@ class TusApp:
         max_open_uploads: int = 10_000,
         on_create: CreationCallback | None = None,
         max_open_per_client: int | None = 1_000,
+        final_key: FinalKey | None = None,
     ) -> None:
         """Serve ``store``; see :func:`create_tus_app` for the options."""
         self.store = store
+        self.final_key = final_key
         self.on_create = on_create
         self.checkpoint_bytes = checkpoint_bytes
         self.checkpoint_seconds = checkpoint_seconds
@@ -296,7 +308,7 @@ class TusApp:
             current = await self._load(info.id)
             if current.is_complete and self._completion_pending(current):
                 if current.backend.get("done") and not await asyncio.to_thread(
-                    self.store.storage.exists, self.store.key(info.id, "data")
+                    self.store.storage.exists, self.store.data_key(current)
                 ):
                     logger.warning("the upload %s was handed on without its record", info.id)
                     return current
@@ -344,7 +356,10 @@ class TusApp:
                 info.length = self.protocol.check_final_parts(parts, now)
                 info.parts = ids
                 info.part_urls = request.parts
-            await asyncio.to_thread(self.store.create, info)
+            final_key = None
+            if self.final_key is not None and request.concat != "partial":
+                final_key = self.final_key(info)  # a partial upload is no file of its own
+            await asyncio.to_thread(self.store.create, info, final_key=final_key)
         except BaseException:
             self._closed_one(upload_id)  # never recorded: no longer counted
             raise
@@ -718,7 +733,7 @@ class TusApp:
         info.record = dict(record) if isinstance(record, Mapping) else None
         if self.on_complete is not None:
             # The callback took the file; without one the data stays in the store.
-            await asyncio.to_thread(self._fenced, info.id, self.store.discard_data, info)
+            await asyncio.to_thread(self._fenced, info.id, self.store.hand_over, info)
 
     def _receive_finished(self, info: UploadInfo, digest: str | None) -> UploadedFile | None:
         """The finished upload through :func:`~spoolup.receive_file` and the handlers.
@@ -731,11 +746,12 @@ class TusApp:
         """
         size = info.offset
         raw_name = info.filename
+        meta = object_meta(info)
         file_info = FileInfo(
             field_name="",
-            filename=safe_filename(raw_name or info.id),
+            filename=meta.filename or info.id,
             raw_filename=raw_name,
-            content_type=(info.content_type or "").lower() or None,
+            content_type=meta.content_type,
             content_length=size,
         )
         stored = self.store.uploaded_file(info, file_info)
@@ -1001,6 +1017,7 @@ def create_tus_app(
     max_open_uploads: int = 10_000,
     on_create: CreationCallback | None = None,
     max_open_per_client: int | None = 1_000,
+    final_key: FinalKey | None = None,
 ) -> TusApp:
     """The tus ASGI app over ``storage``, to mount at the collection's path (``/tus``).
 
@@ -1028,7 +1045,9 @@ def create_tus_app(
     unfinished uploads (a creation beyond answers 429), ``max_open_per_client`` those
     of one client (its address, or the name an authentication layer gives it: see
     :mod:`spoolup.tus.quota`;
-    ``None``: no per-client cap).
+    ``None``: no per-client cap). ``final_key`` names, at creation, the key each
+    upload is to end up at, so that on S3 finishing it copies nothing (see
+    :data:`FinalKey`).
     """
     tus_limits = limits if limits is not None else TusLimits(max_size=max_size)
     if limits is not None and limits.max_size != max_size:
@@ -1054,6 +1073,7 @@ def create_tus_app(
         max_open_uploads=max_open_uploads,
         on_create=on_create,
         max_open_per_client=max_open_per_client,
+        final_key=final_key,
     )
 
 

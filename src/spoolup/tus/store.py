@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from spoolup._io import COPY_SIZE, MiB, io_pool
 from spoolup.files import FileInfo, UploadedFile
+from spoolup.headers import safe_filename
 from spoolup.storage import ObjectMeta, ObjectNotFound, PartInfo, ResumableStorage, StorageError
 from spoolup.storage.handler import StoredFile
 from spoolup.storage.resumable import PartAppender
@@ -144,12 +145,25 @@ class TusStore:
 
     # -- data -------------------------------------------------------------------------
 
-    def create(self, info: UploadInfo) -> None:
-        """Begin the backend's resumable upload and save the state with its id."""
-        mpu = self.storage.begin_multipart(
-            self.key(info.id, "data"), ObjectMeta(info.filename, info.content_type)
-        )
-        info.backend = {"mpu": mpu, "parts": [], "tail": 0}
+    def data_key(self, info: UploadInfo) -> str:
+        """Where the upload's bytes are assembled: ``<id>/data``, or its final key."""
+        key = info.backend.get("key")
+        return key if isinstance(key, str) else self.key(info.id, "data")
+
+    def create(self, info: UploadInfo, *, final_key: str | None = None) -> None:
+        """Begin the backend's resumable upload and save the state with its id.
+
+        ``final_key``: where the finished object is to end up. A backend that cannot
+        rename (S3, where a move is a copy of every byte) assembles the upload right
+        there, so that finishing it moves nothing; the object appears at that key when
+        the upload is finished, and once handed on (:meth:`hand_over`) it is no longer
+        the store's. Elsewhere the upload is assembled at ``<id>/data`` as usual.
+        """
+        backend: dict[str, Any] = {"parts": [], "tail": 0}
+        if final_key is not None and not self.storage.appendable:
+            backend["key"] = final_key
+        info.backend = backend
+        backend["mpu"] = self.storage.begin_multipart(self.data_key(info), object_meta(info))
         self.save(info)
 
     def writer(self, info: UploadInfo, *, tail: bytes | None = None) -> DataWriter:
@@ -239,7 +253,7 @@ class TusStore:
         backend = info.backend
         if backend.get("done"):
             return
-        key = self.key(info.id, "data")
+        key = self.data_key(info)
         if self.storage.appendable:
             parts = [PartInfo(1, info.offset, "append")]
         else:
@@ -249,55 +263,87 @@ class TusStore:
                 number = _last_number(backend) + 1
                 parts.append(self.storage.upload_part(key, backend["mpu"], number, tail))
         if info.offset and parts:
-            self.storage.complete_multipart(key, backend["mpu"], parts, sha256=sha256)
+            try:
+                self.storage.complete_multipart(key, backend["mpu"], parts, sha256=sha256)
+            except StorageError:
+                if not self._completed(key, info):
+                    raise
+                # Completed before, its answer lost (or its server died before saving
+                # so): S3 no longer knows the multipart upload, the object is whole.
         else:
             # An empty upload: S3 cannot complete a multipart upload without parts.
             self.storage.abort_multipart(key, backend["mpu"])
-            self.storage.write(key, b"", ObjectMeta(info.filename, info.content_type))
+            self.storage.write(key, b"", object_meta(info))
         backend.update(done=True, tail=0, parts=[])
         info.synced = info.offset
         self.save(info)
         if not self.storage.appendable:
             self._delete_key(self.key(info.id, "tail"))
 
+    def _completed(self, key: str, info: UploadInfo) -> bool:
+        if self.storage.appendable:
+            return False
+        try:
+            return self.storage.stat(key).size == info.offset
+        except StorageError:
+            return False
+
     def open(self, info: UploadInfo, *, start: int = 0) -> BinaryIO:
-        """Read the completed ``<id>/data`` (from byte ``start``)."""
-        return self.storage.open(self.key(info.id, "data"), start=start)
+        """Read the completed upload (from byte ``start``)."""
+        return self.storage.open(self.data_key(info), start=start)
 
     def read_written(self, info: UploadInfo, start: int, end: int) -> BinaryIO | None:
         """Read bytes ``start`` to ``end`` of the unfinished upload, if the backend can.
 
         ``None`` on S3 (parts cannot be read before the upload is completed).
         """
-        return self.storage.open_written(
-            self.key(info.id, "data"), str(info.backend["mpu"]), start, end
-        )
+        return self.storage.open_written(self.data_key(info), str(info.backend["mpu"]), start, end)
 
     def uploaded_file(self, info: UploadInfo, file_info: FileInfo) -> UploadedFile:
-        """A :class:`~spoolup.storage.handler.StoredFile` over the completed ``<id>/data``.
+        """A :class:`~spoolup.storage.handler.StoredFile` over the completed upload.
 
-        Its ``storage`` and ``key`` let the completion callback move the object to its
-        final key (:meth:`~spoolup.storage.base.Storage.move`: a rename or a
-        server-side copy) rather than copy the bytes through this process.
+        Its ``storage`` and ``key`` let the completion callback keep the object where
+        it is (its final key) or move it there
+        (:meth:`~spoolup.storage.base.Storage.move`: a rename or a server-side copy)
+        rather than copy the bytes through this process.
         """
-        stored = self.storage.stat(self.key(info.id, "data"))
+        stored = self.storage.stat(self.data_key(info))
         return StoredFile.from_object(file_info, self.storage, stored)
 
     def delete(self, upload_id: str) -> None:
-        """Abort the resumable upload and delete every object of the upload."""
+        """Abort the resumable upload and delete every object of the upload.
+
+        An object at a final key that was handed on (:meth:`hand_over`) is kept.
+        """
         try:
             info = self.load(upload_id)
         except StateError:
             info = None
-        if info is not None and info.backend.get("mpu") and not info.backend.get("done"):
-            self.storage.abort_multipart(self.key(upload_id, "data"), info.backend["mpu"])
+        if info is not None:
+            key = self.data_key(info)
+            if info.backend.get("mpu") and not info.backend.get("done"):
+                self.storage.abort_multipart(key, info.backend["mpu"])
+            if key != self.key(upload_id, "data") and not info.backend.get("handed"):
+                self._delete_key(key)
         for name in ("data", "tail", "info", "lock"):
             self._delete_key(self.key(upload_id, name))
 
     def discard_data(self, info: UploadInfo) -> None:
-        """Delete ``<id>/data`` (its bytes were handed on) but keep the state."""
-        self._delete_key(self.key(info.id, "data"))
+        """Delete the finished upload's object (nobody keeps its bytes) but keep the state."""
+        self._delete_key(self.data_key(info))
         info.backend["discarded"] = True
+        self.save(info)
+
+    def hand_over(self, info: UploadInfo) -> None:
+        """The completion callback took the finished upload: the store lets it go.
+
+        Its own ``<id>/data`` is deleted (the callback moved or copied it); an object
+        at a final key now belongs to the callback and is never deleted by the store.
+        """
+        if "key" not in info.backend:
+            self.discard_data(info)
+            return
+        info.backend.update(discarded=True, handed=True)
         self.save(info)
 
     def concat(self, final: UploadInfo, parts: list[UploadInfo]) -> str:
@@ -319,6 +365,13 @@ class TusStore:
         digest = hasher.hexdigest()
         self.finish(final, sha256=digest)
         return digest
+
+
+def object_meta(info: UploadInfo) -> ObjectMeta:
+    """The finished upload's file name (made safe) and type, as its object and file carry them."""
+    return ObjectMeta(
+        safe_filename(info.filename or info.id), (info.content_type or "").lower() or None
+    )
 
 
 def _floor(backend: dict[str, Any]) -> int:
@@ -346,7 +399,7 @@ class DataWriter:
         self.store = store
         self.info = info
         self.offset = info.offset
-        self.key = store.key(info.id, "data")
+        self.key = store.data_key(info)
         self.tail: bytes | None = None
         """After :meth:`flush`: the bytes left in ``<id>/tail`` (``b""``: none), if any."""
         self._check: Callable[[], None] = _unfenced

@@ -229,7 +229,7 @@ class TusStore:
         """
         if not self.storage.appendable or info.synced >= info.offset or info.backend.get("done"):
             return info.offset
-        size = self.storage.written_size(self.key(info.id, "data"), str(info.backend["mpu"]))
+        size = self.storage.written_size(self.data_key(info), str(info.backend["mpu"]))
         return info.synced if size is not None and size < info.offset else info.offset
 
     def fall_back(self, info: UploadInfo) -> bool:

@@ -46,7 +46,13 @@ from spoolup.files import FileInfo, UploadedFile
 from spoolup.form import receive_file
 from spoolup.handlers import HandlerSpec, HashingHandler, UploadHandler, resolve_handlers
 from spoolup.limits import Limits
-from spoolup.storage import InsufficientStorage, ObjectNotFound, ResumableStorage, StorageError
+from spoolup.storage import (
+    InsufficientStorage,
+    ObjectInfo,
+    ObjectNotFound,
+    ResumableStorage,
+    StorageError,
+)
 from spoolup.tus.lock import DEFAULT_TTL, Lease, LeaseKeeper, UploadLock, lock_for
 from spoolup.tus.protocol import (
     Create,
@@ -712,10 +718,12 @@ class TusApp:
         known; only the bytes after it are read back.
         """
         try:
-            await asyncio.to_thread(self._fenced, info.id, self.store.finish, info, sha256=digest)
+            finished = await asyncio.to_thread(
+                self._fenced, info.id, self.store.finish, info, sha256=digest
+            )
             if digest is None and behind is not None:
                 digest = await asyncio.to_thread(self._hash_rest, info, behind)
-            upload = await asyncio.to_thread(self._receive_finished, info, digest)
+            upload = await asyncio.to_thread(self._receive_finished, info, digest, finished)
             if upload is None:  # a handler skipped the file: nothing is kept
                 await asyncio.to_thread(self.store.discard_data, info)
                 self._closed_one(info.id)
@@ -735,7 +743,9 @@ class TusApp:
             # The callback took the file; without one the data stays in the store.
             await asyncio.to_thread(self._fenced, info.id, self.store.hand_over, info)
 
-    def _receive_finished(self, info: UploadInfo, digest: str | None) -> UploadedFile | None:
+    def _receive_finished(
+        self, info: UploadInfo, digest: str | None, finished: ObjectInfo | None = None
+    ) -> UploadedFile | None:
         """The finished upload through :func:`~spoolup.receive_file` and the handlers.
 
         The bytes are read back only when a handler needs them (custom handlers, or a
@@ -754,7 +764,7 @@ class TusApp:
             content_type=meta.content_type,
             content_length=size,
         )
-        stored = self.store.uploaded_file(info, file_info)
+        stored = self.store.uploaded_file(info, file_info, finished)
         chain = resolve_handlers(self.handlers or ())
         if digest is None:
             chain.insert(0, HashingHandler("sha256"))

@@ -30,7 +30,14 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from spoolup._io import COPY_SIZE, MiB, io_pool
 from spoolup.files import FileInfo, UploadedFile
 from spoolup.headers import safe_filename
-from spoolup.storage import ObjectMeta, ObjectNotFound, PartInfo, ResumableStorage, StorageError
+from spoolup.storage import (
+    ObjectInfo,
+    ObjectMeta,
+    ObjectNotFound,
+    PartInfo,
+    ResumableStorage,
+    StorageError,
+)
 from spoolup.storage.handler import StoredFile
 from spoolup.storage.resumable import PartAppender
 from spoolup.tus.protocol import TusError, is_upload_id
@@ -245,15 +252,17 @@ class TusStore:
         info.offset = offset
         return True
 
-    def finish(self, info: UploadInfo, *, sha256: str | None = None) -> None:
-        """Complete the object ``<id>/data`` from what was written (and save the state).
+    def finish(self, info: UploadInfo, *, sha256: str | None = None) -> ObjectInfo | None:
+        """Complete the upload's object from what was written (and save the state).
 
         ``sha256`` is recorded as the object's digest when the caller hashed the bytes.
+        Returns the finished object (``None`` if it was finished before).
         """
         backend = info.backend
         if backend.get("done"):
-            return
+            return None
         key = self.data_key(info)
+        finished: ObjectInfo | None = None
         if self.storage.appendable:
             parts = [PartInfo(1, info.offset, "append")]
         else:
@@ -264,7 +273,9 @@ class TusStore:
                 parts.append(self.storage.upload_part(key, backend["mpu"], number, tail))
         if info.offset and parts:
             try:
-                self.storage.complete_multipart(key, backend["mpu"], parts, sha256=sha256)
+                finished = self.storage.complete_multipart(
+                    key, backend["mpu"], parts, sha256=sha256
+                )
             except StorageError:
                 if not self._completed(key, info):
                     raise
@@ -273,12 +284,13 @@ class TusStore:
         else:
             # An empty upload: S3 cannot complete a multipart upload without parts.
             self.storage.abort_multipart(key, backend["mpu"])
-            self.storage.write(key, b"", object_meta(info))
+            finished = self.storage.write(key, b"", object_meta(info))
         backend.update(done=True, tail=0, parts=[])
         info.synced = info.offset
         self.save(info)
         if not self.storage.appendable:
             self._delete_key(self.key(info.id, "tail"))
+        return finished
 
     def _completed(self, key: str, info: UploadInfo) -> bool:
         if self.storage.appendable:
@@ -299,15 +311,18 @@ class TusStore:
         """
         return self.storage.open_written(self.data_key(info), str(info.backend["mpu"]), start, end)
 
-    def uploaded_file(self, info: UploadInfo, file_info: FileInfo) -> UploadedFile:
+    def uploaded_file(
+        self, info: UploadInfo, file_info: FileInfo, finished: ObjectInfo | None = None
+    ) -> UploadedFile:
         """A :class:`~spoolup.storage.handler.StoredFile` over the completed upload.
 
         Its ``storage`` and ``key`` let the completion callback keep the object where
         it is (its final key) or move it there
         (:meth:`~spoolup.storage.base.Storage.move`: a rename or a server-side copy)
-        rather than copy the bytes through this process.
+        rather than copy the bytes through this process. ``finished``: the object as
+        :meth:`finish` returned it (else it is described again).
         """
-        stored = self.storage.stat(self.data_key(info))
+        stored = finished if finished is not None else self.storage.stat(self.data_key(info))
         return StoredFile.from_object(file_info, self.storage, stored)
 
     def delete(self, upload_id: str) -> None:

@@ -293,3 +293,27 @@ def test_serve_refuses_storage_it_cannot_use(tmp_path: Path) -> None:
         assert f"cannot use the storage {storage}" in done.stderr
         assert words in done.stderr
         assert "Traceback" not in done.stderr
+
+
+def test_compressed_files_are_typed_by_their_compression(
+    server: RunningServer, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Every way upload sends a file (PUT, tus, an upload link) records the bytes' type.
+    gz, xz, bz2 = tmp_path / "put.tar.gz", tmp_path / "tus.tar.xz", tmp_path / "link.tar.bz2"
+    for path in (gz, xz, bz2):
+        path.write_bytes(os.urandom(1000))
+    code, out, err = run(capsys, "upload", str(gz), "--quiet")
+    assert code == 0, err
+    assert json.loads(out)["content_type"] == "application/gzip"
+    code, out, err = run(capsys, "upload", str(xz), "--tus-threshold", "0", "--quiet")
+    assert code == 0, err
+    assert json.loads(out)["content_type"] == "application/x-xz"
+    code, out, err = run(capsys, "share", "--upload", "--max-files", "1")
+    assert code == 0, err
+    code, out, err = run(capsys, "upload", str(bz2), "--url", out.strip(), "--quiet")
+    assert code == 0, err
+    with server.client(TOKEN) as client:  # a link's answer names no type: ask the owner's API
+        (record,) = client.get("/api/files", params={"q": "link.tar.bz2"}).json()
+        served = client.get(f"/api/files/{record['id']}")
+    assert record["content_type"] == "application/x-bzip2"
+    assert served.headers["content-type"] == "application/x-bzip2"

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import mimetypes
 import re
 import sys
 import time
@@ -28,6 +27,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
+from spoolup._mediatype import media_type_of_name
 from spoolup._units import format_duration, format_size, plural
 from spoolup.commands.common import (
     EXIT_FAILED,
@@ -166,7 +166,7 @@ def upload_one(
     except OSError as exc:
         msg = f"cannot read the file: {exc.strerror}"
         raise UploadFailed(msg) from exc
-    content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    content_type = media_type_of_name(path.name)
     url = f"/api/files/{quote(path.name, safe='')}"
     for attempt in range(retries + 1):
         digest = hashlib.sha256()
@@ -220,7 +220,7 @@ def upload_tus(
     """
     from spoolup.tus.client import TusClientError, tus_upload
 
-    content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    content_type = media_type_of_name(path.name)
     first = True
 
     def report(sent: int, total: int) -> None:
@@ -260,7 +260,7 @@ def upload_with_link(client: httpx.Client, path: Path, link: str) -> dict[str, A
             while chunk := file.read(CHUNK_SIZE):
                 digest.update(chunk)
             file.seek(0)
-            content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+            content_type = media_type_of_name(path.name)
             response = client.post(f"{link}/files", files={"file": (path.name, file, content_type)})
     except OSError as exc:
         msg = f"cannot read the file: {exc.strerror}"

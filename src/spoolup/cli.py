@@ -204,14 +204,41 @@ _OPERATOR_SETTINGS = (
 )
 
 
+# The optional packages the commands import when they run, by top-level module, and
+# the extra of pyproject.toml that brings each (a test checks this against it).
+EXTRA_OF_MODULE = {
+    "httpx": "server",
+    "uvicorn": "server",
+    "starlette": "server",
+    "PIL": "server",
+    "rich": "server",
+    "prometheus_client": "server",
+    "pythonjsonlogger": "server",
+    "puremagic": "server",
+    "boto3": "s3",
+    "botocore": "s3",
+    "redis": "redis",
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``spoolup`` command line; returns the exit status."""
     args = _build_parser().parse_args(argv)
-    if args.command == "serve":
-        return serve(args, os.environ)
-    if args.command == "upload":
-        return upload.run(args, os.environ)
-    return files.run(args, os.environ)
+    try:
+        if args.command == "serve":
+            return serve(args, os.environ)
+        if args.command == "upload":
+            return upload.run(args, os.environ)
+        return files.run(args, os.environ)
+    except ModuleNotFoundError as exc:
+        extra = EXTRA_OF_MODULE.get((exc.name or "").partition(".")[0])
+        if extra is None:
+            raise
+        sys.stderr.write(
+            f"spoolup {args.command}: needs the {exc.name} package, which the core package "
+            f"does not include: pip install 'spoolup[{extra}]'\n"
+        )
+        return EXIT_USAGE
 
 
 # ---------------------------------------------------------------- serve

@@ -22,10 +22,8 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
-
-import httpx
 
 from spoolup._mediatype import media_type_of_name
 from spoolup._units import format_duration, format_size, plural
@@ -43,6 +41,9 @@ from spoolup.commands.common import (
     server_url,
     warn,
 )
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["UploadFailed", "add_parser", "run", "upload_one", "upload_tus"]
 
@@ -161,6 +162,8 @@ def upload_one(
     the upload starts again from the first byte after a pause of 0.5, 1, 2, ... seconds
     (at most 10), ``retries`` times. Raises :class:`UploadFailed`.
     """
+    import httpx
+
     try:
         size = path.stat().st_size
     except OSError as exc:
@@ -254,6 +257,8 @@ def upload_tus(
 
 def upload_with_link(client: httpx.Client, path: Path, link: str) -> dict[str, Any]:
     """Upload one file through an upload link (``POST <link>/files``); the checked answer."""
+    import httpx
+
     digest = hashlib.sha256()
     try:
         with path.open("rb") as file:

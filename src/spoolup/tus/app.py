@@ -46,7 +46,13 @@ from spoolup.files import FileInfo, UploadedFile
 from spoolup.form import receive_file
 from spoolup.handlers import HandlerSpec, HashingHandler, UploadHandler, resolve_handlers
 from spoolup.limits import Limits
-from spoolup.storage import InsufficientStorage, ObjectNotFound, ResumableStorage, StorageError
+from spoolup.storage import (
+    InsufficientStorage,
+    ObjectInfo,
+    ObjectNotFound,
+    ResumableStorage,
+    StorageError,
+)
 from spoolup.tus.lock import DEFAULT_TTL, Lease, LeaseKeeper, UploadLock, lock_for
 from spoolup.tus.protocol import (
     Create,
@@ -286,6 +292,9 @@ class TusApp:
     async def _head(self, request: Head) -> Response:
         info = await self._load(request.upload_id)
         self.protocol.check_alive(info, self.clock())
+        if info.synced < info.offset:  # saved between checkpoints (local storage)
+            # After a power loss, where the client can go on from (a PATCH saves it).
+            info.offset = await asyncio.to_thread(self.store.resumable_offset, info)
         if info.is_complete and self._completion_pending(info):
             info = await self._finish_pending(info)
         return _with_record(self.protocol.head_response(info), info)
@@ -432,6 +441,7 @@ class TusApp:
     async def _patch(self, request: Patch, receive: Receive) -> Response:
         async def run() -> Response:
             info = self._resumed_info(request.upload_id) or await self._load(request.upload_id)
+            await self._fall_back(info)
             new_length = self.protocol.check_patch(info, request, self.clock())
             if new_length is not None:
                 info.length = new_length
@@ -520,6 +530,15 @@ class TusApp:
             return None
         return UploadInfo.from_json(live.state)
 
+    async def _fall_back(self, info: UploadInfo) -> None:
+        """Move the upload back to its last checkpoint if the bytes after it are gone.
+
+        As :meth:`_head` reports (a power loss), so a client that resumes from there
+        is not refused; saved under the lease.
+        """
+        if info.synced < info.offset and await asyncio.to_thread(self.store.fall_back, info):
+            await asyncio.to_thread(self._fenced, info.id, self.store.save, info)
+
     def _fence(self, upload_id: str) -> None:
         """Before a write: :class:`~spoolup.tus.lock.LeaseLost` (423) if the lease is gone."""
         keeper = self._keepers.get(upload_id)
@@ -598,6 +617,7 @@ class TusApp:
         tail, hashed = self._take_live(info)
         expected = info.offset
         writer = await asyncio.to_thread(self.store.writer, info, tail=tail)
+        self._fence_writer(writer)
         if writer.offset != expected:  # fell back to the last checkpoint (info too)
             await asyncio.to_thread(writer.close)
             await asyncio.to_thread(self.store.save, info)
@@ -630,6 +650,16 @@ class TusApp:
             unsaved = self.checkpoint_bytes
             await asyncio.to_thread(self._fenced, info.id, self.store.skip_parts, info, unsaved)
 
+    def _fence_writer(self, writer: DataWriter) -> None:
+        """Fence each of the writer's writes to storage with the upload's lease.
+
+        Also the parts it sends in the background, and within the part numbers a
+        takeover skips (see :meth:`_skip_stray_parts`).
+        """
+        keeper = self._keepers.get(writer.info.id)
+        if keeper is not None:
+            writer.fence_with(keeper.check, unsaved=self.checkpoint_bytes)
+
     def _due(self, offset: int, marked: tuple[int, float]) -> bool:
         return (
             offset - marked[0] >= self.checkpoint_bytes
@@ -637,9 +667,16 @@ class TusApp:
         )
 
     def _checkpoint(self, writer: DataWriter, snapshot: UploadInfo) -> None:
-        writer.sync_snapshot()
-        snapshot.expires = self.protocol.expires_at(self.clock())
-        self._fenced(snapshot.id, self.store.save, snapshot)
+        if not writer.begin_save(snapshot):
+            return  # the writer saved a newer state meanwhile
+        saved = False
+        try:
+            writer.sync_snapshot()
+            snapshot.expires = self.protocol.expires_at(self.clock())
+            self._fenced(snapshot.id, self.store.save, snapshot)
+            saved = True
+        finally:
+            writer.end_save(snapshot, saved=saved)
 
     def _save_written(self, writer: DataWriter, sync: bool) -> None:
         # Once the lease is lost, what this request still holds is dropped, never
@@ -681,10 +718,12 @@ class TusApp:
         known; only the bytes after it are read back.
         """
         try:
-            await asyncio.to_thread(self._fenced, info.id, self.store.finish, info, sha256=digest)
+            finished = await asyncio.to_thread(
+                self._fenced, info.id, self.store.finish, info, sha256=digest
+            )
             if digest is None and behind is not None:
                 digest = await asyncio.to_thread(self._hash_rest, info, behind)
-            upload = await asyncio.to_thread(self._receive_finished, info, digest)
+            upload = await asyncio.to_thread(self._receive_finished, info, digest, finished)
             if upload is None:  # a handler skipped the file: nothing is kept
                 await asyncio.to_thread(self.store.discard_data, info)
                 self._closed_one(info.id)
@@ -704,7 +743,9 @@ class TusApp:
             # The callback took the file; without one the data stays in the store.
             await asyncio.to_thread(self._fenced, info.id, self.store.hand_over, info)
 
-    def _receive_finished(self, info: UploadInfo, digest: str | None) -> UploadedFile | None:
+    def _receive_finished(
+        self, info: UploadInfo, digest: str | None, finished: ObjectInfo | None = None
+    ) -> UploadedFile | None:
         """The finished upload through :func:`~spoolup.receive_file` and the handlers.
 
         The bytes are read back only when a handler needs them (custom handlers, or a
@@ -723,7 +764,7 @@ class TusApp:
             content_type=meta.content_type,
             content_length=size,
         )
-        stored = self.store.uploaded_file(info, file_info)
+        stored = self.store.uploaded_file(info, file_info, finished)
         chain = resolve_handlers(self.handlers or ())
         if digest is None:
             chain.insert(0, HashingHandler("sha256"))

@@ -46,7 +46,7 @@ environment:
 
 exit status:
   0    stopped (Ctrl-C or SIGTERM) after finishing the running requests
-  2    the settings are wrong (the message says which)
+  2    the settings are wrong, or a package is missing (the message says which)
   3    the storage cannot be reached or written
 """
 

@@ -45,7 +45,7 @@ EXIT_CODES = """\
 exit status:
   0    everything asked for was done
   1    at least one file failed (refused, missing, checksum mismatch); the others were done
-  2    the command line or the settings are wrong
+  2    the command line or the settings are wrong, or a package is missing (which extra)
   3    the server could not be reached, or refused the token
   130  interrupted (Ctrl-C); run the same command again to resume"""
 

@@ -121,7 +121,8 @@ class ServerConfig:
             ``/healthz`` to answer 200 (64 MiB).
         log_format: ``plain`` or ``json`` (one JSON object per line).
         metrics: collect Prometheus metrics, served at ``/metrics`` (on).
-        metrics_port: serve ``/metrics`` on this port instead (same host, no token).
+        metrics_port: serve ``/metrics`` on this port instead (same host, no token; 0
+            picks a free one, named in the start-up banner).
         hook_url: where tusd-style hook requests are POSTed, or ``None``.
         hook_secret: signs each hook request body (HMAC-SHA256), or ``None``.
         hook_timeout: seconds one hook delivery may take (5).
@@ -244,8 +245,8 @@ def _check_operations(config: ServerConfig) -> None:
     if config.log_format not in {"plain", "json"}:
         msg = f"log_format must be plain or json, not {config.log_format!r}"
         raise ConfigError(msg)
-    if config.metrics_port is not None and not 0 < config.metrics_port <= 65535:
-        msg = f"metrics_port must be between 1 and 65535, not {config.metrics_port}"
+    if config.metrics_port is not None and not 0 <= config.metrics_port <= 65535:
+        msg = f"metrics_port must be between 0 and 65535, not {config.metrics_port}"
         raise ConfigError(msg)
     if config.hook_url is not None and not re.match(r"https?://[^/\s]+", config.hook_url):
         msg = f"hook_url must be an http:// or https:// URL, not {config.hook_url!r}"

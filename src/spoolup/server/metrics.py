@@ -151,6 +151,8 @@ class Metrics:
         # dashboard reads them (a process-wide setting of prometheus-client).
         disable_created_metrics()  # type: ignore[no-untyped-call]
         self.enabled = enabled
+        self.served_port: int | None = None
+        """The port :meth:`serve` listens on (the one bound, when asked for port 0)."""
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.uploads_started = Counter(
@@ -225,12 +227,15 @@ class Metrics:
     def serve(self, host: str, port: int) -> Callable[[], None]:
         """Serve the metrics on ``host:port`` in a thread (``--metrics-port``); the stopper.
 
+        Port 0 picks a free port; :attr:`served_port` says which.
+
         ``prometheus-client``'s own server answers any path with the metrics; calling the
         returned function stops it and releases the port.
         """
         from prometheus_client import start_http_server
 
         server, thread = start_http_server(port, addr=host, registry=self.registry)
+        self.served_port = server.server_port
 
         def stop() -> None:
             server.shutdown()

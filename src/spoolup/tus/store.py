@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from spoolup._io import COPY_SIZE, MiB, io_pool
+from spoolup._part_buffers import PROCESS_BUFFERS
 from spoolup.files import FileInfo, UploadedFile
 from spoolup.headers import safe_filename
 from spoolup.storage import (
@@ -55,11 +56,6 @@ _S3_PART = 8 * MiB
 _SENDING = threading.BoundedSemaphore(4)
 # Of those, at most this many for one upload (a store takes a few parts at once faster).
 _SENDING_EACH = 3
-# Part buffers kept for the next request once sent: allocating 8 MiB per part (and
-# zeroing it) from many threads leaves the heap fragmented and the process larger.
-_IDLE_PARTS: list[bytearray] = []
-_IDLE_LOCK = threading.Lock()
-_IDLE_MAX = 4
 # S3 numbers a multipart upload's parts 1 to 10,000.
 _MAX_PART_NUMBER = 10_000
 # Seconds between two looks at the lease while a writer waits for a checkpoint's save.
@@ -67,21 +63,18 @@ _SAVE_POLL = 0.1
 
 
 def _part_buffer(size: int) -> bytearray:
-    """A buffer of ``size`` bytes (its content is left over: it is written before read)."""
-    with _IDLE_LOCK:
-        while _IDLE_PARTS:
-            buffer = _IDLE_PARTS.pop()
-            if len(buffer) == size:
-                return buffer
-    return bytearray(size)
+    """A buffer of ``size`` bytes (its content is left over: it is written before read).
+
+    From the process's pool of part buffers (:mod:`spoolup._part_buffers`), shared with
+    the streamed S3 writes: reused rather than allocated (8 MiB per part, zeroed, from
+    many threads, fragments the heap and leaves the process larger), and counted.
+    """
+    return PROCESS_BUFFERS.take(size)
 
 
 def _give_back(buffer: bytearray, size: int) -> None:
-    """Keep a buffer no one reads any more (its part was sent) for another part."""
-    if len(buffer) == size:
-        with _IDLE_LOCK:
-            if len(_IDLE_PARTS) < _IDLE_MAX:
-                _IDLE_PARTS.append(buffer)
+    """Return a buffer no one reads any more (its part was sent) for another part."""
+    PROCESS_BUFFERS.give_back(buffer)
 
 
 class TusStore:

@@ -422,5 +422,5 @@ def test_serve_operator_flags_reach_the_settings(capsys: pytest.CaptureFixture[s
     assert "hook_url must be an http:// or https:// URL" in capsys.readouterr().err
     assert cli.main(["serve", "--hook-timeout", "0"]) == 2
     assert "hook_timeout" in capsys.readouterr().err
-    assert cli.main(["serve", "--metrics-port", "0"]) == 2
+    assert cli.main(["serve", "--metrics-port", "-1"]) == 2
     assert "metrics_port" in capsys.readouterr().err

@@ -242,7 +242,13 @@ SUBMODULES: dict[str, list[str]] = {
         "UploadInfo",
         "create_tus_app",
     ],
-    "spoolup.tus.app": ["CompletionCallback", "CreationCallback", "TusApp", "create_tus_app"],
+    "spoolup.tus.app": [
+        "CompletionCallback",
+        "CreationCallback",
+        "FinalKey",
+        "TusApp",
+        "create_tus_app",
+    ],
     "spoolup.tus.client": ["TusClientError", "TusUploadResult", "default_state_file", "tus_upload"],
     "spoolup.tus.lock": [
         "DEFAULT_TTL",

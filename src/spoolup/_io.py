@@ -37,6 +37,7 @@ __all__ = [
     "COPY_SIZE",
     "DIRECT_WRITE",
     "IO_THREADS",
+    "PART_BUDGET",
     "READ_AHEAD",
     "READ_SIZE",
     "STREAM_CHUNK",
@@ -84,6 +85,15 @@ throughput (on a 2-core machine, a 256 MiB file went from 1.2 to 0.75 GB/s with 
 started at 64 MiB) for nothing."""
 IO_THREADS = 16
 """Threads of :func:`io_pool` at most (leaf work: writes, syncs, hashes, part uploads)."""
+PART_BUDGET = 128 * MiB
+"""Bytes of multipart part buffers a process holds before writes stop borrowing more.
+
+Every streamed S3 write (and tus upload) fills one part of its own (8 MiB by default);
+the parts it sends in the background while the next one fills are borrowed from this
+budget (:mod:`spoolup._part_buffers`), and a write that finds it used up sends its part
+and waits to reuse that buffer. 128 MiB is 16 parts of 8 MiB: one upload alone still
+has 4 parts in flight, and 32 uploads at once hold about one part each (32 x 64 MiB
+POSTs: see ``benchmarks/results/s3_memory.md``)."""
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()

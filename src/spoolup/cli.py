@@ -76,7 +76,7 @@ def _build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     serve.add_argument("--host", help="address to listen on (127.0.0.1)")
-    serve.add_argument("--port", type=int, help="TCP port (8000)")
+    serve.add_argument("--port", type=int, help="TCP port (8000; 0 picks a free one)")
     serve.add_argument(
         "--storage", help="a folder, or s3://bucket/prefix (./spoolup-data)", metavar="PATH|URL"
     )
@@ -153,7 +153,10 @@ def _add_operator_flags(serve: argparse.ArgumentParser) -> None:
         "--no-metrics", dest="metrics", action="store_false", default=None, help="no /metrics"
     )
     serve.add_argument(
-        "--metrics-port", type=int, help="serve /metrics on this port instead (no token)"
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve /metrics on this port instead (no token; 0 picks a free one)",
     )
     serve.add_argument("--hook-url", help="POST tusd-style hook requests here", metavar="URL")
     serve.add_argument(
@@ -204,14 +207,39 @@ _OPERATOR_SETTINGS = (
 )
 
 
+# The optional packages the commands import when they run, by top-level module, and
+# the extra of pyproject.toml that brings each (a test checks this against it).
+EXTRA_OF_MODULE = {
+    "httpx": "server",
+    "uvicorn": "server",
+    "starlette": "server",
+    "PIL": "server",
+    "rich": "server",
+    "prometheus_client": "server",
+    "pythonjsonlogger": "server",
+    "puremagic": "server",
+    "boto3": "s3",
+    "botocore": "s3",
+    "redis": "redis",
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``spoolup`` command line; returns the exit status."""
     args = _build_parser().parse_args(argv)
-    if args.command == "serve":
-        return serve(args, os.environ)
-    if args.command == "upload":
-        return upload.run(args, os.environ)
-    return files.run(args, os.environ)
+    try:
+        if args.command == "serve":
+            return serve(args, os.environ)
+        if args.command == "upload":
+            return upload.run(args, os.environ)
+        return files.run(args, os.environ)
+    except ModuleNotFoundError as exc:
+        extra = EXTRA_OF_MODULE.get((exc.name or "").partition(".")[0])
+        if extra is None:
+            raise
+        install = f"pip install 'spoolup[{extra}]'"
+        sys.stderr.write(f"spoolup {args.command}: needs the {exc.name} package: {install}\n")
+        return EXIT_USAGE
 
 
 # ---------------------------------------------------------------- serve
@@ -258,7 +286,7 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     )
     # uvicorn stops gracefully on Ctrl-C, then re-raises it: no traceback for that.
     with contextlib.suppress(KeyboardInterrupt):
-        BannerServer(uvicorn_config, config).run()
+        BannerServer(uvicorn_config, config, metrics=app.state.metrics).run()
     sys.stderr.write("spoolup serve: stopped\n")
     return EXIT_OK
 

@@ -266,6 +266,39 @@ def test_serve_prints_a_banner_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> No
     assert "Traceback" not in text
 
 
+def test_serve_port_0_and_metrics_port_0_pick_free_ports_named_in_the_banner(
+    tmp_path: Path,
+) -> None:
+    command = [sys.executable, "-m", "spoolup.cli", "serve", "--port", "0", "--metrics-port", "0"]
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [*command, "--storage", str(tmp_path / "data")], stdout=out, stderr=out
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while "stop     Ctrl-C" not in log.read_text():
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        text = log.read_text()
+        url = text.split("open ", 1)[1].split()[0]
+        metrics_url = text.split("  metrics  ", 1)[1].split()[0]
+        assert not url.endswith(":0/")
+        assert metrics_url.startswith("http://127.0.0.1:")
+        assert not metrics_url.endswith(":0/metrics")
+        assert metrics_url != f"{url}metrics"
+        assert httpx.get(url).status_code == 200
+        assert "spoolup_uploads_started_total" in httpx.get(metrics_url).text
+        process.send_signal(signal.SIGINT)
+        assert process.wait(30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert "Traceback" not in log.read_text()
+
+
 def test_serve_refuses_storage_it_cannot_use(tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
@@ -293,3 +326,27 @@ def test_serve_refuses_storage_it_cannot_use(tmp_path: Path) -> None:
         assert f"cannot use the storage {storage}" in done.stderr
         assert words in done.stderr
         assert "Traceback" not in done.stderr
+
+
+def test_compressed_files_are_typed_by_their_compression(
+    server: RunningServer, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Every way upload sends a file (PUT, tus, an upload link) records the bytes' type.
+    gz, xz, bz2 = tmp_path / "put.tar.gz", tmp_path / "tus.tar.xz", tmp_path / "link.tar.bz2"
+    for path in (gz, xz, bz2):
+        path.write_bytes(os.urandom(1000))
+    code, out, err = run(capsys, "upload", str(gz), "--quiet")
+    assert code == 0, err
+    assert json.loads(out)["content_type"] == "application/gzip"
+    code, out, err = run(capsys, "upload", str(xz), "--tus-threshold", "0", "--quiet")
+    assert code == 0, err
+    assert json.loads(out)["content_type"] == "application/x-xz"
+    code, out, err = run(capsys, "share", "--upload", "--max-files", "1")
+    assert code == 0, err
+    code, out, err = run(capsys, "upload", str(bz2), "--url", out.strip(), "--quiet")
+    assert code == 0, err
+    with server.client(TOKEN) as client:  # a link's answer names no type: ask the owner's API
+        (record,) = client.get("/api/files", params={"q": "link.tar.bz2"}).json()
+        served = client.get(f"/api/files/{record['id']}")
+    assert record["content_type"] == "application/x-bzip2"
+    assert served.headers["content-type"] == "application/x-bzip2"

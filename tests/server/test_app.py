@@ -181,6 +181,11 @@ def test_put_raw_body(client: httpx.Client) -> None:
     assert guessed.json()["content_type"] == "text/plain"
     unknown = client.put("/api/files/blob", content=b"hi", headers={"Content-Type": ""})
     assert unknown.json()["content_type"] == "application/octet-stream"
+    # The bytes of a .tar.gz are gzip: the outermost encoding decides the type.
+    gzipped = client.put("/api/files/backup.tar.gz", content=b"hi", headers={"Content-Type": ""})
+    assert gzipped.json()["content_type"] == "application/gzip"
+    served = client.get(f"/api/files/{gzipped.json()['id']}")
+    assert served.headers["content-type"] == "application/gzip"
     empty = client.put("/api/files/empty.bin", content=b"")
     assert empty.status_code == 201
     assert empty.json()["size"] == 0

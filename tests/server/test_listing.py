@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
+import os
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -248,3 +252,31 @@ async def test_pages_on_s3_come_from_the_index(seaweed: Seaweed) -> None:
         listing = client.list_objects_v2(Bucket=seaweed.bucket, Prefix=storage.prefix)
         for entry in listing.get("Contents", []):
             client.delete_object(Bucket=seaweed.bucket, Key=entry["Key"])
+
+
+class TaggedLater(LocalStorage):
+    """As S3: an object is seen for a moment before its sha256 tag is put."""
+
+    untagged: ClassVar[set[str]] = set()
+
+    def stat(self, key: str) -> ObjectInfo:
+        info = super().stat(key)
+        return dataclasses.replace(info, sha256=None) if key in self.untagged else info
+
+
+async def test_a_record_seen_before_its_sha256_is_described_again(tmp_path: Any) -> None:
+    storage = TaggedLater(tmp_path)
+    old, new = f"files/{1:032x}", f"files/{2:032x}"
+    storage.write(old, b"a", meta=ObjectMeta(filename="a.bin"))
+    storage.write(new, b"b", meta=ObjectMeta(filename="b.bin"))
+    # An object without a digest a minute after it was stored has none: left alone.
+    os.utime(storage.root / old, (time.time() - 120, time.time() - 120))
+    TaggedLater.untagged = {old, new}
+    index = FileIndex(RecordStore(storage), max_age=0)
+    assert {r.filename: r.sha256 for r in (await index.query()).records} == {
+        "a.bin": "",
+        "b.bin": "",
+    }
+    TaggedLater.untagged = set()
+    digests = {r.filename: r.sha256 for r in (await index.query()).records}
+    assert digests == {"a.bin": "", "b.bin": hashlib.sha256(b"b").hexdigest()}

@@ -25,6 +25,9 @@ def test_banner_says_where_to_go_and_what_is_on(tmp_path: Path) -> None:
     assert "storage  s3://bucket/team" in guarded
     assert "token    on" in guarded
     assert "links last up to 1 h" in guarded
+    assert "metrics" not in text  # on the main port: nothing more to say
+    own_port = banner(config, "u", metrics_url="http://127.0.0.1:9100/metrics")
+    assert "  metrics  http://127.0.0.1:9100/metrics (no token)\n  stop     Ctrl-C" in own_port
 
 
 def test_limits_json() -> None:

@@ -296,6 +296,28 @@ def test_bytes_lost_after_the_last_checkpoint_fall_back_to_it(
     assert call["data"] == data
 
 
+def test_a_head_after_a_power_loss_reports_the_checkpoint(env: Env, client: httpx.Client) -> None:
+    # As above, but the client asks first: it is told the offset it can go on from,
+    # and going on from there is accepted at once.
+    first = env.start(checkpoint_bytes=200_000, checkpoint_seconds=3600.0)
+    data = os.urandom(400_000)
+    url = create(client, first, len(data))
+    assert patch(client, url, 0, data[:300_000]).status_code == 204
+    assert patch(client, url, 300_000, data[300_000:350_000]).status_code == 204
+    first.stop()
+    info = env.store.load(url.rsplit("/", 1)[1])
+    assert info is not None
+    (file,) = env.root.glob(f"*/{info.backend['mpu']}/data")
+    os.truncate(file, 320_000)
+    second = env.start()
+    url = url.replace(first.base, second.base)
+    assert client.head(url).headers["upload-offset"] == "300000"
+    assert patch(client, url, 300_000, data[300_000:]).status_code == 204
+    (call,) = env.completed.calls
+    assert call["sha256"] == hashlib.sha256(data).hexdigest()
+    assert call["data"] == data
+
+
 def test_a_fall_back_to_a_checkpoint_voids_hash_states(env: Env, client: httpx.Client) -> None:
     # The first server hashed 350,000 bytes; the bytes after its checkpoint (300,000)
     # are lost, and the second server takes other bytes from 300,000 on. When the first

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import threading
@@ -13,7 +14,10 @@ import httpx
 import pytest
 from tusclient import client as tus_client
 
-from spoolup.storage import PartInfo
+from spoolup.errors import UploadError
+from spoolup.files import FileInfo, UploadedFile
+from spoolup.handlers import SkipFile, UploadHandler
+from spoolup.storage import PartInfo, StorageError
 from spoolup.storage.s3 import S3Storage
 from spoolup.tus import create_tus_app
 from spoolup.tus.state import UploadInfo
@@ -224,3 +228,96 @@ def test_part_buffers_are_reused(seaweed: Seaweed, prefix: str) -> None:
     store.finish(info)
     with store.open(info) as stored:
         assert hashlib.sha256(stored.read()).digest() == hashlib.sha256(data).digest()
+
+
+class _Refusing(UploadHandler):
+    def new_file(self, info: FileInfo) -> None:
+        raise SkipFile
+
+
+@pytest.mark.parametrize("refused_by", ["handler", "callback", "nobody"])
+def test_final_key_object_belongs_to_the_callback_once_it_took_it(
+    seaweed: Seaweed, prefix: str, refused_by: str
+) -> None:
+    # Assembled at its final key, the object is there when the handlers and the
+    # callback run; refused, it is deleted; taken, the tus app never deletes it, not
+    # even when the upload expires.
+    storage = S3Storage(seaweed.bucket, prefix, client=seaweed.client())
+    completed = Completed()
+
+    def on_complete(file: UploadedFile, info: UploadInfo) -> dict[str, Any]:
+        record = completed(file, info)
+        if refused_by == "callback":
+            raise UploadError("not this one", status=422)
+        return record
+
+    clock = [1_000.0]
+    app = create_tus_app(
+        storage,
+        on_complete=on_complete,
+        final_key=lambda info: f"kept/{info.id}",
+        handlers=[_Refusing] if refused_by == "handler" else None,
+        sweep_interval=None,
+        expiry=60,
+        clock=lambda: clock[0],
+    )
+    server = Server(app)
+    try:
+        with httpx.Client(headers={"Tus-Resumable": "1.0.0"}, timeout=60) as client:
+            r = client.post(server.url, headers={"Upload-Length": str(len(DATA))})
+            upload_id = r.headers["location"].rsplit("/", 1)[1]
+            r = client.patch(
+                server.base + r.headers["location"],
+                content=DATA,
+                headers={"Content-Type": "application/offset+octet-stream", "Upload-Offset": "0"},
+            )
+            assert r.status_code == (422 if refused_by == "callback" else 204), r.text
+        clock[0] += 3600
+        asyncio.run(app.sweep())
+    finally:
+        server.stop()
+    kept = [i.key for i in storage.list("kept/").items]
+    if refused_by == "nobody":
+        ((call,),) = (completed.calls,)
+        assert call["data"] == DATA
+        assert kept == [f"kept/{upload_id}"]
+        assert storage.read_bytes(f"kept/{upload_id}") == DATA
+    else:
+        assert kept == []
+    assert [i.key for i in storage.list("tus/").items] == []
+
+
+class _AnswerLost(S3Storage):
+    """The first CompleteMultipartUpload is done by S3, but its answer never comes back."""
+
+    lost = 0
+
+    def complete_multipart(self, *args: Any, **kwargs: Any) -> Any:
+        result = super().complete_multipart(*args, **kwargs)
+        if not self.lost:
+            self.lost += 1
+            raise StorageError("S3 completing the upload failed: connection reset")
+        return result
+
+
+def test_a_completion_whose_answer_was_lost_is_taken_as_done(seaweed: Seaweed, prefix: str) -> None:
+    # Asked again (after a crash before the state said so), S3 no longer knows the
+    # multipart upload: the object is whole, so the upload is finished, not failed for
+    # good.
+    storage = _AnswerLost(seaweed.bucket, prefix, client=seaweed.client())
+    completed = Completed()
+    server = Server(create_tus_app(storage, on_complete=completed, sweep_interval=None))
+    try:
+        with httpx.Client(headers={"Tus-Resumable": "1.0.0"}, timeout=60) as client:
+            r = client.post(server.url, headers={"Upload-Length": str(len(DATA))})
+            url = server.base + r.headers["location"]
+            r = client.patch(
+                url,
+                content=DATA,
+                headers={"Content-Type": "application/offset+octet-stream", "Upload-Offset": "0"},
+            )
+            assert (r.status_code, storage.lost) == (204, 1)
+    finally:
+        server.stop()
+    (call,) = completed.calls
+    assert (call["data"], call["sha256"]) == (DATA, hashlib.sha256(DATA).hexdigest())

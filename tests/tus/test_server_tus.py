@@ -1,8 +1,9 @@
 """tus inside ``spoolup serve``: a finished upload becomes a file record without a copy.
 
-The upload's bytes are hashed while they arrive, never read back, and then moved to
-``files/<id>``: a rename on local storage, a server-side copy on S3. Both are checked
-by watching the storage: no read of the upload's data, no write of the file's.
+The upload's bytes are hashed while they arrive, never read back, and end up at
+``files/<id>`` without being copied: renamed there on local storage, assembled there
+from the start on S3. Both are checked by watching the storage: no read of the
+upload's data, no write of the file's, and no server-side copy on S3.
 """
 
 from __future__ import annotations
@@ -39,11 +40,12 @@ class Watch:
     def __init__(self) -> None:
         self.reads: list[str] = []
         self.writes: list[str] = []
+        self.moves: list[tuple[str, str]] = []
 
 
 def watched(storage: Storage, watch: Watch) -> Storage:
-    """``storage`` with its ``open`` and ``open_writer`` recorded in ``watch``."""
-    real_open, real_writer = storage.open, storage.open_writer
+    """``storage`` with its ``open``, ``open_writer`` and ``move`` recorded in ``watch``."""
+    real_open, real_writer, real_move = storage.open, storage.open_writer, storage.move
 
     def open_(key: str, *, start: int = 0, end: int | None = None) -> BinaryIO:
         watch.reads.append(key)
@@ -53,8 +55,13 @@ def watched(storage: Storage, watch: Watch) -> Storage:
         watch.writes.append(key)
         return real_writer(key, meta)
 
+    def move(src: str, dest: str, **kw: Any) -> ObjectInfo:
+        watch.moves.append((src, dest))
+        return real_move(src, dest, **kw)
+
     storage.open = open_  # type: ignore[method-assign]
     storage.open_writer = open_writer  # type: ignore[method-assign]
+    storage.move = move  # type: ignore[method-assign]
     return storage
 
 
@@ -132,35 +139,95 @@ def test_local_upload_is_renamed_into_place(
     ]
 
 
-@pytest.mark.s3
-def test_s3_upload_is_copied_by_the_server(
-    seaweed: Seaweed,
-    tmp_path: Path,
-) -> None:
-    prefix = f"srv-{uuid.uuid4().hex[:12]}"
+@pytest.fixture
+def s3_server(seaweed: Seaweed, tmp_path: Path) -> Iterator[tuple[RunningServer, S3Storage, Watch]]:
     watch = Watch()
-    storage = S3Storage(seaweed.bucket, prefix, client=seaweed.client())
+    storage = S3Storage(seaweed.bucket, f"srv-{uuid.uuid4().hex[:12]}", client=seaweed.client())
     watched(storage, watch)
     (tmp_path / "tmp").mkdir()
     config = ServerConfig(storage=str(tmp_path / "unused"))
     running = start_server(config, tmp_path / "tmp", store=RecordStore(storage))
+    yield running, storage, watch
+    running.stop()
+
+
+@pytest.mark.s3
+def test_s3_upload_is_assembled_at_its_final_key(
+    s3_server: tuple[RunningServer, S3Storage, Watch],
+) -> None:
+    running, storage, watch = s3_server
     data = os.urandom(9 * MiB + 1)
-    try:
-        with running.client() as client:
-            url = create(client, len(data), "s3 file.bin")
-            patch(client, url, 0, data[: 8 * MiB])
-            record = decoded_record(patch(client, url, 8 * MiB, data[8 * MiB :]).headers)
-            assert record["sha256"] == hashlib.sha256(data).hexdigest()
-            assert client.get("/api/files").json() == [record]
-            assert client.get(f"/api/files/{record['id']}").content == data
-    finally:
-        running.stop()
+    with running.client() as client:
+        url = create(client, len(data), "s3 file.bin")
+        patch(client, url, 0, data[: 8 * MiB])
+        assert client.get("/api/files").json() == []  # nothing listed before it is whole
+        record = decoded_record(patch(client, url, 8 * MiB, data[8 * MiB :]).headers)
+        assert record["sha256"] == hashlib.sha256(data).hexdigest()
+        assert client.get("/api/files").json() == [record]
+        assert client.get(f"/api/files/{record['id']}").content == data
+        # Terminating the finished upload, or its expiry, removes the upload's state
+        # only: the file is the server's now.
+        assert client.delete(url, headers=TUS).status_code == 204
+        assert client.get(f"/api/files/{record['id']}").content == data
     upload_id = url.rsplit("/", 1)[1]
     assert [k for k in watch.reads if k.endswith("/data")] == []
     assert [k for k in watch.writes if k.startswith("files/")] == []
+    assert watch.moves == []  # no server-side copy: completed where it stays
     stat = storage.stat(f"files/{record['id']}")
     assert (stat.sha256, stat.filename, stat.size) == (record["sha256"], "s3 file.bin", len(data))
+    assert stat.content_type == "application/x-test"
+    assert [i.key for i in storage.list("tus/").items] == []
     assert not storage.exists(f"tus/{upload_id}/data")
+
+
+@pytest.mark.s3
+def test_s3_upload_hashed_after_completion_records_its_digest(
+    s3_server: tuple[RunningServer, S3Storage, Watch],
+) -> None:
+    # The server that finishes an upload another server began cannot hash the parts
+    # it did not see before they are completed: it hashes the object afterwards and
+    # records the digest on it.
+    running, storage, watch = s3_server
+    data = os.urandom(6 * MiB + 3)
+    with running.client() as client:
+        url = create(client, len(data), "two.bin")
+        patch(client, url, 0, data[: 6 * MiB])
+    other = start_server(running.config, running.tmpdir, store=RecordStore(storage))
+    try:
+        with other.client() as client:
+            path = httpx.URL(url).path
+            record = decoded_record(patch(client, path, 6 * MiB, data[6 * MiB :]).headers)
+            assert record["sha256"] == hashlib.sha256(data).hexdigest()
+            assert client.get(f"/api/files/{record['id']}").content == data
+    finally:
+        other.stop()
+    assert storage.stat(f"files/{record['id']}").sha256 == record["sha256"]
+    assert [d for _, d in watch.moves] == [f"files/{record['id']}"]
+
+
+@pytest.mark.s3
+def test_s3_partial_uploads_are_no_files(
+    s3_server: tuple[RunningServer, S3Storage, Watch],
+) -> None:
+    running, storage, _ = s3_server
+    first, second = os.urandom(5 * MiB), os.urandom(1000)
+    partial = {**TUS, "Upload-Concat": "partial"}
+    with running.client() as client:
+        urls = []
+        for chunk in (first, second):
+            created = client.post("/tus/", headers={**partial, "Upload-Length": str(len(chunk))})
+            assert created.status_code == 201, created.text
+            urls.append(created.headers["location"])
+            patch(client, urls[-1], 0, chunk)
+        assert client.get("/api/files").json() == []
+        paths = " ".join(httpx.URL(u).path for u in urls)
+        final = client.post("/tus/", headers={**TUS, "Upload-Concat": f"final;{paths}"})
+        assert final.status_code == 201, final.text
+        record = decoded_record(final.headers)
+        assert client.get("/api/files").json() == [record]
+        assert client.get(f"/api/files/{record['id']}").content == first + second
+    assert record["sha256"] == hashlib.sha256(first + second).hexdigest()
+    assert [i.key for i in storage.list("files/").items] == [f"files/{record['id']}"]
 
 
 class FailingTwice(LocalStorage):

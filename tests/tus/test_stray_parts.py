@@ -4,7 +4,9 @@ The first server is "frozen" with part 1 on the wire: its lease renewals fail an
 UploadPart is held back. A second server takes the lapsed lease over and writes on; then
 the held part lands. Part numbers the old holder could use are skipped by the new one
 (on AWS S3 a late part replaces the one of its number), and the completed file holds
-the right bytes (SeaweedFS on 127.0.0.1).
+the right bytes (SeaweedFS on 127.0.0.1). The old holder never numbers a part past what
+is skipped, even when its checkpoint's save stalls; and a part waiting to be sent in
+the background after the lease was lost is not sent.
 """
 
 from __future__ import annotations
@@ -13,13 +15,16 @@ import hashlib
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 import httpx
 import pytest
 
-from spoolup.storage import PartInfo, StorageError
+from spoolup.storage import ObjectInfo, ObjectMeta, PartInfo, StorageError
 from spoolup.storage.s3 import S3Storage
+from spoolup.storage.writer import WriteSource
 from spoolup.tus import create_tus_app
 from spoolup.tus.lock import Lease, UploadLock, lock_for
 from spoolup.tus.store import TusStore
@@ -43,22 +48,67 @@ def prefix(seaweed: Seaweed) -> Iterator[str]:
         client.delete_object(Bucket=seaweed.bucket, Key=entry["Key"])
 
 
-class _FrozenS3(S3Storage):
-    """Holds every UploadPart back (already "on the wire") until ``thaw`` is set."""
+class _Recording(S3Storage):
+    """Records each UploadPart's number (``late``: those sent once ``taken`` is set).
 
-    def __init__(self, seaweed: Seaweed, prefix: str) -> None:
+    A ``frozen`` one holds every UploadPart back (already "on the wire") until ``thaw``.
+    """
+
+    def __init__(self, seaweed: Seaweed, prefix: str, *, frozen: bool = False) -> None:
         super().__init__(seaweed.bucket, prefix, client=seaweed.client())
+        self.numbers: list[int] = []
+        self.taken = threading.Event()
+        self.late: list[int] = []
+        self.frozen = frozen
         self.on_wire = threading.Event()
         self.thaw = threading.Event()
-        self.numbers: list[int] = []
 
     def upload_part(
         self, key: str, upload_id: str, number: int, data: bytes | bytearray
     ) -> PartInfo:
         self.numbers.append(number)
-        self.on_wire.set()
-        assert self.thaw.wait(60)
+        if self.taken.is_set():
+            self.late.append(number)
+        if self.frozen:
+            self.on_wire.set()
+            assert self.thaw.wait(60)
         return super().upload_part(key, upload_id, number, data)
+
+
+class _StalledSaves(_Recording):
+    """Holds the upload state's saves back while ``stall`` is set; they fail at ``thaw``."""
+
+    def __init__(self, seaweed: Seaweed, prefix: str) -> None:
+        super().__init__(seaweed, prefix)
+        self.stall = threading.Event()
+        self.stalled = threading.Event()
+
+    def write(
+        self, key: str, data: WriteSource, meta: ObjectMeta | None = None, *, durable: bool = True
+    ) -> ObjectInfo:
+        if self.stall.is_set() and key.endswith("/info"):
+            self.stalled.set()
+            assert self.thaw.wait(60)
+            msg = "the save never landed"
+            raise StorageError(msg)
+        return super().write(key, data, meta, durable=durable)
+
+
+class _BusyPool:
+    """A stand-in for the part-sending pool whose tasks wait for ``go`` (a busy pool)."""
+
+    def __init__(self) -> None:
+        self.pool = ThreadPoolExecutor(4)
+        self.queued = threading.Event()
+        self.go = threading.Event()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any) -> Future[Any]:
+        def later() -> Any:
+            self.queued.set()
+            assert self.go.wait(60)
+            return fn(*args)
+
+        return self.pool.submit(later)
 
 
 class _FrozenLock(UploadLock):
@@ -94,10 +144,26 @@ def _patch(url: str, offset: int, data: bytes) -> httpx.Response:
     return httpx.patch(url, content=data, headers=headers, timeout=60)
 
 
+def _create(url: str, length: int) -> str:
+    """A new upload's id."""
+    r = httpx.post(url, headers={**TUS, "Upload-Length": str(length)}, timeout=30)
+    assert r.status_code == 201, r.text
+    return httpx.URL(r.headers["location"]).path.rsplit("/", 1)[1]
+
+
+def _take_over(url: str, offset: int, data: bytes) -> None:
+    """PATCH until the lapsed lease is taken over."""
+    deadline = time.monotonic() + 60
+    while (r := _patch(url, offset, data)).status_code == 423:
+        assert time.monotonic() < deadline, "the lapsed lease was never taken over"
+        time.sleep(0.2)
+    assert r.status_code == 204, r.text
+
+
 def test_a_late_part_of_a_frozen_holder_replaces_nothing(seaweed: Seaweed, prefix: str) -> None:
     stale, fresh, rest = b"A" * PART, b"B" * PART, b"C" * (PART + 3 * MiB)
     completed = Completed()
-    frozen_storage = _FrozenS3(seaweed, prefix)
+    frozen_storage = _Recording(seaweed, prefix, frozen=True)
     frozen_lock = _FrozenLock(lock_for(TusStore(frozen_storage), ttl=1.0))
     first = Server(create_tus_app(frozen_storage, lock=frozen_lock, lease=1.0, sweep_interval=None))
     second_storage = S3Storage(seaweed.bucket, prefix, client=seaweed.client())
@@ -143,5 +209,102 @@ def test_a_late_part_of_a_frozen_holder_replaces_nothing(seaweed: Seaweed, prefi
             stalled.join(60)
         first.stop()
         second.stop()
+    (call,) = completed.calls
+    assert call["sha256"] == hashlib.sha256(fresh + rest).hexdigest()
+
+
+def test_a_stalled_checkpoint_save_holds_the_part_numbers_back(
+    seaweed: Seaweed, prefix: str
+) -> None:
+    # The first server's checkpoint saves stall while its lease is still renewed, as
+    # its request goes on sending parts; then it freezes and the second takes over.
+    # With checkpoints every byte and 5 MiB parts, a takeover skips 6 numbers past
+    # the state saved last: the old holder must not number a part past them.
+    part = 5 * MiB
+    completed = Completed()
+    old_storage = _StalledSaves(seaweed, prefix)
+    old_lock = _FrozenLock(lock_for(TusStore(old_storage), ttl=1.0))
+    options: dict[str, Any] = {"lease": 1.0, "sweep_interval": None, "checkpoint_bytes": 1}
+    first = Server(create_tus_app(TusStore(old_storage, part_size=part), lock=old_lock, **options))
+    new_storage = _Recording(seaweed, prefix)
+    second = Server(
+        create_tus_app(TusStore(new_storage, part_size=part), on_complete=completed, **options)
+    )
+    fresh = b"B" * (8 * part)
+    answers: list[httpx.Response] = []
+    stalled: threading.Thread | None = None
+    try:
+        upload = _create(first.url, len(fresh))
+        old_storage.stall.set()
+        stale = b"A" * len(fresh)
+        stalled = threading.Thread(
+            target=lambda: answers.append(_patch(first.url + upload, 0, stale)), daemon=True
+        )
+        stalled.start()
+        deadline = time.monotonic() + 60
+        while not (old_storage.stalled.is_set() and len(old_storage.numbers) >= 6):
+            assert time.monotonic() < deadline, old_storage.numbers
+            assert stalled.is_alive(), [a.text for a in answers]
+            time.sleep(0.05)
+        old_lock.frozen.set()  # its lease lapses: the second server takes the upload over
+        _take_over(second.url + upload, 0, fresh)
+        assert new_storage.numbers
+        assert not set(new_storage.numbers) & set(old_storage.numbers), (
+            new_storage.numbers,
+            old_storage.numbers,
+        )
+    finally:
+        old_storage.thaw.set()
+        if stalled is not None:
+            stalled.join(60)
+        first.stop()
+        second.stop()
+    assert [a.status_code for a in answers] != [204]
+    (call,) = completed.calls
+    assert call["sha256"] == hashlib.sha256(fresh).hexdigest()
+
+
+def test_a_part_waiting_in_a_busy_pool_is_not_sent_once_the_lease_is_lost(
+    seaweed: Seaweed, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first server's part waits in the sending pool (busy) while its lease lapses
+    # and the second server takes the upload over; then the pool runs it.
+    pool = _BusyPool()
+    monkeypatch.setattr("spoolup.tus.store.io_pool", lambda: pool)
+    completed = Completed()
+    old_storage = _Recording(seaweed, prefix)
+    old_lock = _FrozenLock(lock_for(TusStore(old_storage), ttl=1.0))
+    first = Server(create_tus_app(old_storage, lock=old_lock, lease=1.0, sweep_interval=None))
+    new_storage = S3Storage(seaweed.bucket, prefix, client=seaweed.client())
+    second = Server(
+        create_tus_app(new_storage, on_complete=completed, lease=1.0, sweep_interval=None)
+    )
+    fresh, rest = b"B" * MiB, b"C" * (PART + MiB)
+    answers: list[httpx.Response] = []
+    waiting: threading.Thread | None = None
+    try:
+        upload = _create(first.url, len(fresh) + len(rest))
+        waiting = threading.Thread(
+            target=lambda: answers.append(_patch(first.url + upload, 0, b"A" * PART)),
+            daemon=True,
+        )
+        waiting.start()
+        assert pool.queued.wait(60)
+        old_lock.frozen.set()
+        _take_over(second.url + upload, 0, fresh)  # a tail: nothing for the pool
+        old_storage.taken.set()
+        old_lock.frozen.clear()
+        pool.go.set()
+        waiting.join(60)
+        assert [a.status_code for a in answers] == [423]
+        assert old_storage.late == []
+        assert _patch(second.url + upload, len(fresh), rest).status_code == 204
+    finally:
+        pool.go.set()
+        if waiting is not None:
+            waiting.join(60)
+        first.stop()
+        second.stop()
+        pool.pool.shutdown()
     (call,) = completed.calls
     assert call["sha256"] == hashlib.sha256(fresh + rest).hexdigest()

@@ -1,4 +1,9 @@
-"""What every client command shares: server options, the HTTP client, errors, exit codes."""
+"""What every client command shares: server options, the HTTP client, errors, exit codes.
+
+The commands import ``httpx`` (``spoolup[server]``) only when they run, so that
+``spoolup --help`` works, and a missing extra is one clear line (see :mod:`spoolup.cli`),
+with the core package alone.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +12,11 @@ import os
 import re
 import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-import httpx
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = [
     "ENVIRONMENT",
@@ -83,6 +89,8 @@ def server_url(args: argparse.Namespace, environ: Mapping[str, str]) -> str:
 
 def open_client(args: argparse.Namespace, environ: Mapping[str, str]) -> httpx.Client:
     """An HTTP client for the server, carrying the token when there is one."""
+    import httpx
+
     token = args.token or environ.get("SPOOLUP_TOKEN")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     timeout = httpx.Timeout(args.timeout, connect=min(10.0, args.timeout))
@@ -110,6 +118,8 @@ def check(response: httpx.Response) -> httpx.Response:
 
 def request(client: httpx.Client, method: str, url: str, **options: Any) -> httpx.Response:
     """One request; an unreachable server is a :class:`CommandFailed` (exit status 3)."""
+    import httpx
+
     try:
         return client.request(method, url, **options)
     except httpx.TransportError as exc:

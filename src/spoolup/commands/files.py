@@ -15,10 +15,8 @@ import sys
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-import httpx
 
 from spoolup._units import format_size, plural
 from spoolup.commands.common import (
@@ -38,6 +36,9 @@ from spoolup.commands.common import (
     warn,
 )
 from spoolup.headers import safe_filename
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["add_parsers"]
 
@@ -164,6 +165,8 @@ def _line(record: dict[str, Any], *, as_json: bool) -> str:
 
 def run_get(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """``spoolup get``: download, resumable, sha256 checked."""
+    import httpx
+
     if _SHARE_LINK.search(urlsplit(args.file).path):
         # A link may point at another server: it never gets this one's token.
         with httpx.Client(timeout=args.timeout, follow_redirects=False) as anonymous:
@@ -186,6 +189,8 @@ def _destination(output: Path | None, name: str) -> Path:
 
 
 def _download(client: httpx.Client, url: str, dest: Path, sha256: str) -> None:
+    import httpx
+
     part = dest.with_name(dest.name + ".part")
     have = part.stat().st_size if part.exists() else 0
     headers = {"Range": f"bytes={have}-", "If-Range": f'"{sha256}"'} if have else {}

@@ -16,18 +16,16 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import mimetypes
 import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
-import httpx
-
+from spoolup._mediatype import media_type_of_name
 from spoolup._units import format_duration, format_size, plural
 from spoolup.commands.common import (
     EXIT_FAILED,
@@ -43,6 +41,9 @@ from spoolup.commands.common import (
     server_url,
     warn,
 )
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["UploadFailed", "add_parser", "run", "upload_one", "upload_tus"]
 
@@ -161,12 +162,14 @@ def upload_one(
     the upload starts again from the first byte after a pause of 0.5, 1, 2, ... seconds
     (at most 10), ``retries`` times. Raises :class:`UploadFailed`.
     """
+    import httpx
+
     try:
         size = path.stat().st_size
     except OSError as exc:
         msg = f"cannot read the file: {exc.strerror}"
         raise UploadFailed(msg) from exc
-    content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    content_type = media_type_of_name(path.name)
     url = f"/api/files/{quote(path.name, safe='')}"
     for attempt in range(retries + 1):
         digest = hashlib.sha256()
@@ -220,7 +223,7 @@ def upload_tus(
     """
     from spoolup.tus.client import TusClientError, tus_upload
 
-    content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    content_type = media_type_of_name(path.name)
     first = True
 
     def report(sent: int, total: int) -> None:
@@ -254,13 +257,15 @@ def upload_tus(
 
 def upload_with_link(client: httpx.Client, path: Path, link: str) -> dict[str, Any]:
     """Upload one file through an upload link (``POST <link>/files``); the checked answer."""
+    import httpx
+
     digest = hashlib.sha256()
     try:
         with path.open("rb") as file:
             while chunk := file.read(CHUNK_SIZE):
                 digest.update(chunk)
             file.seek(0)
-            content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+            content_type = media_type_of_name(path.name)
             response = client.post(f"{link}/files", files={"file": (path.name, file, content_type)})
     except OSError as exc:
         msg = f"cannot read the file: {exc.strerror}"

@@ -44,8 +44,11 @@ def _storage_words(spec: str) -> str:
     return str(Path(spec).resolve())
 
 
-def banner(config: ServerConfig, url: str) -> str:
-    """The lines ``spoolup serve`` prints when it is ready: where to go, what it does."""
+def banner(config: ServerConfig, url: str, *, metrics_url: str | None = None) -> str:
+    """The lines ``spoolup serve`` prints when it is ready: where to go, what it does.
+
+    ``metrics_url`` is where ``/metrics`` is served when it has a port of its own.
+    """
     limits = config.limits
     if config.token:
         auth = "on: /api and /tus need 'Authorization: Bearer <token>'"
@@ -65,6 +68,8 @@ def banner(config: ServerConfig, url: str) -> str:
         f"{limits.max_files} files a request, "
         f"images to check up to {format_size(config.inspect_max_size)}",
         f"  links    {links}",
-        "  stop     Ctrl-C",
     ]
+    if metrics_url is not None:
+        lines.append(f"  metrics  {metrics_url} (no token)")
+    lines.append("  stop     Ctrl-C")
     return "\n".join(lines) + "\n"

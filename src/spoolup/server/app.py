@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import mimetypes
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -35,6 +34,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import spoolup.asgi
+from spoolup._mediatype import media_type_of_name
 from spoolup.errors import MalformedRequest, UploadError
 from spoolup.files import UploadedFile
 from spoolup.handlers import MemoryFileHandler
@@ -169,11 +169,7 @@ async def put_file(request: Request) -> Response:
     config = _config(request)
     store = _store(request)
     filename = safe_filename(request.path_params["name"])
-    content_type = (
-        request.headers.get("content-type")
-        or mimetypes.guess_type(filename)[0]
-        or "application/octet-stream"
-    )
+    content_type = request.headers.get("content-type") or media_type_of_name(filename)
     with observe_upload(request, "put") as upload:
         uploaded = await spoolup.asgi.receive_file(
             request.scope,
@@ -484,6 +480,7 @@ def _tus_app(
         checkpoint_seconds=config.tus_checkpoint_seconds,
         max_open_uploads=config.tus_max_open_uploads,
         max_open_per_client=config.tus_max_open_per_client or None,
+        final_key=store.new_key,
     )
 
 

@@ -121,14 +121,15 @@ class ServerConfig:
             ``/healthz`` to answer 200 (64 MiB).
         log_format: ``plain`` or ``json`` (one JSON object per line).
         metrics: collect Prometheus metrics, served at ``/metrics`` (on).
-        metrics_port: serve ``/metrics`` on this port instead (same host, no token).
+        metrics_port: serve ``/metrics`` on this port instead (same host, no token; 0
+            picks a free one, named in the start-up banner).
         hook_url: where tusd-style hook requests are POSTed, or ``None``.
         hook_secret: signs each hook request body (HMAC-SHA256), or ``None``.
         hook_timeout: seconds one hook delivery may take (5).
         hook_retries: retries of a non-blocking hook after a failure (3).
         hook_progress_interval: seconds between post-receive hooks of one file (1).
         tus_checkpoint: bytes of a tus request between two checkpoints, where its bytes
-            and offset are made durable (64 MiB; see the README for what a crash loses).
+            and offset are made durable (64 MiB; see docs/deploy.md for what a crash loses).
         tus_checkpoint_seconds: seconds between two checkpoints, whichever comes first (2).
         tus_max_open_uploads: unfinished tus uploads at most; creations beyond are
             answered 429 (10,000).
@@ -244,8 +245,8 @@ def _check_operations(config: ServerConfig) -> None:
     if config.log_format not in {"plain", "json"}:
         msg = f"log_format must be plain or json, not {config.log_format!r}"
         raise ConfigError(msg)
-    if config.metrics_port is not None and not 0 < config.metrics_port <= 65535:
-        msg = f"metrics_port must be between 1 and 65535, not {config.metrics_port}"
+    if config.metrics_port is not None and not 0 <= config.metrics_port <= 65535:
+        msg = f"metrics_port must be between 0 and 65535, not {config.metrics_port}"
         raise ConfigError(msg)
     if config.hook_url is not None and not re.match(r"https?://[^/\s]+", config.hook_url):
         msg = f"hook_url must be an http:// or https:// URL, not {config.hook_url!r}"

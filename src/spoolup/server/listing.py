@@ -5,8 +5,10 @@ from storage, then brought up to date by a plain key listing (no metadata reques
 object: one S3 ``ListObjectsV2`` call per 1,000 files) when it is older than
 ``max_age`` seconds or this server changed a file: only the objects it has not seen
 are described (``stat``), and keys gone from storage are dropped. Records never change
-once written (a file id is never reused), so a known key needs no second look. Every
-page of every query is answered from the index.
+once written (a file id is never reused), so a known key needs no second look, but for
+one: on S3 a file's sha256 is tagged just after the object appears, so a record seen
+without it in its first minute is described again. Every page of every query is
+answered from the index.
 
 Pages are cut with a cursor: the sort value and id of the last record sent, so a page
 stays right when files are added or removed in between (keyset paging).
@@ -20,6 +22,7 @@ import binascii
 import json
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -40,6 +43,8 @@ _MAX_QUERY = 200
 _MAX_CURSOR = 1024
 _STAT_BATCH = 32
 _SORTS = ("created", "name", "size")
+# How long a record without its sha256 may still be waiting for it (see the docstring).
+_UNHASHED_WAIT = timedelta(seconds=60)
 
 
 def _sort_value(record: FileRecord, sort: str) -> str | int:
@@ -109,7 +114,11 @@ class FileIndex:
                     break
             for gone in self._records.keys() - keys:
                 del self._records[gone]
-            new = sorted(keys - self._records.keys())
+            young = datetime.now(UTC) - _UNHASHED_WAIT
+            new = sorted(
+                (keys - self._records.keys())
+                | {i for i, r in self._records.items() if not r.sha256 and r.created > young}
+            )
             for start in range(0, len(new), _STAT_BATCH):
                 batch = new[start : start + _STAT_BATCH]
                 found = await asyncio.gather(*(self.store.get(i) for i in batch))

@@ -48,6 +48,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message, Receive
 
+from spoolup._part_buffers import PROCESS_BUFFERS
 from spoolup.errors import RequestTooLarge, UnsupportedMediaType, UploadAborted, UploadError
 from spoolup.storage import InsufficientStorage, Storage, StorageError
 
@@ -151,6 +152,8 @@ class Metrics:
         # dashboard reads them (a process-wide setting of prometheus-client).
         disable_created_metrics()  # type: ignore[no-untyped-call]
         self.enabled = enabled
+        self.served_port: int | None = None
+        """The port :meth:`serve` listens on (the one bound, when asked for port 0)."""
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.uploads_started = Counter(
@@ -212,6 +215,17 @@ class Metrics:
         self.swept = Counter(
             "spoolup_swept", "Things sweeps removed, by kind.", ["kind"], registry=r
         )
+        # Read when scraped: the part buffers every S3 and tus write of the process shares.
+        Gauge(
+            "spoolup_part_buffer_bytes",
+            "Bytes of multipart part buffers alive in the process (S3 and tus parts).",
+            registry=r,
+        ).set_function(lambda: PROCESS_BUFFERS.live)
+        Gauge(
+            "spoolup_part_buffer_budget_bytes",
+            "Bytes of part buffers past which writes borrow no more (each keeps its own part).",
+            registry=r,
+        ).set_function(lambda: PROCESS_BUFFERS.budget)
         for way in WAYS:  # every way shows from the start, at zero
             self.uploads_started.labels(way)
             self.uploads_completed.labels(way)
@@ -225,12 +239,15 @@ class Metrics:
     def serve(self, host: str, port: int) -> Callable[[], None]:
         """Serve the metrics on ``host:port`` in a thread (``--metrics-port``); the stopper.
 
+        Port 0 picks a free port; :attr:`served_port` says which.
+
         ``prometheus-client``'s own server answers any path with the metrics; calling the
         returned function stops it and releases the port.
         """
         from prometheus_client import start_http_server
 
         server, thread = start_http_server(port, addr=host, registry=self.registry)
+        self.served_port = server.server_port
 
         def stop() -> None:
             server.shutdown()

@@ -10,6 +10,7 @@ import uvicorn
 
 from spoolup.server.about import banner
 from spoolup.server.config import ServerConfig
+from spoolup.server.metrics import Metrics
 from spoolup.server.store import RecordStore, open_store
 
 __all__ = ["BannerServer", "StorageUnusable", "open_checked_store"]
@@ -57,9 +58,12 @@ def open_checked_store(spec: str) -> RecordStore:
 class BannerServer(uvicorn.Server):
     """uvicorn's server, printing :func:`~spoolup.server.about.banner` once it listens."""
 
-    def __init__(self, config: uvicorn.Config, settings: ServerConfig) -> None:
+    def __init__(
+        self, config: uvicorn.Config, settings: ServerConfig, *, metrics: Metrics | None = None
+    ) -> None:
         super().__init__(config)
         self.settings = settings
+        self.metrics = metrics
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         """Start as uvicorn does; then say where to go (with the port really bound)."""
@@ -72,5 +76,7 @@ class BannerServer(uvicorn.Server):
                 port = sock.getsockname()[1]
         host = self.settings.host
         shown = f"[{host}]" if ":" in host else host
-        sys.stderr.write(banner(self.settings, f"http://{shown}:{port}/"))
+        served = self.metrics.served_port if self.metrics is not None else None
+        metrics_url = None if served is None else f"http://{shown}:{served}/metrics"
+        sys.stderr.write(banner(self.settings, f"http://{shown}:{port}/", metrics_url=metrics_url))
         sys.stderr.flush()

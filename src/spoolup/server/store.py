@@ -61,6 +61,10 @@ def _new_key(info: FileInfo | None) -> str:
     return key_of(new_file_id())
 
 
+def _is_file_key(key: str) -> bool:
+    return key.startswith(FILES_PREFIX) and is_file_id(key.removeprefix(FILES_PREFIX))
+
+
 class RecordStore:
     """File records over a storage backend (see the module docstring)."""
 
@@ -143,26 +147,42 @@ class RecordStore:
         """
         return StorageHandler(self.storage, key_func=key_func, metadata_func=metadata_func)
 
+    def new_key(self, info: object = None) -> str:
+        """A fresh ``files/<id>`` key (for a tus upload to end up at, chosen at creation)."""
+        return _new_key(None)
+
     async def adopt(self, uploaded: UploadedFile, info: object = None) -> dict[str, Any]:
         """Keep a file received another way (a finished tus upload) as a new record.
 
         A file already in this store's storage (a :class:`StoredFile`, as the tus app
-        hands over) is moved to a fresh ``files/<id>`` with
-        :meth:`~spoolup.storage.base.Storage.move` (a rename, or a server-side copy on
-        S3), its sha256 taken from ``uploaded.hashes`` (the handlers' pass). Any other
-        file is copied, in chunks and in a worker thread. Returns the record as JSON
-        (the tus app keeps it with the upload).
+        hands over) stays where it is when it lies at a file key (a tus upload
+        assembled at its final key, see :meth:`new_key`), and is moved to a fresh
+        ``files/<id>`` otherwise, with :meth:`~spoolup.storage.base.Storage.move` (a
+        rename, or a server-side copy on S3); its sha256 is taken from
+        ``uploaded.hashes`` (the handlers' pass). Any other file is copied, in chunks
+        and in a worker thread. Returns the record as JSON (the tus app keeps it with
+        the upload).
         """
-        key = _new_key(None)
         content_type = uploaded.content_type or _OCTET_STREAM
+        sha256 = uploaded.hashes.get("sha256")
         if isinstance(uploaded, StoredFile) and uploaded.storage is self.storage:
+            if _is_file_key(uploaded.key):
+                kept = uploaded.object_info
+                if sha256 is None or kept.sha256 == sha256:
+                    return self.record(kept).to_json()
+                # Hashed only after it was finished (another server received some of
+                # it): the digest is recorded by moving the object onto itself.
+                key = uploaded.key
+            else:
+                key = _new_key(None)
             moved = await self.storage.amove(
                 uploaded.key,
                 key,
                 meta=ObjectMeta(filename=uploaded.filename, content_type=content_type),
-                sha256=uploaded.hashes.get("sha256"),
+                sha256=sha256,
             )
             return self.record(moved).to_json()
+        key = _new_key(None)
 
         def copy() -> ObjectInfo:
             return self.storage.write(

@@ -771,6 +771,13 @@ class LocalStorage(ResumableStorage):
         except OSError as exc:
             raise _storage_error(exc, f"opening the upload of {key!r}") from exc
 
+    def written_size(self, key: str, upload_id: str) -> int | None:
+        """The size of the upload's data file; see :class:`ResumableStorage`."""
+        try:
+            return (self._upload_dir(upload_id) / "data").stat().st_size
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
     def open_written(self, key: str, upload_id: str, start: int, end: int) -> BinaryIO | None:
         """Read ``start`` to ``end`` of the upload's data file; see :class:`ResumableStorage`."""
         check_range(start, end)

@@ -103,6 +103,14 @@ class ResumableStorage(Storage):
         """
         raise NotImplementedError
 
+    def written_size(self, key: str, upload_id: str) -> int | None:
+        """The bytes an unfinished resumable upload holds, if the backend can tell at
+        once (one ``stat`` of a growing file; ``None`` otherwise, or if it is gone).
+
+        For the tus app: bytes counted before a power loss may no longer be there.
+        """
+        return None
+
     def open_written(self, key: str, upload_id: str, start: int, end: int) -> BinaryIO | None:
         """Read bytes ``start`` to ``end`` of an unfinished resumable upload, if the backend
         can (``None``: only once completed, as on S3, whose parts cannot be read).

@@ -6,8 +6,13 @@ environment (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KE
 
 **Streaming writes.** A writer fills one part of ``part_size`` bytes at a time; each
 full part is sent by ``upload_part`` in a worker thread while the next one fills,
-with at most ``concurrency`` parts in flight: memory stays near
-``(concurrency + 1) * part_size`` whatever the object's size. The multipart upload is
+with at most ``concurrency`` parts in flight. Part buffers come from one pool for the
+process (:mod:`spoolup._part_buffers`): a writer always has one part of its own, and
+borrows the others only while the process holds less than
+:data:`~spoolup._io.PART_BUDGET` (128 MiB) of parts; past it, a writer waits for its
+own part to be sent before filling the next. So memory stays near
+``(concurrency + 1) * part_size`` for one write, and near one part per write when
+many run at once, whatever the objects' sizes. The multipart upload is
 created with the first full part and completed only when the whole stream is in; any
 failure (the source raising, the client leaving, a part refused) aborts it, so no
 object and no incomplete upload is left. An object smaller than one part is sent
@@ -53,6 +58,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from spoolup._io import io_pool
+from spoolup._part_buffers import PROCESS_BUFFERS, PartBuffers
 from spoolup.storage.errors import InvalidKey, ObjectNotFound, StorageError
 from spoolup.storage.leases import (
     ConditionalWritesUnsupported,
@@ -119,39 +125,57 @@ def _check_upload_id(upload_id: str) -> str:
     return upload_id
 
 
-# The first buffer of a write, before it is known to be large.
+# Bytes a write gathers outside the part buffers, before it is known to be large.
 _FIRST_BUFFER = 64 * 1024
 
 
 class _S3Writer(ObjectWriter):
+    """A streamed write: parts filled in place in buffers of :data:`PROCESS_BUFFERS`.
+
+    The write fills one part buffer of its own; a full part is sent in the I/O pool and
+    the next one fills in a spare buffer while the budget lends one (at most
+    ``concurrency`` parts in flight), else in one of its own once its part is sent:
+    receiving then waits for the store, in this thread (backpressure).
+    """
+
     def __init__(self, storage: S3Storage, key: str, meta: ObjectMeta | None) -> None:
         super().__init__(key, meta)
         self._storage = storage
+        self._buffers = storage.part_buffers
+        # What came before the first part, while it is small (kept as it came if it
+        # was one chunk): most objects written in one go are (upload state, leases).
+        self._head: bytes | bytearray = b""
         self._part: bytearray | None = None
         self._filled = 0
         self._upload_id: str | None = None
-        self._in_flight: set[Future[PartInfo]] = set()
+        self._in_flight: dict[Future[PartInfo], bytes | bytearray] = {}
         self._parts: list[PartInfo] = []
         self._next_number = 1
 
     def _write(self, data: bytes) -> None:
-        # Parts are filled in place in a buffer of exactly part_size bytes, allocated
-        # once per part: no growth by reallocation, no copy when the part is sent.
+        # Parts are filled in place in a buffer of exactly part_size bytes: no growth
+        # by reallocation, no copy when the part is sent.
         part_size = self._storage.part_size
+        if self._part is None and self._upload_id is None:
+            head = self._head
+            if not head and len(data) < part_size:
+                self._head = data
+                return
+            if len(head) + len(data) <= _FIRST_BUFFER:
+                self._head = head if isinstance(head, bytearray) else bytearray(head)
+                self._head += data
+                return
+            self._part = self._buffers.take(part_size)
+            self._part[: len(head)] = head
+            self._filled = len(head)
+            self._head = b""
         view = memoryview(data)
         position = 0
         while position < len(view):
             if self._part is None:
-                # Most objects written in one go are small (upload state, leases): the
-                # first buffer fits what came, and grows to a part only if more comes.
-                first = self._upload_id is None
-                start = max(_FIRST_BUFFER, len(view) - position) if first else part_size
-                self._part = bytearray(min(part_size, start))
+                self._part = self._next_buffer()
                 self._filled = 0
             take = min(part_size - self._filled, len(view) - position)
-            if self._filled + take > len(self._part):
-                grown = min(part_size, max(2 * len(self._part), self._filled + take))
-                self._part.extend(bytes(grown - len(self._part)))
             self._part[self._filled : self._filled + take] = view[position : position + take]
             self._filled += take
             position += take
@@ -159,13 +183,38 @@ class _S3Writer(ObjectWriter):
                 full, self._part = self._part, None
                 self._send(full)
 
-    def _tail(self) -> bytearray:
-        """The part being filled, cut to what it holds, and forgotten."""
+    def _next_buffer(self) -> bytearray:
+        """A buffer for the next part: one of this write's own whose part is sent, or a
+        spare one while the budget lends it; else wait for one of ours."""
+        size = self._storage.part_size
+        while self._in_flight:  # a part was just sent: one of ours will come back
+            done = {future for future in self._in_flight if future.done()}
+            if done:
+                free = self._collect(done)
+                mine = next((b for b in free if isinstance(b, bytearray) and len(b) == size), None)
+                for buffer in free:
+                    if buffer is not mine:
+                        self._buffers.give_back(buffer)
+                if mine is not None:
+                    return mine
+                continue
+            if len(self._in_flight) < self._storage.concurrency:
+                spare = self._buffers.spare(size)
+                if spare is not None:
+                    return spare
+            wait(self._in_flight, return_when=FIRST_COMPLETED)
+        return self._buffers.take(size)
+
+    def _tail(self) -> bytes | bytearray:
+        """What is gathered and not sent; the part buffer goes back to the pool."""
         part, self._part = self._part, None
         if part is None:
-            return bytearray()
-        del part[self._filled :]
-        return part
+            head, self._head = self._head, b""
+            return head
+        with memoryview(part) as view:
+            tail = bytes(view[: self._filled])
+        self._buffers.give_back(part)
+        return tail
 
     def _send(self, part: bytes | bytearray) -> None:
         storage = self._storage
@@ -174,18 +223,22 @@ class _S3Writer(ObjectWriter):
         if self._next_number > MAX_PARTS:
             raise StorageError(f"S3 allows {MAX_PARTS} parts: raise part_size for {self.key!r}")
         while len(self._in_flight) >= storage.concurrency:
-            self._collect(wait(self._in_flight, return_when=FIRST_COMPLETED).done)
-        # Leaf work in the shared I/O pool, at most ``concurrency`` parts at a time.
+            for buffer in self._collect(wait(self._in_flight, return_when=FIRST_COMPLETED).done):
+                self._buffers.give_back(buffer)
+        # Leaf work in the shared I/O pool.
         future = io_pool().submit(
             storage.upload_part, self.key, self._upload_id, self._next_number, part
         )
         self._next_number += 1
-        self._in_flight.add(future)
+        self._in_flight[future] = part
 
-    def _collect(self, done: set[Future[PartInfo]]) -> None:
+    def _collect(self, done: set[Future[PartInfo]]) -> list[bytes | bytearray]:
+        """Count the parts sent; their buffers, free again (raises a part's error)."""
+        free: list[bytes | bytearray] = []
         for future in done:
-            self._in_flight.discard(future)
+            free.append(self._in_flight.pop(future))
             self._parts.append(future.result())
+        return free
 
     def _commit(self) -> ObjectInfo:
         storage = self._storage
@@ -197,8 +250,8 @@ class _S3Writer(ObjectWriter):
             if tail:
                 self._send(tail)
             del tail
-            self._collect(wait(self._in_flight).done)
-            self._shutdown()
+            for buffer in self._collect(wait(self._in_flight).done):
+                self._buffers.give_back(buffer)
             storage.complete_multipart(
                 self.key, self._upload_id, self._parts, sha256=sha256, describe=False
             )
@@ -214,13 +267,17 @@ class _S3Writer(ObjectWriter):
         )
 
     def _shutdown(self) -> None:
-        in_flight, self._in_flight = self._in_flight, set()
+        in_flight, self._in_flight = self._in_flight, {}
         for future in in_flight:
             future.cancel()
         wait(in_flight)
+        for buffer in in_flight.values():  # no part reads it any more
+            self._buffers.give_back(buffer)
 
     def _abort(self) -> None:
-        self._part = None
+        part, self._part, self._head = self._part, None, b""
+        if part is not None:
+            self._buffers.give_back(part)
         self._shutdown()
         if self._upload_id is not None:
             self._storage._abort_or_remember(self.key, self._upload_id)
@@ -273,8 +330,9 @@ class S3Storage(ResumableStorage):
         concurrency: parts uploaded at once by one writer.
         client: a boto3 S3 client; by default one made from the environment.
 
-    Memory per writer stays under ``(concurrency + 1) * part_size``. Instances and
-    their client are safe to share between threads.
+    Memory per writer stays under ``(concurrency + 1) * part_size``, and the parts
+    beyond the first of each writer are lent by :attr:`part_buffers` under its budget.
+    Instances and their client are safe to share between threads.
     """
 
     min_part_size = MIN_PART_SIZE
@@ -287,6 +345,9 @@ class S3Storage(ResumableStorage):
 
     writes_prefix = "writes/"
     """Where the leases of owned writes are kept, under the storage's prefix."""
+
+    part_buffers: PartBuffers = PROCESS_BUFFERS
+    """Where streamed writes take their part buffers: the process's, shared by all."""
 
     def __init__(
         self,

@@ -45,9 +45,14 @@ from spoolup.errors import RequestTooLarge, UploadAborted, UploadError
 from spoolup.files import FileInfo, UploadedFile
 from spoolup.form import receive_file
 from spoolup.handlers import HandlerSpec, HashingHandler, UploadHandler, resolve_handlers
-from spoolup.headers import safe_filename
 from spoolup.limits import Limits
-from spoolup.storage import InsufficientStorage, ObjectNotFound, ResumableStorage, StorageError
+from spoolup.storage import (
+    InsufficientStorage,
+    ObjectInfo,
+    ObjectNotFound,
+    ResumableStorage,
+    StorageError,
+)
 from spoolup.tus.lock import DEFAULT_TTL, Lease, LeaseKeeper, UploadLock, lock_for
 from spoolup.tus.protocol import (
     Create,
@@ -66,9 +71,9 @@ from spoolup.tus.protocol import (
 )
 from spoolup.tus.quota import OpenUploads, client_key
 from spoolup.tus.state import UploadInfo
-from spoolup.tus.store import DataWriter, TusStore
+from spoolup.tus.store import DataWriter, TusStore, object_meta
 
-__all__ = ["CompletionCallback", "CreationCallback", "TusApp", "create_tus_app"]
+__all__ = ["CompletionCallback", "CreationCallback", "FinalKey", "TusApp", "create_tus_app"]
 
 Scope = Mapping[str, Any]
 Message = Mapping[str, Any]
@@ -84,6 +89,17 @@ is open for reading: the stored object itself (a
 copying), or the copy a storing handler kept. Return a JSON-able dict (the file
 record) or ``None``. An :class:`~spoolup.UploadError` raised here refuses the upload:
 it is removed and the request answers with that status.
+"""
+
+FinalKey = Callable[[UploadInfo], str]
+"""``final_key(info)``: the storage key a new upload is to end up at (no I/O, at creation).
+
+On S3 the upload is assembled right there, so finishing it copies nothing: the object
+appears at that key when the upload is finished (before the handlers and
+``on_complete`` run; if they refuse it, it is deleted). Once ``on_complete`` has
+returned, the object is the callback's: the tus app never deletes it (expiry and
+termination remove only the upload's state). Elsewhere the finished upload is handed
+over at ``<id>/data`` and the callback moves it there (a rename).
 """
 
 CreationCallback = Callable[[UploadInfo], Any]
@@ -130,9 +146,11 @@ class TusApp:
         max_open_uploads: int = 10_000,
         on_create: CreationCallback | None = None,
         max_open_per_client: int | None = 1_000,
+        final_key: FinalKey | None = None,
     ) -> None:
         """Serve ``store``; see :func:`create_tus_app` for the options."""
         self.store = store
+        self.final_key = final_key
         self.on_create = on_create
         self.checkpoint_bytes = checkpoint_bytes
         self.checkpoint_seconds = checkpoint_seconds
@@ -279,6 +297,9 @@ class TusApp:
     async def _head(self, request: Head) -> Response:
         info = await self._load(request.upload_id)
         self.protocol.check_alive(info, self.clock())
+        if info.synced < info.offset:  # saved between checkpoints (local storage)
+            # After a power loss, where the client can go on from (a PATCH saves it).
+            info.offset = await asyncio.to_thread(self.store.resumable_offset, info)
         if info.is_complete and self._completion_pending(info):
             info = await self._finish_pending(info)
         return _with_record(self.protocol.head_response(info), info)
@@ -298,7 +319,7 @@ class TusApp:
             current = await self._load(info.id)
             if current.is_complete and self._completion_pending(current):
                 if current.backend.get("done") and not await asyncio.to_thread(
-                    self.store.storage.exists, self.store.key(info.id, "data")
+                    self.store.storage.exists, self.store.data_key(current)
                 ):
                     logger.warning("the upload %s was handed on without its record", info.id)
                     return current
@@ -346,7 +367,10 @@ class TusApp:
                 info.length = self.protocol.check_final_parts(parts, now)
                 info.parts = ids
                 info.part_urls = request.parts
-            await asyncio.to_thread(self.store.create, info)
+            final_key = None
+            if self.final_key is not None and request.concat != "partial":
+                final_key = self.final_key(info)  # a partial upload is no file of its own
+            await asyncio.to_thread(self.store.create, info, final_key=final_key)
         except BaseException:
             self._closed_one(upload_id)  # never recorded: no longer counted
             raise
@@ -422,6 +446,7 @@ class TusApp:
     async def _patch(self, request: Patch, receive: Receive) -> Response:
         async def run() -> Response:
             info = self._resumed_info(request.upload_id) or await self._load(request.upload_id)
+            await self._fall_back(info)
             new_length = self.protocol.check_patch(info, request, self.clock())
             if new_length is not None:
                 info.length = new_length
@@ -510,6 +535,15 @@ class TusApp:
             return None
         return UploadInfo.from_json(live.state)
 
+    async def _fall_back(self, info: UploadInfo) -> None:
+        """Move the upload back to its last checkpoint if the bytes after it are gone.
+
+        As :meth:`_head` reports (a power loss), so a client that resumes from there
+        is not refused; saved under the lease.
+        """
+        if info.synced < info.offset and await asyncio.to_thread(self.store.fall_back, info):
+            await asyncio.to_thread(self._fenced, info.id, self.store.save, info)
+
     def _fence(self, upload_id: str) -> None:
         """Before a write: :class:`~spoolup.tus.lock.LeaseLost` (423) if the lease is gone."""
         keeper = self._keepers.get(upload_id)
@@ -588,6 +622,7 @@ class TusApp:
         tail, hashed = self._take_live(info)
         expected = info.offset
         writer = await asyncio.to_thread(self.store.writer, info, tail=tail)
+        self._fence_writer(writer)
         if writer.offset != expected:  # fell back to the last checkpoint (info too)
             await asyncio.to_thread(writer.close)
             await asyncio.to_thread(self.store.save, info)
@@ -620,6 +655,16 @@ class TusApp:
             unsaved = self.checkpoint_bytes
             await asyncio.to_thread(self._fenced, info.id, self.store.skip_parts, info, unsaved)
 
+    def _fence_writer(self, writer: DataWriter) -> None:
+        """Fence each of the writer's writes to storage with the upload's lease.
+
+        Also the parts it sends in the background, and within the part numbers a
+        takeover skips (see :meth:`_skip_stray_parts`).
+        """
+        keeper = self._keepers.get(writer.info.id)
+        if keeper is not None:
+            writer.fence_with(keeper.check, unsaved=self.checkpoint_bytes)
+
     def _due(self, offset: int, marked: tuple[int, float]) -> bool:
         return (
             offset - marked[0] >= self.checkpoint_bytes
@@ -627,9 +672,16 @@ class TusApp:
         )
 
     def _checkpoint(self, writer: DataWriter, snapshot: UploadInfo) -> None:
-        writer.sync_snapshot()
-        snapshot.expires = self.protocol.expires_at(self.clock())
-        self._fenced(snapshot.id, self.store.save, snapshot)
+        if not writer.begin_save(snapshot):
+            return  # the writer saved a newer state meanwhile
+        saved = False
+        try:
+            writer.sync_snapshot()
+            snapshot.expires = self.protocol.expires_at(self.clock())
+            self._fenced(snapshot.id, self.store.save, snapshot)
+            saved = True
+        finally:
+            writer.end_save(snapshot, saved=saved)
 
     def _save_written(self, writer: DataWriter, sync: bool) -> None:
         # Once the lease is lost, what this request still holds is dropped, never
@@ -671,10 +723,12 @@ class TusApp:
         known; only the bytes after it are read back.
         """
         try:
-            await asyncio.to_thread(self._fenced, info.id, self.store.finish, info, sha256=digest)
+            finished = await asyncio.to_thread(
+                self._fenced, info.id, self.store.finish, info, sha256=digest
+            )
             if digest is None and behind is not None:
                 digest = await asyncio.to_thread(self._hash_rest, info, behind)
-            upload = await asyncio.to_thread(self._receive_finished, info, digest)
+            upload = await asyncio.to_thread(self._receive_finished, info, digest, finished)
             if upload is None:  # a handler skipped the file: nothing is kept
                 await asyncio.to_thread(self.store.discard_data, info)
                 self._closed_one(info.id)
@@ -692,9 +746,11 @@ class TusApp:
         info.record = dict(record) if isinstance(record, Mapping) else None
         if self.on_complete is not None:
             # The callback took the file; without one the data stays in the store.
-            await asyncio.to_thread(self._fenced, info.id, self.store.discard_data, info)
+            await asyncio.to_thread(self._fenced, info.id, self.store.hand_over, info)
 
-    def _receive_finished(self, info: UploadInfo, digest: str | None) -> UploadedFile | None:
+    def _receive_finished(
+        self, info: UploadInfo, digest: str | None, finished: ObjectInfo | None = None
+    ) -> UploadedFile | None:
         """The finished upload through :func:`~spoolup.receive_file` and the handlers.
 
         The bytes are read back only when a handler needs them (custom handlers, or a
@@ -705,14 +761,15 @@ class TusApp:
         """
         size = info.offset
         raw_name = info.filename
+        meta = object_meta(info)
         file_info = FileInfo(
             field_name="",
-            filename=safe_filename(raw_name or info.id),
+            filename=meta.filename or info.id,
             raw_filename=raw_name,
-            content_type=(info.content_type or "").lower() or None,
+            content_type=meta.content_type,
             content_length=size,
         )
-        stored = self.store.uploaded_file(info, file_info)
+        stored = self.store.uploaded_file(info, file_info, finished)
         chain = resolve_handlers(self.handlers or ())
         if digest is None:
             chain.insert(0, HashingHandler("sha256"))
@@ -995,6 +1052,7 @@ def create_tus_app(
     max_open_uploads: int = 10_000,
     on_create: CreationCallback | None = None,
     max_open_per_client: int | None = 1_000,
+    final_key: FinalKey | None = None,
 ) -> TusApp:
     """The tus ASGI app over ``storage``, to mount at the collection's path (``/tus``).
 
@@ -1022,7 +1080,9 @@ def create_tus_app(
     unfinished uploads (a creation beyond answers 429), ``max_open_per_client`` those
     of one client (its address, or the name an authentication layer gives it: see
     :mod:`spoolup.tus.quota`;
-    ``None``: no per-client cap).
+    ``None``: no per-client cap). ``final_key`` names, at creation, the key each
+    upload is to end up at, so that on S3 finishing it copies nothing (see
+    :data:`FinalKey`).
     """
     tus_limits = limits if limits is not None else TusLimits(max_size=max_size)
     if limits is not None and limits.max_size != max_size:
@@ -1048,6 +1108,7 @@ def create_tus_app(
         max_open_uploads=max_open_uploads,
         on_create=on_create,
         max_open_per_client=max_open_per_client,
+        final_key=final_key,
     )
 
 

@@ -21,14 +21,24 @@ import contextlib
 import hashlib
 import secrets
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from spoolup._io import COPY_SIZE, MiB, io_pool
+from spoolup._part_buffers import PROCESS_BUFFERS
 from spoolup.files import FileInfo, UploadedFile
-from spoolup.storage import ObjectMeta, ObjectNotFound, PartInfo, ResumableStorage, StorageError
+from spoolup.headers import safe_filename
+from spoolup.storage import (
+    ObjectInfo,
+    ObjectMeta,
+    ObjectNotFound,
+    PartInfo,
+    ResumableStorage,
+    StorageError,
+)
 from spoolup.storage.handler import StoredFile
 from spoolup.storage.resumable import PartAppender
 from spoolup.tus.protocol import TusError, is_upload_id
@@ -46,31 +56,25 @@ _S3_PART = 8 * MiB
 _SENDING = threading.BoundedSemaphore(4)
 # Of those, at most this many for one upload (a store takes a few parts at once faster).
 _SENDING_EACH = 3
-# Part buffers kept for the next request once sent: allocating 8 MiB per part (and
-# zeroing it) from many threads leaves the heap fragmented and the process larger.
-_IDLE_PARTS: list[bytearray] = []
-_IDLE_LOCK = threading.Lock()
-_IDLE_MAX = 4
 # S3 numbers a multipart upload's parts 1 to 10,000.
 _MAX_PART_NUMBER = 10_000
+# Seconds between two looks at the lease while a writer waits for a checkpoint's save.
+_SAVE_POLL = 0.1
 
 
 def _part_buffer(size: int) -> bytearray:
-    """A buffer of ``size`` bytes (its content is left over: it is written before read)."""
-    with _IDLE_LOCK:
-        while _IDLE_PARTS:
-            buffer = _IDLE_PARTS.pop()
-            if len(buffer) == size:
-                return buffer
-    return bytearray(size)
+    """A buffer of ``size`` bytes (its content is left over: it is written before read).
+
+    From the process's pool of part buffers (:mod:`spoolup._part_buffers`), shared with
+    the streamed S3 writes: reused rather than allocated (8 MiB per part, zeroed, from
+    many threads, fragments the heap and leaves the process larger), and counted.
+    """
+    return PROCESS_BUFFERS.take(size)
 
 
 def _give_back(buffer: bytearray, size: int) -> None:
-    """Keep a buffer no one reads any more (its part was sent) for another part."""
-    if len(buffer) == size:
-        with _IDLE_LOCK:
-            if len(_IDLE_PARTS) < _IDLE_MAX:
-                _IDLE_PARTS.append(buffer)
+    """Return a buffer no one reads any more (its part was sent) for another part."""
+    PROCESS_BUFFERS.give_back(buffer)
 
 
 class TusStore:
@@ -141,12 +145,25 @@ class TusStore:
 
     # -- data -------------------------------------------------------------------------
 
-    def create(self, info: UploadInfo) -> None:
-        """Begin the backend's resumable upload and save the state with its id."""
-        mpu = self.storage.begin_multipart(
-            self.key(info.id, "data"), ObjectMeta(info.filename, info.content_type)
-        )
-        info.backend = {"mpu": mpu, "parts": [], "tail": 0}
+    def data_key(self, info: UploadInfo) -> str:
+        """Where the upload's bytes are assembled: ``<id>/data``, or its final key."""
+        key = info.backend.get("key")
+        return key if isinstance(key, str) else self.key(info.id, "data")
+
+    def create(self, info: UploadInfo, *, final_key: str | None = None) -> None:
+        """Begin the backend's resumable upload and save the state with its id.
+
+        ``final_key``: where the finished object is to end up. A backend that cannot
+        rename (S3, where a move is a copy of every byte) assembles the upload right
+        there, so that finishing it moves nothing; the object appears at that key when
+        the upload is finished, and once handed on (:meth:`hand_over`) it is no longer
+        the store's. Elsewhere the upload is assembled at ``<id>/data`` as usual.
+        """
+        backend: dict[str, Any] = {"parts": [], "tail": 0}
+        if final_key is not None and not self.storage.appendable:
+            backend["key"] = final_key
+        info.backend = backend
+        backend["mpu"] = self.storage.begin_multipart(self.data_key(info), object_meta(info))
         self.save(info)
 
     def writer(self, info: UploadInfo, *, tail: bytes | None = None) -> DataWriter:
@@ -180,8 +197,7 @@ class TusStore:
         """
         if self.storage.appendable:
             return
-        count = -(-unsaved // self.part_size) + 2 + _SENDING_EACH
-        floor = _last_number(info.backend) + count
+        floor = _last_number(info.backend) + self.stray_parts(unsaved)
         needed = 1
         if info.length is not None:
             needed += -(-(info.length - info.offset) // self.part_size)
@@ -194,15 +210,52 @@ class TusStore:
         info.backend["floor"] = floor
         self.save(info)
 
-    def finish(self, info: UploadInfo, *, sha256: str | None = None) -> None:
-        """Complete the object ``<id>/data`` from what was written (and save the state).
+    def stray_parts(self, unsaved: int) -> int:
+        """How many part numbers a holder may use past the state it saved last.
+
+        Those of ``unsaved`` bytes (the checkpoint interval), one part partly filled,
+        one of the last batch and those on their way: a writer fenced with
+        :meth:`DataWriter.fence_with` never goes further, and a takeover skips as many
+        (:meth:`skip_parts`).
+        """
+        return -(-unsaved // self.part_size) + 2 + _SENDING_EACH
+
+    def resumable_offset(self, info: UploadInfo) -> int:
+        """The offset the upload can go on from: ``info.offset``, or its last checkpoint.
+
+        Bytes counted in a state saved between checkpoints may be gone after a power
+        loss (local storage, whose data file is then shorter: one ``stat``); the client
+        resumes from the checkpoint (``info.synced``).
+        """
+        if not self.storage.appendable or info.synced >= info.offset or info.backend.get("done"):
+            return info.offset
+        size = self.storage.written_size(self.data_key(info), str(info.backend["mpu"]))
+        return info.synced if size is not None and size < info.offset else info.offset
+
+    def fall_back(self, info: UploadInfo) -> bool:
+        """Move ``info`` back to its last checkpoint if the bytes after it are gone.
+
+        Counted in ``fallbacks`` (a hash of the bytes before the old offset may no
+        longer hold); the caller saves the state. Whether it fell back.
+        """
+        offset = self.resumable_offset(info)
+        if offset == info.offset:
+            return False
+        info.backend["fallbacks"] = int(info.backend.get("fallbacks", 0)) + 1
+        info.offset = offset
+        return True
+
+    def finish(self, info: UploadInfo, *, sha256: str | None = None) -> ObjectInfo | None:
+        """Complete the upload's object from what was written (and save the state).
 
         ``sha256`` is recorded as the object's digest when the caller hashed the bytes.
+        Returns the finished object (``None`` if it was finished before).
         """
         backend = info.backend
         if backend.get("done"):
-            return
-        key = self.key(info.id, "data")
+            return None
+        key = self.data_key(info)
+        finished: ObjectInfo | None = None
         if self.storage.appendable:
             parts = [PartInfo(1, info.offset, "append")]
         else:
@@ -212,55 +265,93 @@ class TusStore:
                 number = _last_number(backend) + 1
                 parts.append(self.storage.upload_part(key, backend["mpu"], number, tail))
         if info.offset and parts:
-            self.storage.complete_multipart(key, backend["mpu"], parts, sha256=sha256)
+            try:
+                finished = self.storage.complete_multipart(
+                    key, backend["mpu"], parts, sha256=sha256
+                )
+            except StorageError:
+                if not self._completed(key, info):
+                    raise
+                # Completed before, its answer lost (or its server died before saving
+                # so): S3 no longer knows the multipart upload, the object is whole.
         else:
             # An empty upload: S3 cannot complete a multipart upload without parts.
             self.storage.abort_multipart(key, backend["mpu"])
-            self.storage.write(key, b"", ObjectMeta(info.filename, info.content_type))
+            finished = self.storage.write(key, b"", object_meta(info))
         backend.update(done=True, tail=0, parts=[])
         info.synced = info.offset
         self.save(info)
         if not self.storage.appendable:
             self._delete_key(self.key(info.id, "tail"))
+        return finished
+
+    def _completed(self, key: str, info: UploadInfo) -> bool:
+        if self.storage.appendable:
+            return False
+        try:
+            return self.storage.stat(key).size == info.offset
+        except StorageError:
+            return False
 
     def open(self, info: UploadInfo, *, start: int = 0) -> BinaryIO:
-        """Read the completed ``<id>/data`` (from byte ``start``)."""
-        return self.storage.open(self.key(info.id, "data"), start=start)
+        """Read the completed upload (from byte ``start``)."""
+        return self.storage.open(self.data_key(info), start=start)
 
     def read_written(self, info: UploadInfo, start: int, end: int) -> BinaryIO | None:
         """Read bytes ``start`` to ``end`` of the unfinished upload, if the backend can.
 
         ``None`` on S3 (parts cannot be read before the upload is completed).
         """
-        return self.storage.open_written(
-            self.key(info.id, "data"), str(info.backend["mpu"]), start, end
-        )
+        return self.storage.open_written(self.data_key(info), str(info.backend["mpu"]), start, end)
 
-    def uploaded_file(self, info: UploadInfo, file_info: FileInfo) -> UploadedFile:
-        """A :class:`~spoolup.storage.handler.StoredFile` over the completed ``<id>/data``.
+    def uploaded_file(
+        self, info: UploadInfo, file_info: FileInfo, finished: ObjectInfo | None = None
+    ) -> UploadedFile:
+        """A :class:`~spoolup.storage.handler.StoredFile` over the completed upload.
 
-        Its ``storage`` and ``key`` let the completion callback move the object to its
-        final key (:meth:`~spoolup.storage.base.Storage.move`: a rename or a
-        server-side copy) rather than copy the bytes through this process.
+        Its ``storage`` and ``key`` let the completion callback keep the object where
+        it is (its final key) or move it there
+        (:meth:`~spoolup.storage.base.Storage.move`: a rename or a server-side copy)
+        rather than copy the bytes through this process. ``finished``: the object as
+        :meth:`finish` returned it (else it is described again).
         """
-        stored = self.storage.stat(self.key(info.id, "data"))
+        stored = finished if finished is not None else self.storage.stat(self.data_key(info))
         return StoredFile.from_object(file_info, self.storage, stored)
 
     def delete(self, upload_id: str) -> None:
-        """Abort the resumable upload and delete every object of the upload."""
+        """Abort the resumable upload and delete every object of the upload.
+
+        An object at a final key that was handed on (:meth:`hand_over`) is kept.
+        """
         try:
             info = self.load(upload_id)
         except StateError:
             info = None
-        if info is not None and info.backend.get("mpu") and not info.backend.get("done"):
-            self.storage.abort_multipart(self.key(upload_id, "data"), info.backend["mpu"])
+        if info is not None:
+            key = self.data_key(info)
+            if info.backend.get("mpu") and not info.backend.get("done"):
+                self.storage.abort_multipart(key, info.backend["mpu"])
+            if key != self.key(upload_id, "data") and not info.backend.get("handed"):
+                self._delete_key(key)
         for name in ("data", "tail", "info", "lock"):
             self._delete_key(self.key(upload_id, name))
 
     def discard_data(self, info: UploadInfo) -> None:
-        """Delete ``<id>/data`` (its bytes were handed on) but keep the state."""
-        self._delete_key(self.key(info.id, "data"))
+        """Delete the finished upload's object (nobody keeps its bytes) but keep the state."""
+        self._delete_key(self.data_key(info))
         info.backend["discarded"] = True
+        self.save(info)
+
+    def hand_over(self, info: UploadInfo) -> None:
+        """The completion callback took the finished upload: the store lets it go.
+
+        Its own ``<id>/data`` is deleted (the callback moved or copied it); an object
+        at a final key now belongs to the callback and is never deleted by the store.
+        """
+        if "key" not in info.backend:
+            self.discard_data(info)
+            return
+        info.backend.update(discarded=True, handed=True)
         self.save(info)
 
     def concat(self, final: UploadInfo, parts: list[UploadInfo]) -> str:
@@ -282,6 +373,13 @@ class TusStore:
         digest = hasher.hexdigest()
         self.finish(final, sha256=digest)
         return digest
+
+
+def object_meta(info: UploadInfo) -> ObjectMeta:
+    """The finished upload's file name (made safe) and type, as its object and file carry them."""
+    return ObjectMeta(
+        safe_filename(info.filename or info.id), (info.content_type or "").lower() or None
+    )
 
 
 def _floor(backend: dict[str, Any]) -> int:
@@ -309,9 +407,19 @@ class DataWriter:
         self.store = store
         self.info = info
         self.offset = info.offset
-        self.key = store.key(info.id, "data")
+        self.key = store.data_key(info)
         self.tail: bytes | None = None
         """After :meth:`flush`: the bytes left in ``<id>/tail`` (``b""``: none), if any."""
+        self._check: Callable[[], None] = _unfenced
+
+    def fence_with(self, check: Callable[[], None], *, unsaved: int) -> None:
+        """Call ``check`` (it raises once the write lease is lost) right before each
+        write to storage, also those sent in the background; and never number a part
+        more than :meth:`TusStore.stray_parts` of ``unsaved`` past the state saved last
+        (a writer there waits for the checkpoint's save, or saves one itself), so that a
+        part still on its way after a takeover lands on a number the new holder skips.
+        """
+        self._check = check
 
     def write(self, data: bytes) -> None:
         """Append ``data``."""
@@ -333,6 +441,15 @@ class DataWriter:
     def sync_snapshot(self) -> None:
         """Flush what a snapshot covers to stable storage (before saving it)."""
 
+    def begin_save(self, snapshot: UploadInfo) -> bool:
+        """Before saving ``snapshot`` (in another thread): ``False`` if the writer
+        saved a newer state itself meanwhile (see :meth:`fence_with`), so it is not
+        saved."""
+        return True
+
+    def end_save(self, snapshot: UploadInfo, *, saved: bool) -> None:
+        """After :meth:`begin_save`: whether ``snapshot`` was saved."""
+
     def flush(self, *, final: bool = False, sync: bool = False) -> None:
         """Make every accepted byte reachable by other servers; update ``info``.
 
@@ -343,6 +460,10 @@ class DataWriter:
 
     def close(self) -> None:
         """Release the writer (after :meth:`flush`)."""
+
+
+def _unfenced() -> None:
+    """No lease to check (a writer nobody fenced)."""
 
 
 class _AppendWriter(DataWriter):
@@ -399,6 +520,11 @@ class _PartWriter(DataWriter):
     wait for the store's answers; they are counted in order. At most ``_SENDING`` such
     parts are on their way in the whole process: beyond, a part is sent in the writing
     thread, so memory stays near one part per upload.
+
+    Fenced (:meth:`~DataWriter.fence_with`), the lease is checked right before each
+    part goes out, and a part number is never more than ``_ahead`` past those of the
+    state saved last (``_saved``): past it, the writer waits for the checkpoint being
+    saved, or saves its state itself when none is under way.
     """
 
     def __init__(self, store: TusStore, info: UploadInfo, tail: bytes | None = None) -> None:
@@ -415,9 +541,43 @@ class _PartWriter(DataWriter):
         self._in_parts = info.offset - len(tail)
         self._sending: list[tuple[Future[PartInfo], bytearray]] = []
         self._number = _last_number(info.backend)  # of the last part sent
+        self._ahead: int | None = None  # no bound until fenced
+        self._saved = self._number  # the last number in the state saved last
+        self._saves = threading.Condition()
+        self._checkpoint: UploadInfo | None = None  # handed out, not saved yet
+        self._saving = False  # ... and its save under way
+
+    def fence_with(self, check: Callable[[], None], *, unsaved: int) -> None:
+        super().fence_with(check, unsaved=unsaved)
+        self._ahead = self.store.stray_parts(unsaved)
 
     def _upload(self, number: int, data: bytearray) -> PartInfo:
+        self._check()  # right before it goes out: a part waits in the pool for a while
         return self.store.storage.upload_part(self.key, self.info.backend["mpu"], number, data)
+
+    def _next_number(self) -> int:
+        """The next part's number, once it is within ``_ahead`` of the state saved last."""
+        number = self._number + 1
+        ahead = self._ahead
+        if ahead is None:
+            return number
+        with self._saves:
+            while number > self._saved + ahead and self._saving:
+                self._saves.wait(_SAVE_POLL)
+                self._check()
+            if number <= self._saved + ahead:
+                return number
+            # No save under way: save here (a checkpoint handed out but not begun
+            # yet is left unsaved, so saves never cross).
+            self._checkpoint = None
+        self._sent()
+        state = self._state()
+        assert state is not None  # parts were sent since the state saved last
+        self._check()
+        self.store.save(state)
+        with self._saves:
+            self._saved = max(self._saved, _last_number(state.backend))
+        return number
 
     def _sent(self, keep: int = 0) -> None:
         """Wait for the parts on their way, all but ``keep``, and count them in order.
@@ -435,8 +595,7 @@ class _PartWriter(DataWriter):
 
     def _send(self, data: bytearray, *, wait: bool = False) -> None:
         self._sent(0 if wait else _SENDING_EACH - 1)
-        self._number += 1
-        number = self._number
+        number = self._number = self._next_number()
         if wait or not _SENDING.acquire(blocking=False):
             self._sent()
             self._record(self._upload(number, data))
@@ -467,13 +626,35 @@ class _PartWriter(DataWriter):
                     full, self._part, self._filled = self._part, None, 0
                     self._send(full)
 
-    def snapshot(self) -> UploadInfo | None:
+    def _state(self) -> UploadInfo | None:
         # Parts are durable once sent (and counted); the bytes still in the buffer or on
         # their way are not counted.
         if self._in_parts <= self.info.offset:
             return None
         backend = {**self.info.backend, "parts": [list(p) for p in self._parts], "tail": 0}
         return replace(self.info, offset=self._in_parts, synced=self._in_parts, backend=backend)
+
+    def snapshot(self) -> UploadInfo | None:
+        state = self._state()
+        if state is not None:
+            with self._saves:
+                self._checkpoint, self._saving = state, False
+        return state
+
+    def begin_save(self, snapshot: UploadInfo) -> bool:
+        with self._saves:
+            if self._checkpoint is not snapshot:
+                return False
+            self._saving = True
+            return True
+
+    def end_save(self, snapshot: UploadInfo, *, saved: bool) -> None:
+        with self._saves:
+            if saved:
+                self._saved = max(self._saved, _last_number(snapshot.backend))
+            if self._checkpoint is snapshot:
+                self._checkpoint, self._saving = None, False
+            self._saves.notify_all()
 
     def flush(self, *, final: bool = False, sync: bool = False) -> None:
         self._sent()

@@ -1,0 +1,118 @@
+"""Memory of one ``spoolup serve`` on S3 while many multipart POSTs stream into it.
+
+One SeaweedFS (``weed mini``) and one server; ``UPLOADS`` concurrent POSTs of ``SIZE``
+bytes to ``/api/files`` (streamed straight into S3 multipart uploads), then one alone.
+Measured: the server's RSS idle (after a warm-up) and at its peak (``VmHWM``), the
+growth per upload in flight, and MB/s. The focused form of the cluster benchmark's
+memory column, for the part buffer budget (``spoolup._io.PART_BUDGET``).
+
+Side by side in the same run: with ``SPOOLUP_BENCH_BASELINE=<folder>`` (the ``src``
+folder of another checkout, e.g. ``git archive <commit> src | tar -x -C /tmp/base``), a
+server running that code is measured first, on the same SeaweedFS and the same uploads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from benchmarks.bench_cluster import _upload_all, pid_of, rss_now
+from benchmarks.report import Table
+from benchmarks.serving import peak_rss
+
+TITLE = "Memory of streamed S3 POSTs on one server"
+PACKAGES = ("uvicorn", "boto3")
+
+MiB = 1024 * 1024
+UPLOADS, SIZE = 32, 64 * MiB
+QUICK_UPLOADS, QUICK_SIZE = 4, 9 * MiB
+
+
+@dataclass
+class Run:
+    label: str
+    idle: int
+    peak: int
+    seconds: float
+    alone_seconds: float
+    uploads: int
+    size: int
+
+
+def _measure(label: str, folder: Path, store: object, baseline: str | None, quick: bool) -> Run:
+    from tests.cluster.servers import SpoolupServer
+
+    uploads, size = (QUICK_UPLOADS, QUICK_SIZE) if quick else (UPLOADS, SIZE)
+    server = SpoolupServer(folder, store, label.split(maxsplit=1)[0])  # type: ignore[arg-type]
+    if baseline is not None:
+        server.env["PYTHONPATH"] = baseline
+    server.start()
+    try:
+        url = server.url
+        asyncio.run(_upload_all(url, 2, MiB))  # warm up every path
+        time.sleep(1.0)  # let the warm-up's threads and buffers settle
+        idle = rss_now(pid_of(server))
+        seconds, _, ids = asyncio.run(_upload_all(url, uploads, size))
+        peak = peak_rss(pid_of(server))
+        alone, _, alone_ids = asyncio.run(_upload_all(url, 1, size))
+        for file_id in ids + alone_ids:
+            httpx.delete(f"{url}/api/files/{file_id}", timeout=60)
+    finally:
+        server.stop()
+    return Run(label, idle, peak, seconds, alone, uploads, size)
+
+
+def run(quick: bool) -> list[Table]:
+    """Measure the baseline's server (if one is given), then this checkout's."""
+    from tests.seaweed import start_seaweed
+
+    baseline = os.environ.get("SPOOLUP_BENCH_BASELINE")
+    runs: list[Run] = []
+    with tempfile.TemporaryDirectory(prefix="bench-s3-memory-") as tmp:
+        folder = Path(tmp)
+        store = start_seaweed(folder / "seaweed")
+        try:
+            if baseline is not None:
+                runs.append(
+                    _measure(
+                        "baseline (SPOOLUP_BENCH_BASELINE)", folder / "a", store, baseline, quick
+                    )
+                )
+            runs.append(_measure("this checkout", folder / "b", store, None, quick))
+        finally:
+            store.stop()
+    first = runs[0]
+    table = Table(
+        f"{first.uploads} concurrent multipart POSTs of {first.size // MiB} MiB to S3, one server",
+        [
+            "server",
+            "idle RSS MiB",
+            "peak RSS MiB",
+            "MiB per upload",
+            "peak vs first row",
+            "MB/s at once",
+            "MB/s alone",
+        ],
+    )
+    for r in runs:
+        table.add(
+            r.label,
+            f"{r.idle / MiB:.0f}",
+            f"{r.peak / MiB:.0f}",
+            f"{(r.peak - r.idle) / MiB / r.uploads:.1f}",
+            f"{r.peak / first.peak:.2f}x",
+            f"{r.uploads * r.size / r.seconds / 1e6:.0f}",
+            f"{r.size / r.alone_seconds / 1e6:.0f}",
+        )
+    table.notes.append(
+        "MiB per upload: the growth of the server's RSS from idle (after a warm-up) to its "
+        "peak (VmHWM), over the uploads in flight. SeaweedFS, the client and the server "
+        "share the machine's cores."
+    )
+    return [table]

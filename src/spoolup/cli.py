@@ -237,10 +237,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra = EXTRA_OF_MODULE.get((exc.name or "").partition(".")[0])
         if extra is None:
             raise
-        sys.stderr.write(
-            f"spoolup {args.command}: needs the {exc.name} package, which the core package "
-            f"does not include: pip install 'spoolup[{extra}]'\n"
-        )
+        install = f"pip install 'spoolup[{extra}]'"
+        sys.stderr.write(f"spoolup {args.command}: needs the {exc.name} package: {install}\n")
         return EXIT_USAGE
 
 

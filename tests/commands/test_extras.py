@@ -93,3 +93,16 @@ def test_every_optional_package_is_named() -> None:
                 continue
             for module in modules[distribution]:
                 assert EXTRA_OF_MODULE.get(module) == extra, (distribution, module)
+
+
+def test_s3_storage_without_boto3_names_the_s3_extra(tmp_path: Path) -> None:
+    # The server's packages are here, boto3 is not (None in sys.modules: its import fails).
+    code = (
+        "import sys; sys.modules['boto3'] = None; from spoolup.cli import main; "
+        "sys.exit(main(['serve', '--port', '0', '--storage', 's3://uploads/team']))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, cwd=tmp_path
+    )
+    assert done.returncode == 2
+    assert done.stderr == "spoolup serve: needs the boto3 package: pip install 'spoolup[s3]'\n"

@@ -1,14 +1,29 @@
-"""A multipart body shared by the framework integration tests."""
+"""A multipart body shared by the framework integration tests, and README.md's examples."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
+from pathlib import Path
 
 BOUNDARY = "spoolupIntegrationBoundary"
 CONTENT_TYPE = f"multipart/form-data; boundary={BOUNDARY}"
 BIG = os.urandom(3 * 1024 * 1024)  # past the default memory threshold: a temp file
 SMALL = b"tiny file\r\n--not a boundary"
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_code(heading: str) -> list[str]:
+    """The Python blocks of README.md under ``heading`` (its whole ``## ...`` line), in order.
+
+    The section ends at the next heading of the same level or above.
+    """
+    text = README.read_text(encoding="utf-8")
+    level = heading.partition(" ")[0]
+    section = text.split(f"\n{heading}\n", 1)[1]
+    section = re.split(rf"\n#{{2,{len(level)}}} ", section, maxsplit=1)[0]
+    return re.findall(r"```python\n(.*?)```", section, re.S)
 
 
 def body() -> bytes:

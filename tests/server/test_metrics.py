@@ -11,6 +11,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.serving import free_port
+from spoolup._io import PART_BUDGET
+from spoolup._part_buffers import PROCESS_BUFFERS
 from spoolup.errors import MalformedRequest
 from spoolup.limits import Limits
 from spoolup.server.metrics import FAILURE_REASONS, Metrics, failure_reason
@@ -140,6 +142,15 @@ def test_sweeps_and_hooks_are_counted() -> None:
     assert value(samples, "spoolup_hook_calls_total", hook="pre-create", outcome="rejected") == 1
     assert value(samples, "spoolup_hook_duration_seconds_count", hook="pre-create") == 1
     assert Metrics(enabled=False).render() == b""
+
+
+def test_part_buffers_are_shown_when_scraped() -> None:
+    metrics = Metrics()
+    held = PROCESS_BUFFERS.take(1024 * 1024)
+    samples = parse(metrics.render().decode())
+    assert value(samples, "spoolup_part_buffer_bytes") >= len(held)
+    assert value(samples, "spoolup_part_buffer_budget_bytes") == PART_BUDGET
+    PROCESS_BUFFERS.give_back(held)
 
 
 def test_storage_errors_are_counted(tmp_path: Path) -> None:

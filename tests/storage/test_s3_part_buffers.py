@@ -89,7 +89,6 @@ def test_writes_at_once_borrow_parts_only_under_the_budget(
     assert max(watched.most_in_flight.values()) <= 4
     # Every buffer went back: what is alive now is kept for reuse, no more.
     assert pool.live <= pool.idle
-    assert pool.made < 4 * writes  # 4 parts per write, buffers reused
     _check_stored(s3_storage, objects)
 
 

@@ -48,6 +48,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message, Receive
 
+from spoolup._part_buffers import PROCESS_BUFFERS
 from spoolup.errors import RequestTooLarge, UnsupportedMediaType, UploadAborted, UploadError
 from spoolup.storage import InsufficientStorage, Storage, StorageError
 
@@ -214,6 +215,17 @@ class Metrics:
         self.swept = Counter(
             "spoolup_swept", "Things sweeps removed, by kind.", ["kind"], registry=r
         )
+        # Read when scraped: the part buffers every S3 and tus write of the process shares.
+        Gauge(
+            "spoolup_part_buffer_bytes",
+            "Bytes of multipart part buffers alive in the process (S3 and tus parts).",
+            registry=r,
+        ).set_function(lambda: PROCESS_BUFFERS.live)
+        Gauge(
+            "spoolup_part_buffer_budget_bytes",
+            "Bytes of part buffers past which writes borrow no more (each keeps its own part).",
+            registry=r,
+        ).set_function(lambda: PROCESS_BUFFERS.budget)
         for way in WAYS:  # every way shows from the start, at zero
             self.uploads_started.labels(way)
             self.uploads_completed.labels(way)

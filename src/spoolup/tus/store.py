@@ -45,7 +45,7 @@ from spoolup.tus.protocol import TusError, is_upload_id
 from spoolup.tus.state import StateError, UploadInfo
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Sequence
 
 __all__ = ["DataWriter", "TusStore"]
 
@@ -424,6 +424,11 @@ class DataWriter:
         """Append ``data``."""
         raise NotImplementedError
 
+    def write_chunks(self, chunks: Sequence[bytes]) -> None:
+        """Append each of ``chunks`` in turn."""
+        for chunk in chunks:
+            self.write(chunk)
+
     def snapshot(self) -> UploadInfo | None:
         """A copy of the state for a checkpoint, or ``None`` if it would not move on.
 
@@ -482,6 +487,10 @@ class _AppendWriter(DataWriter):
     def write(self, data: bytes) -> None:
         self._out.write(data)
         self.offset += len(data)
+
+    def write_chunks(self, chunks: Sequence[bytes]) -> None:
+        self._out.write_chunks(chunks)
+        self.offset += sum(map(len, chunks))
 
     def snapshot(self) -> UploadInfo | None:
         if self.offset <= self.info.synced:

@@ -189,11 +189,10 @@ class TusStore:
 
         After a takeover from a holder that never let the lease go (frozen with an
         UploadPart on the wire): a part of its landing late would replace the part of
-        the same number written since. It can have sent, past the state it saved
-        last, the parts of ``unsaved`` bytes (the checkpoint interval), one partly
-        filled and one of the last batch, and those on their way. The new floor is
-        saved first, so it holds through a further takeover. A 409 if the rest of the
-        upload would no longer fit in S3's 10,000 part numbers.
+        the same number written since. A fenced writer never numbers a part more than
+        :meth:`stray_parts` of ``unsaved`` past the state it saved last, so those are
+        skipped. The new floor is saved first, so it holds through a further takeover.
+        A 409 if the rest of the upload would no longer fit in S3's 10,000 part numbers.
         """
         if self.storage.appendable:
             return

@@ -305,6 +305,25 @@ def test_bytes_lost_after_the_last_checkpoint_fall_back_to_it(
     assert call["data"] == data
 
 
+def test_patches_shorter_than_a_checkpoint_still_reach_one(env: Env, client: httpx.Client) -> None:
+    # Checkpoints count the upload's bytes since its last one, whatever requests they
+    # came in: a power loss can never take more than one interval of them.
+    server = env.start(checkpoint_bytes=200_000, checkpoint_seconds=3600.0)
+    data = os.urandom(500_000)
+    url = create(client, server, len(data))
+    upload_id = url.rsplit("/", 1)[1]
+    saved = []
+    for start in range(0, 400_000, 100_000):
+        assert patch(client, url, start, data[start : start + 100_000]).status_code == 204
+        info = env.store.load(upload_id)
+        assert info is not None
+        saved.append((info.offset, info.synced))
+    assert saved == [(100_000, 0), (200_000, 200_000), (300_000, 200_000), (400_000, 400_000)]
+    assert patch(client, url, 400_000, data[400_000:]).status_code == 204
+    (call,) = env.completed.calls
+    assert call["sha256"] == hashlib.sha256(data).hexdigest()
+
+
 def test_a_head_after_a_power_loss_reports_the_checkpoint(env: Env, client: httpx.Client) -> None:
     # As above, but the client asks first: it is told the offset it can go on from,
     # and going on from there is accepted at once.

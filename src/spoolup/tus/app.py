@@ -811,7 +811,10 @@ class _Stream:
         self.behind: _Hashed | None = None
         self.pending: asyncio.Future[None] | None = None
         self.checkpoint: asyncio.Future[None] | None = None
-        self.marked = (writer.offset, app.clock())
+        # Checkpoints count from the upload's last one, not from this request's start:
+        # a stream of PATCHes each shorter than the interval still gets one every
+        # checkpoint_bytes of the upload (seconds are counted within a request).
+        self.marked = (min(writer.info.synced, writer.offset), app.clock())
         self.closed = False
 
     async def run(self, body: AsyncIterator[list[bytes]]) -> None:
@@ -826,7 +829,7 @@ class _Stream:
                 self.marked = (writer.offset, app.clock())
                 snapshot = writer.snapshot()
                 if snapshot is not None:
-                    self.checkpoint = _in_thread(app._checkpoint, writer, snapshot)
+                    self.checkpoint = _in_thread(self._checkpoint, snapshot)
             self.pending = _in_thread(
                 app._fenced, writer.info.id, _write_hashed, writer, self.hasher, batch
             )
@@ -865,6 +868,12 @@ class _Stream:
         finally:
             if not self.closed:
                 await asyncio.to_thread(writer.close)
+
+    def _checkpoint(self, snapshot: UploadInfo) -> None:
+        self.app._checkpoint(self.writer, snapshot)
+        # Saved durably: the state saved at the end of the request counts it too.
+        info = self.writer.info
+        info.synced = max(info.synced, snapshot.synced)
 
     def _save_and_close(self, sync: bool) -> None:
         # One hop to a worker thread for both: each hop waits for a thread and the GIL.

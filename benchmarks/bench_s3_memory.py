@@ -19,12 +19,16 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
 from benchmarks.bench_cluster import _upload_all, pid_of, rss_now
 from benchmarks.report import Table
 from benchmarks.serving import peak_rss
+
+if TYPE_CHECKING:
+    from tests.seaweed import Seaweed
 
 TITLE = "Memory of streamed S3 POSTs on one server"
 PACKAGES = ("uvicorn", "boto3")
@@ -45,11 +49,12 @@ class Run:
     size: int
 
 
-def _measure(label: str, folder: Path, store: object, baseline: str | None, quick: bool) -> Run:
+def measure(label: str, folder: Path, store: Seaweed, baseline: str | None, quick: bool) -> Run:
+    """One server (running the code in ``baseline``, if given) under the uploads."""
     from tests.cluster.servers import SpoolupServer
 
     uploads, size = (QUICK_UPLOADS, QUICK_SIZE) if quick else (UPLOADS, SIZE)
-    server = SpoolupServer(folder, store, label.split(maxsplit=1)[0])  # type: ignore[arg-type]
+    server = SpoolupServer(folder, store, label.split(maxsplit=1)[0])
     if baseline is not None:
         server.env["PYTHONPATH"] = baseline
     server.start()
@@ -80,15 +85,20 @@ def run(quick: bool) -> list[Table]:
         try:
             if baseline is not None:
                 runs.append(
-                    _measure(
+                    measure(
                         "baseline (SPOOLUP_BENCH_BASELINE)", folder / "a", store, baseline, quick
                     )
                 )
-            runs.append(_measure("this checkout", folder / "b", store, None, quick))
+            runs.append(measure("this checkout", folder / "b", store, None, quick))
         finally:
             store.stop()
+    return [table(runs)]
+
+
+def table(runs: list[Run]) -> Table:
+    """The runs side by side, as ratios to the first."""
     first = runs[0]
-    table = Table(
+    result = Table(
         f"{first.uploads} concurrent multipart POSTs of {first.size // MiB} MiB to S3, one server",
         [
             "server",
@@ -101,7 +111,7 @@ def run(quick: bool) -> list[Table]:
         ],
     )
     for r in runs:
-        table.add(
+        result.add(
             r.label,
             f"{r.idle / MiB:.0f}",
             f"{r.peak / MiB:.0f}",
@@ -110,9 +120,9 @@ def run(quick: bool) -> list[Table]:
             f"{r.uploads * r.size / r.seconds / 1e6:.0f}",
             f"{r.size / r.alone_seconds / 1e6:.0f}",
         )
-    table.notes.append(
+    result.notes.append(
         "MiB per upload: the growth of the server's RSS from idle (after a warm-up) to its "
         "peak (VmHWM), over the uploads in flight. SeaweedFS, the client and the server "
         "share the machine's cores."
     )
-    return [table]
+    return result

@@ -430,3 +430,34 @@ def test_local_append_streams_in_place(tmp_path: Path) -> None:
     info = storage.complete_multipart("a", upload_id, [PartInfo(1, 11, "append")])
     assert (info.size, info.filename) == (11, "a.bin")
     assert storage.read_bytes("a") == b"hello world"
+
+
+def test_local_append_chunks_in_one_writev_and_after_short_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import spoolup.storage.local as local
+
+    storage = LocalStorage(tmp_path)
+    upload_id = storage.begin_multipart("a")
+    out = storage.open_append("a", upload_id, 0)
+    calls: list[int] = []
+    real_writev = os.writev
+
+    def short_writev(fd: int, buffers: list[bytes]) -> int:
+        # The kernel may take fewer bytes than asked: here 5 at most.
+        calls.append(len(buffers))
+        first = b"".join(buffers)[:5]
+        return real_writev(fd, [first])
+
+    out.write_chunks([b"abc", b"defgh", b"ij"])
+    assert out.size == 10
+    monkeypatch.setattr(os, "writev", short_writev)
+    out.write_chunks([b"klm", b"nopqrs", b"", b"tu"])
+    assert calls == [4]  # one writev, the rest written after it
+    monkeypatch.setattr(local, "_IOV_MAX", 2)
+    out.write_chunks([b"v", b"w", b"xyz"])  # past IOV_MAX: a write each
+    assert calls == [4]
+    assert out.size == 26
+    out.close()
+    storage.complete_multipart("a", upload_id, [PartInfo(1, 26, "append")])
+    assert storage.read_bytes("a") == b"abcdefghijklmnopqrstuvwxyz"

@@ -266,78 +266,92 @@ def test_uploaded_file_is_the_stored_object(env: Env, client: httpx.Client) -> N
     assert getattr(file, "key", None) == env.store.key(url.rsplit("/", 1)[1], "data")
 
 
+def lose_bytes_after_a_checkpoint(
+    env: Env, client: httpx.Client, data: bytes, first: Server
+) -> str:
+    """A power loss: the state (saved between checkpoints, not synced) counts bytes the
+    data file no longer holds; simulated by cutting the file. Returns the upload's path.
+
+    Checkpoint at 250,000 (one PATCH of one batch, past ``checkpoint_bytes``), offset
+    300,000 (the next PATCH, short of it), data cut to 270,000.
+    """
+    url = create(client, first, len(data))
+    assert patch(client, url, 0, data[:250_000]).status_code == 204
+    assert patch(client, url, 250_000, data[250_000:300_000]).status_code == 204
+    path = url.removeprefix(first.base)
+    info = env.store.load(path.rsplit("/", 1)[1])
+    assert info is not None
+    assert (info.offset, info.synced) == (300_000, 250_000)
+    (file,) = env.root.glob(f"*/{info.backend['mpu']}/data")
+    os.truncate(file, 270_000)
+    return path
+
+
 def test_bytes_lost_after_the_last_checkpoint_fall_back_to_it(
     env: Env, client: httpx.Client
 ) -> None:
-    # A power loss: the state (saved between checkpoints, not synced) counts bytes the
-    # data file no longer holds. Simulated by cutting the file under a stopped server.
-    first = env.start(checkpoint_bytes=200_000, checkpoint_seconds=3600.0)
+    first = env.start(checkpoint_bytes=100_000, checkpoint_seconds=3600.0)
     data = os.urandom(400_000)
-    url = create(client, first, len(data))
-    upload_id = url.rsplit("/", 1)[1]
-    assert patch(client, url, 0, data[:300_000]).status_code == 204  # past a checkpoint
-    assert patch(client, url, 300_000, data[300_000:350_000]).status_code == 204  # not
+    path = lose_bytes_after_a_checkpoint(env, client, data, first)
     first.stop()
-    info = env.store.load(upload_id)
-    assert info is not None
-    assert (info.offset, info.synced) == (350_000, 300_000)
-    (file,) = env.root.glob(f"*/{info.backend['mpu']}/data")
-    os.truncate(file, 320_000)
-    second = env.start()
-    url = url.replace(first.base, second.base)
-    r = patch(client, url, 350_000, data[350_000:])
+    url = env.start().base + path
+    r = patch(client, url, 300_000, data[300_000:])
     assert r.status_code == 409, r.text
-    assert "300000" in r.text
-    r = client.head(url)
-    assert r.headers["upload-offset"] == "300000"
-    assert patch(client, url, 300_000, data[300_000:]).status_code == 204
+    assert "250000" in r.text
+    assert client.head(url).headers["upload-offset"] == "250000"
+    assert patch(client, url, 250_000, data[250_000:]).status_code == 204
     (call,) = env.completed.calls
     assert call["sha256"] == hashlib.sha256(data).hexdigest()
     assert call["data"] == data
 
 
+def test_patches_shorter_than_a_checkpoint_still_reach_one(env: Env, client: httpx.Client) -> None:
+    # Checkpoints count the upload's bytes since its last one, whatever requests they
+    # came in: a power loss can never take more than one interval of them.
+    server = env.start(checkpoint_bytes=200_000, checkpoint_seconds=3600.0)
+    data = os.urandom(500_000)
+    url = create(client, server, len(data))
+    upload_id = url.rsplit("/", 1)[1]
+    saved = []
+    for start in range(0, 400_000, 100_000):
+        assert patch(client, url, start, data[start : start + 100_000]).status_code == 204
+        info = env.store.load(upload_id)
+        assert info is not None
+        saved.append((info.offset, info.synced))
+    assert saved == [(100_000, 0), (200_000, 200_000), (300_000, 200_000), (400_000, 400_000)]
+    assert patch(client, url, 400_000, data[400_000:]).status_code == 204
+    (call,) = env.completed.calls
+    assert call["sha256"] == hashlib.sha256(data).hexdigest()
+
+
 def test_a_head_after_a_power_loss_reports_the_checkpoint(env: Env, client: httpx.Client) -> None:
     # As above, but the client asks first: it is told the offset it can go on from,
     # and going on from there is accepted at once.
-    first = env.start(checkpoint_bytes=200_000, checkpoint_seconds=3600.0)
+    first = env.start(checkpoint_bytes=100_000, checkpoint_seconds=3600.0)
     data = os.urandom(400_000)
-    url = create(client, first, len(data))
-    assert patch(client, url, 0, data[:300_000]).status_code == 204
-    assert patch(client, url, 300_000, data[300_000:350_000]).status_code == 204
+    path = lose_bytes_after_a_checkpoint(env, client, data, first)
     first.stop()
-    info = env.store.load(url.rsplit("/", 1)[1])
-    assert info is not None
-    (file,) = env.root.glob(f"*/{info.backend['mpu']}/data")
-    os.truncate(file, 320_000)
-    second = env.start()
-    url = url.replace(first.base, second.base)
-    assert client.head(url).headers["upload-offset"] == "300000"
-    assert patch(client, url, 300_000, data[300_000:]).status_code == 204
+    url = env.start().base + path
+    assert client.head(url).headers["upload-offset"] == "250000"
+    assert patch(client, url, 250_000, data[250_000:]).status_code == 204
     (call,) = env.completed.calls
     assert call["sha256"] == hashlib.sha256(data).hexdigest()
     assert call["data"] == data
 
 
 def test_a_fall_back_to_a_checkpoint_voids_hash_states(env: Env, client: httpx.Client) -> None:
-    # The first server hashed 350,000 bytes; the bytes after its checkpoint (300,000)
-    # are lost, and the second server takes other bytes from 300,000 on. When the first
+    # The first server hashed 300,000 bytes; the bytes after its checkpoint (250,000)
+    # are lost, and the second server takes other bytes from 250,000 on. When the first
     # one finishes the upload, its hash of the old bytes must not be used.
-    first = env.start(checkpoint_bytes=200_000, checkpoint_seconds=3600.0)
+    first = env.start(checkpoint_bytes=100_000, checkpoint_seconds=3600.0)
     second = env.start()
     data = os.urandom(400_000)
-    url = create(client, first, len(data))
-    path = url.removeprefix(first.base)
-    assert patch(client, url, 0, data[:300_000]).status_code == 204
-    assert patch(client, url, 300_000, data[300_000:350_000]).status_code == 204
-    info = env.store.load(path.rsplit("/", 1)[1])
-    assert info is not None
-    (file,) = env.root.glob(f"*/{info.backend['mpu']}/data")
-    os.truncate(file, 320_000)
-    assert patch(client, second.base + path, 350_000, data[350_000:]).status_code == 409
+    path = lose_bytes_after_a_checkpoint(env, client, data, first)
+    assert patch(client, second.base + path, 300_000, data[300_000:]).status_code == 409
     other = os.urandom(60_000)
-    assert patch(client, second.base + path, 300_000, other).status_code == 204
-    assert patch(client, url, 360_000, data[360_000:]).status_code == 204
-    stored = data[:300_000] + other + data[360_000:]
+    assert patch(client, second.base + path, 250_000, other).status_code == 204
+    assert patch(client, first.base + path, 310_000, data[310_000:]).status_code == 204
+    stored = data[:250_000] + other + data[310_000:]
     (call,) = env.completed.calls
     assert call["data"] == stored
     assert call["sha256"] == hashlib.sha256(stored).hexdigest()

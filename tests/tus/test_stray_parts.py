@@ -219,7 +219,7 @@ def test_a_stalled_checkpoint_save_holds_the_part_numbers_back(
     # The first server's checkpoint saves stall while its lease is still renewed, as
     # its request goes on sending parts; then it freezes and the second takes over.
     # With checkpoints every byte and 5 MiB parts, a takeover skips 6 numbers past
-    # the state saved last: the old holder must not number a part past them.
+    # the state saved last (``ahead``): the old holder must not number a part past them.
     part = 5 * MiB
     completed = Completed()
     old_storage = _StalledSaves(seaweed, prefix)
@@ -230,7 +230,8 @@ def test_a_stalled_checkpoint_save_holds_the_part_numbers_back(
     second = Server(
         create_tus_app(TusStore(new_storage, part_size=part), on_complete=completed, **options)
     )
-    fresh = b"B" * (8 * part)
+    ahead = TusStore(new_storage, part_size=part).stray_parts(1)
+    fresh = b"B" * ((ahead + 2) * part)
     answers: list[httpx.Response] = []
     stalled: threading.Thread | None = None
     try:
@@ -242,7 +243,7 @@ def test_a_stalled_checkpoint_save_holds_the_part_numbers_back(
         )
         stalled.start()
         deadline = time.monotonic() + 60
-        while not (old_storage.stalled.is_set() and len(old_storage.numbers) >= 6):
+        while not (old_storage.stalled.is_set() and len(old_storage.numbers) >= ahead):
             assert time.monotonic() < deadline, old_storage.numbers
             assert stalled.is_alive(), [a.text for a in answers]
             time.sleep(0.05)

@@ -80,6 +80,8 @@ _MAX_SIDECAR = 1024 * 1024
 _TEMP_STEM = 150
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+# Buffers one writev takes at most (IOV_MAX: 1024 on Linux).
+_IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 16
 
 
 def _storage_error(exc: OSError, what: str) -> StorageError:
@@ -128,6 +130,23 @@ def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
     while view:
         written = os.write(fd, view)
         view = view[written:]
+
+
+def _writev_all(fd: int, chunks: Sequence[bytes], size: int) -> None:
+    """Write ``chunks`` (``size`` bytes in all) with ``writev``, the rest if it fell short."""
+    if not hasattr(os, "writev") or len(chunks) > _IOV_MAX:
+        for chunk in chunks:
+            _write_all(fd, chunk)
+        return
+    written = os.writev(fd, chunks)
+    if written == size:
+        return
+    for chunk in chunks:  # a short write: finish byte-exact from where it stopped
+        if written >= len(chunk):
+            written -= len(chunk)
+            continue
+        _write_all(fd, memoryview(chunk)[written:])
+        written = 0
 
 
 def _write_file_atomic(path: Path, data: bytes, *, sync: bool = True) -> None:
@@ -290,11 +309,16 @@ class _Appender(PartAppender):
         self._sync = BackgroundSync(fd)
 
     def write(self, data: bytes) -> None:
+        self.write_chunks((data,))
+
+    def write_chunks(self, chunks: Sequence[bytes]) -> None:
+        """Append ``chunks`` with one ``writev`` (more only if the kernel takes less)."""
         fd = self._fd
         assert fd is not None
+        size = sum(map(len, chunks))
         try:
-            _write_all(fd, data)
-            self._sync.wrote(len(data))
+            _writev_all(fd, chunks, size)
+            self._sync.wrote(size)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 # A full disk: give back the room of every byte no checkpoint can
@@ -303,7 +327,7 @@ class _Appender(PartAppender):
                     os.ftruncate(fd, self._synced)
                 self.size = self._synced
             raise _storage_error(exc, "appending to an upload") from exc
-        self.size += len(data)
+        self.size += size
 
     def sync(self) -> None:
         assert self._fd is not None

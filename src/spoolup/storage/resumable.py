@@ -32,6 +32,11 @@ class PartAppender(abc.ABC):
     def write(self, data: bytes) -> None:
         """Append ``data``."""
 
+    def write_chunks(self, chunks: Sequence[bytes]) -> None:
+        """Append each of ``chunks`` in turn (a backend may do it in one system call)."""
+        for chunk in chunks:
+            self.write(chunk)
+
     @abc.abstractmethod
     def sync(self) -> None:
         """Flush every byte written so far to stable storage."""

@@ -45,7 +45,7 @@ from spoolup.tus.protocol import TusError, is_upload_id
 from spoolup.tus.state import StateError, UploadInfo
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Sequence
 
 __all__ = ["DataWriter", "TusStore"]
 
@@ -189,11 +189,10 @@ class TusStore:
 
         After a takeover from a holder that never let the lease go (frozen with an
         UploadPart on the wire): a part of its landing late would replace the part of
-        the same number written since. It can have sent, past the state it saved
-        last, the parts of ``unsaved`` bytes (the checkpoint interval), one partly
-        filled and one of the last batch, and those on their way. The new floor is
-        saved first, so it holds through a further takeover. A 409 if the rest of the
-        upload would no longer fit in S3's 10,000 part numbers.
+        the same number written since. A fenced writer never numbers a part more than
+        :meth:`stray_parts` of ``unsaved`` past the state it saved last, so those are
+        skipped. The new floor is saved first, so it holds through a further takeover.
+        A 409 if the rest of the upload would no longer fit in S3's 10,000 part numbers.
         """
         if self.storage.appendable:
             return
@@ -425,6 +424,11 @@ class DataWriter:
         """Append ``data``."""
         raise NotImplementedError
 
+    def write_chunks(self, chunks: Sequence[bytes]) -> None:
+        """Append each of ``chunks`` in turn."""
+        for chunk in chunks:
+            self.write(chunk)
+
     def snapshot(self) -> UploadInfo | None:
         """A copy of the state for a checkpoint, or ``None`` if it would not move on.
 
@@ -483,6 +487,10 @@ class _AppendWriter(DataWriter):
     def write(self, data: bytes) -> None:
         self._out.write(data)
         self.offset += len(data)
+
+    def write_chunks(self, chunks: Sequence[bytes]) -> None:
+        self._out.write_chunks(chunks)
+        self.offset += sum(map(len, chunks))
 
     def snapshot(self) -> UploadInfo | None:
         if self.offset <= self.info.synced:

@@ -871,7 +871,9 @@ class _Stream:
 
     def _checkpoint(self, snapshot: UploadInfo) -> None:
         self.app._checkpoint(self.writer, snapshot)
-        # Saved durably: the state saved at the end of the request counts it too.
+        # Its bytes are durable now (fsynced; on S3, stored parts, even when the writer
+        # saved a newer state instead): the state saved at the end of the request
+        # counts them too, and the next request counts its interval from there.
         info = self.writer.info
         info.synced = max(info.synced, snapshot.synced)
 

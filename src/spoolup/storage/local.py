@@ -293,8 +293,9 @@ class _Appender(PartAppender):
         fd = os.open(path, os.O_WRONLY | _O_CLOEXEC | _O_NOFOLLOW)
         try:
             found = os.fstat(fd).st_size
-            if found >= offset:
+            if found > offset:  # bytes of a request that died before saving its offset
                 os.ftruncate(fd, offset)
+            if found >= offset:
                 os.lseek(fd, offset, os.SEEK_SET)
         except BaseException:
             os.close(fd)

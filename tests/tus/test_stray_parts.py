@@ -213,24 +213,34 @@ def test_a_late_part_of_a_frozen_holder_replaces_nothing(seaweed: Seaweed, prefi
     assert call["sha256"] == hashlib.sha256(fresh + rest).hexdigest()
 
 
+@pytest.mark.parametrize("old_checkpoint", [1, 3 * 5 * MiB], ids=["same", "larger"])
 def test_a_stalled_checkpoint_save_holds_the_part_numbers_back(
-    seaweed: Seaweed, prefix: str
+    seaweed: Seaweed, prefix: str, old_checkpoint: int
 ) -> None:
     # The first server's checkpoint saves stall while its lease is still renewed, as
     # its request goes on sending parts; then it freezes and the second takes over.
     # With checkpoints every byte and 5 MiB parts, a takeover skips 6 numbers past
     # the state saved last (``ahead``): the old holder must not number a part past them.
+    # "larger": the old server checkpoints every 3 parts (it may use 8 numbers), the
+    # new one every byte: the count is the upload's (fixed at creation), not each
+    # server's own, so the two still never meet.
     part = 5 * MiB
     completed = Completed()
     old_storage = _StalledSaves(seaweed, prefix)
     old_lock = _FrozenLock(lock_for(TusStore(old_storage), ttl=1.0))
     options: dict[str, Any] = {"lease": 1.0, "sweep_interval": None, "checkpoint_bytes": 1}
-    first = Server(create_tus_app(TusStore(old_storage, part_size=part), lock=old_lock, **options))
+    first = Server(
+        create_tus_app(
+            TusStore(old_storage, part_size=part),
+            lock=old_lock,
+            **{**options, "checkpoint_bytes": old_checkpoint},
+        )
+    )
     new_storage = _Recording(seaweed, prefix)
     second = Server(
         create_tus_app(TusStore(new_storage, part_size=part), on_complete=completed, **options)
     )
-    ahead = TusStore(new_storage, part_size=part).stray_parts(1)
+    ahead = TusStore(old_storage, part_size=part).stray_parts(old_checkpoint)
     fresh = b"B" * ((ahead + 2) * part)
     answers: list[httpx.Response] = []
     stalled: threading.Thread | None = None

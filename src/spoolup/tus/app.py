@@ -370,7 +370,9 @@ class TusApp:
             final_key = None
             if self.final_key is not None and request.concat != "partial":
                 final_key = self.final_key(info)  # a partial upload is no file of its own
-            await asyncio.to_thread(self.store.create, info, final_key=final_key)
+            await asyncio.to_thread(
+                self.store.create, info, final_key=final_key, unsaved=self.checkpoint_bytes
+            )
         except BaseException:
             self._closed_one(upload_id)  # never recorded: no longer counted
             raise

@@ -150,7 +150,7 @@ class TusStore:
         key = info.backend.get("key")
         return key if isinstance(key, str) else self.key(info.id, "data")
 
-    def create(self, info: UploadInfo, *, final_key: str | None = None) -> None:
+    def create(self, info: UploadInfo, *, final_key: str | None = None, unsaved: int = 0) -> None:
         """Begin the backend's resumable upload and save the state with its id.
 
         ``final_key``: where the finished object is to end up. A backend that cannot
@@ -158,10 +158,15 @@ class TusStore:
         there, so that finishing it moves nothing; the object appears at that key when
         the upload is finished, and once handed on (:meth:`hand_over`) it is no longer
         the store's. Elsewhere the upload is assembled at ``<id>/data`` as usual.
+        ``unsaved``: the creating server's checkpoint interval; the part numbers a
+        holder may use past its last saved state are fixed from it here, for every
+        server (see :meth:`parts_ahead`).
         """
         backend: dict[str, Any] = {"parts": [], "tail": 0}
         if final_key is not None and not self.storage.appendable:
             backend["key"] = final_key
+        if not self.storage.appendable:
+            backend["ahead"] = self.stray_parts(unsaved)
         info.backend = backend
         backend["mpu"] = self.storage.begin_multipart(self.data_key(info), object_meta(info))
         self.save(info)
@@ -196,7 +201,7 @@ class TusStore:
         """
         if self.storage.appendable:
             return
-        floor = _last_number(info.backend) + self.stray_parts(unsaved)
+        floor = _last_number(info.backend) + self.parts_ahead(info, unsaved)
         needed = 1
         if info.length is not None:
             needed += -(-(info.length - info.offset) // self.part_size)
@@ -218,6 +223,19 @@ class TusStore:
         (:meth:`skip_parts`).
         """
         return -(-unsaved // self.part_size) + 2 + _SENDING_EACH
+
+    def parts_ahead(self, info: UploadInfo, unsaved: int) -> int:
+        """The part numbers any holder of ``info`` may use past the state it saved last.
+
+        Fixed in the state at creation, so that servers with other checkpoint
+        intervals or part sizes (a rolling change of ``--tus-checkpoint``) bound their
+        writes and skip on a takeover by the same count; :meth:`stray_parts` of
+        ``unsaved`` (this server's interval) for an upload created without it.
+        """
+        recorded = info.backend.get("ahead")
+        if isinstance(recorded, int) and recorded > 0:
+            return recorded
+        return self.stray_parts(unsaved)
 
     def resumable_offset(self, info: UploadInfo) -> int:
         """The offset the upload can go on from: ``info.offset``, or its last checkpoint.
@@ -414,7 +432,7 @@ class DataWriter:
     def fence_with(self, check: Callable[[], None], *, unsaved: int) -> None:
         """Call ``check`` (it raises once the write lease is lost) right before each
         write to storage, also those sent in the background; and never number a part
-        more than :meth:`TusStore.stray_parts` of ``unsaved`` past the state saved last
+        more than :meth:`TusStore.parts_ahead` past the state saved last
         (a writer there waits for the checkpoint's save, or saves one itself), so that a
         part still on its way after a takeover lands on a number the new holder skips.
         """
@@ -548,7 +566,7 @@ class _PartWriter(DataWriter):
 
     def fence_with(self, check: Callable[[], None], *, unsaved: int) -> None:
         super().fence_with(check, unsaved=unsaved)
-        self._ahead = self.store.stray_parts(unsaved)
+        self._ahead = self.store.parts_ahead(self.info, unsaved)
 
     def _upload(self, number: int, data: bytearray) -> PartInfo:
         self._check()  # right before it goes out: a part waits in the pool for a while

@@ -319,3 +319,57 @@ def test_a_part_waiting_in_a_busy_pool_is_not_sent_once_the_lease_is_lost(
         pool.pool.shutdown()
     (call,) = completed.calls
     assert call["sha256"] == hashlib.sha256(fresh + rest).hexdigest()
+
+
+def test_a_takeover_with_no_part_numbers_left_is_refused_for_good(
+    seaweed: Seaweed, prefix: str
+) -> None:
+    # Taken over too often: the numbers a takeover skips leave no room for the rest
+    # of the upload in S3's 10,000. The PATCH is refused (409) before anything is
+    # written, and so is every later one, also one that takes a free lease (no
+    # takeover): none may number a part where the lapsed holder's could still land.
+    storage = _Recording(seaweed, prefix)
+    store = TusStore(storage)
+    server = Server(create_tus_app(store, lease=1.0, sweep_interval=None))
+    try:
+        upload = _create(server.url, 2 * MiB)
+        info = store.load(upload)
+        assert info is not None
+        info.backend["floor"] = 9_990
+        store.save(info)
+        assert lock_for(store, ttl=0.5).acquire(upload, "a-server-that-froze") is not None
+        deadline = time.monotonic() + 60
+        while (r := _patch(server.url + upload, 0, b"x" * 2 * MiB)).status_code == 423:
+            assert time.monotonic() < deadline, "the lapsed lease was never taken over"
+            time.sleep(0.1)
+        assert r.status_code == 409, r.text
+        assert "no part numbers left" in r.text
+        again = _patch(server.url + upload, 0, b"x" * 2 * MiB)
+        assert again.status_code == 409, again.text
+        head = httpx.head(server.url + upload, headers=TUS, timeout=30)
+        assert head.headers["upload-offset"] == "0"
+    finally:
+        server.stop()
+    assert storage.numbers == []
+
+
+def test_a_part_past_the_last_part_number_is_refused(seaweed: Seaweed, prefix: str) -> None:
+    # A deferred length cannot be checked up front: the writer refuses the part that
+    # would be numbered past 10,000 (409, not a crash), the ones before it are kept.
+    storage = _Recording(seaweed, prefix)
+    store = TusStore(storage)
+    server = Server(create_tus_app(store, sweep_interval=None))
+    try:
+        r = httpx.post(server.url, headers={**TUS, "Upload-Defer-Length": "1"}, timeout=30)
+        assert r.status_code == 201, r.text
+        upload = httpx.URL(r.headers["location"]).path.rsplit("/", 1)[1]
+        info = store.load(upload)
+        assert info is not None
+        info.backend["floor"] = 9_999
+        store.save(info)
+        r = _patch(server.url + upload, 0, b"x" * 2 * PART)
+        assert r.status_code == 409, r.text
+        assert "no part numbers left" in r.text
+    finally:
+        server.stop()
+    assert storage.numbers == [10_000]

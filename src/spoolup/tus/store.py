@@ -196,23 +196,29 @@ class TusStore:
         UploadPart on the wire): a part of its landing late would replace the part of
         the same number written since. A fenced writer never numbers a part more than
         :meth:`stray_parts` of ``unsaved`` past the state it saved last, so those are
-        skipped. The new floor is saved first, so it holds through a further takeover.
-        A 409 if the rest of the upload would no longer fit in S3's 10,000 part numbers.
+        skipped. The new floor is saved first, so it holds through a further takeover,
+        even when it leaves no room: a 409 then (:meth:`check_part_numbers`), and for
+        every later request, never a part on a number the old holder may still use.
         """
         if self.storage.appendable:
             return
-        floor = _last_number(info.backend) + self.parts_ahead(info, unsaved)
+        info.backend["floor"] = _last_number(info.backend) + self.parts_ahead(info, unsaved)
+        self.save(info)
+        self.check_part_numbers(info)
+
+    def check_part_numbers(self, info: UploadInfo) -> None:
+        """A 409 if the rest of the upload no longer fits in S3's 10,000 part numbers.
+
+        Checked before a request writes anything (the parts of its known length, one
+        more for the tail), and again by the writer before each part.
+        """
+        if self.storage.appendable:
+            return
         needed = 1
         if info.length is not None:
             needed += -(-(info.length - info.offset) // self.part_size)
-        if floor + needed > _MAX_PART_NUMBER:
-            msg = (
-                "this upload was taken over from a server that stopped mid-write too "
-                "often: its storage has no part numbers left; upload it again"
-            )
-            raise TusError(msg, status=409)
-        info.backend["floor"] = floor
-        self.save(info)
+        if _last_number(info.backend) + needed > _MAX_PART_NUMBER:
+            raise _out_of_part_numbers()
 
     def stray_parts(self, unsaved: int) -> int:
         """How many part numbers a holder may use past the state it saved last.
@@ -399,6 +405,15 @@ def object_meta(info: UploadInfo) -> ObjectMeta:
     )
 
 
+def _out_of_part_numbers() -> TusError:
+    msg = (
+        "this upload's storage has no part numbers left (it was taken over from a "
+        "server that stopped mid-write too often, or sent in too many small parts): "
+        "upload it again"
+    )
+    return TusError(msg, status=409)
+
+
 def _floor(backend: dict[str, Any]) -> int:
     """The part number past which this holder numbers its parts (see ``skip_parts``)."""
     return int(backend.get("floor", 0))
@@ -575,6 +590,8 @@ class _PartWriter(DataWriter):
     def _next_number(self) -> int:
         """The next part's number, once it is within ``_ahead`` of the state saved last."""
         number = self._number + 1
+        if number > _MAX_PART_NUMBER:
+            raise _out_of_part_numbers()
         ahead = self._ahead
         if ahead is None:
             return number

@@ -312,6 +312,32 @@ def test_tus_refusal_says_why(
         )
 
 
+def test_tus_connection_lost_says_how_to_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    path = tmp_path / "a.bin"
+    path.write_bytes(b"data")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            return httpx.Response(201, headers={"Location": "/tus/u1"})
+        raise httpx.ConnectError("refused")  # the server died after the creation
+
+    with (
+        httpx.Client(transport=httpx.MockTransport(handler)) as client,
+        pytest.raises(upload_cmd.UploadFailed, match="run the same command again to resume"),
+    ):
+        upload_cmd.upload_tus(
+            client,
+            path,
+            endpoint="http://test/tus/",
+            chunk_size=2,
+            retries=0,
+            progress=lambda d, t: None,
+        )
+
+
 def test_bad_chunk_size_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     for bad in ["0", "lots"]:
         with pytest.raises(SystemExit) as exit_info:

@@ -19,6 +19,7 @@ import pytest
 
 from spoolup._part_buffers import PROCESS_BUFFERS
 from spoolup.limits import Limits
+from spoolup.server.store import RecordStore, open_store
 from spoolup.storage import StorageError
 from spoolup.storage.s3 import S3Storage
 from tests.seaweed import Seaweed
@@ -45,12 +46,17 @@ def s3_env(seaweed: Seaweed) -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def s3_server(
-    s3_env: None, seaweed: Seaweed, make_server: Callable[..., RunningServer]
-) -> RunningServer:
-    prefix = f"fail-{uuid.uuid4().hex[:8]}"
+def s3_store(s3_env: None, seaweed: Seaweed) -> RecordStore:
+    return open_store(f"s3://{seaweed.bucket}/fail-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture(scope="module")
+def s3_server(s3_store: RecordStore, make_server: Callable[..., RunningServer]) -> RunningServer:
+    storage = s3_store.storage
+    assert isinstance(storage, S3Storage)
     return make_server(
-        storage=f"s3://{seaweed.bucket}/{prefix}",
+        {"store": s3_store},
+        storage=f"s3://{storage.bucket}/{storage.prefix}",
         limits=Limits(max_file_size=3 * PART),
     )
 
@@ -125,9 +131,13 @@ def test_a_file_over_the_limit_gives_its_buffers_back(
 
 @pytest.mark.parametrize("way", ["post", "put", "tus"])
 def test_a_part_the_store_refuses_gives_the_buffers_back(
-    s3_server: RunningServer, seaweed: Seaweed, monkeypatch: pytest.MonkeyPatch, way: str
+    s3_server: RunningServer,
+    s3_store: RecordStore,
+    seaweed: Seaweed,
+    monkeypatch: pytest.MonkeyPatch,
+    way: str,
 ) -> None:
-    storage = s3_server.server.config.app.state.store.storage
+    storage = s3_store.storage
     assert isinstance(storage, S3Storage)
     real = storage.upload_part
 

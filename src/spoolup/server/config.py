@@ -248,6 +248,12 @@ def _check_operations(config: ServerConfig) -> None:
     if config.metrics_port is not None and not 0 <= config.metrics_port <= 65535:
         msg = f"metrics_port must be between 0 and 65535, not {config.metrics_port}"
         raise ConfigError(msg)
+    if config.metrics_port == config.port != 0:
+        msg = (
+            f"metrics_port must differ from port ({config.port}): "
+            "/metrics is served on the main port without --metrics-port"
+        )
+        raise ConfigError(msg)
     if config.hook_url is not None and not re.match(r"https?://[^/\s]+", config.hook_url):
         msg = f"hook_url must be an http:// or https:// URL, not {config.hook_url!r}"
         raise ConfigError(msg)

@@ -127,6 +127,11 @@ def _build_parser() -> argparse.ArgumentParser:
         "--min-free-space", metavar="SIZE", help="free room /healthz requires (64MiB)"
     )
     serve.add_argument(
+        "--part-budget",
+        metavar="SIZE",
+        help="S3 part buffers held past which uploads send one part at a time (128MiB)",
+    )
+    serve.add_argument(
         "--allowed-host",
         dest="allowed_hosts",
         action="append",
@@ -268,7 +273,7 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     names += [*_OPERATOR_SETTINGS, "header_limit", "header_timeout", "body_timeout"]
     names += ["max_connections", "allowed_hosts", "cors_origins", *_TUS_SETTINGS]
     names += ["lock", "lease"]
-    names += ["sweep_interval", "min_free_space", "min_body_rate"]
+    names += ["sweep_interval", "min_free_space", "min_body_rate", "part_budget"]
     overrides = {name: getattr(args, name) for name in names}
     try:
         config = load_config(file=args.config, environ=environ, overrides=overrides)

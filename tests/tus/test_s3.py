@@ -16,7 +16,7 @@ from tusclient import client as tus_client
 
 from spoolup.errors import UploadError
 from spoolup.files import FileInfo, UploadedFile
-from spoolup.handlers import SkipFile, UploadHandler
+from spoolup.handlers import SkipFile, TemporaryFileHandler, UploadHandler
 from spoolup.storage import PartInfo, StorageError
 from spoolup.storage.s3 import S3Storage
 from spoolup.tus import create_tus_app
@@ -235,13 +235,14 @@ class _Refusing(UploadHandler):
         raise SkipFile
 
 
-@pytest.mark.parametrize("refused_by", ["handler", "callback", "nobody"])
+@pytest.mark.parametrize("refused_by", ["handler", "callback", "nobody", "copied"])
 def test_final_key_object_belongs_to_the_callback_once_it_took_it(
     seaweed: Seaweed, prefix: str, refused_by: str
 ) -> None:
     # Assembled at its final key, the object is there when the handlers and the
     # callback run; refused, it is deleted; taken, the tus app never deletes it, not
-    # even when the upload expires.
+    # even when the upload expires. "copied": a storing handler kept its own copy,
+    # which the callback took: the object at the final key is nobody's, deleted.
     storage = S3Storage(seaweed.bucket, prefix, client=seaweed.client())
     completed = Completed()
 
@@ -256,7 +257,7 @@ def test_final_key_object_belongs_to_the_callback_once_it_took_it(
         storage,
         on_complete=on_complete,
         final_key=lambda info: f"kept/{info.id}",
-        handlers=[_Refusing] if refused_by == "handler" else None,
+        handlers={"handler": [_Refusing], "copied": [TemporaryFileHandler]}.get(refused_by),
         sweep_interval=None,
         expiry=60,
         clock=lambda: clock[0],
@@ -284,6 +285,8 @@ def test_final_key_object_belongs_to_the_callback_once_it_took_it(
         assert storage.read_bytes(f"kept/{upload_id}") == DATA
     else:
         assert kept == []
+        called = refused_by in ("callback", "copied")
+        assert [c["data"] for c in completed.calls] == ([DATA] if called else [])
     assert [i.key for i in storage.list("tus/").items] == []
 
 

@@ -16,7 +16,7 @@ from tusclient import client as tus_client
 
 from spoolup.errors import UploadError
 from spoolup.files import FileInfo, UploadedFile
-from spoolup.handlers import SkipFile, TemporaryFileHandler, UploadHandler
+from spoolup.handlers import HandlerSpec, SkipFile, TemporaryFileHandler, UploadHandler
 from spoolup.storage import PartInfo, StorageError
 from spoolup.storage.s3 import S3Storage
 from spoolup.tus import create_tus_app
@@ -253,11 +253,15 @@ def test_final_key_object_belongs_to_the_callback_once_it_took_it(
         return record
 
     clock = [1_000.0]
+    chains: dict[str, list[HandlerSpec]] = {
+        "handler": [_Refusing],
+        "copied": [TemporaryFileHandler],
+    }
     app = create_tus_app(
         storage,
         on_complete=on_complete,
         final_key=lambda info: f"kept/{info.id}",
-        handlers={"handler": [_Refusing], "copied": [TemporaryFileHandler]}.get(refused_by),
+        handlers=chains.get(refused_by),
         sweep_interval=None,
         expiry=60,
         clock=lambda: clock[0],

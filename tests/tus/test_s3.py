@@ -358,3 +358,26 @@ def test_a_save_lands_only_over_the_state_its_store_saw_last(
         again = mine.load(info.id)
         assert again is not None
         mine.save(again)
+
+
+class _StateLost(S3Storage):
+    """Every save of an upload's state fails, as S3 going away mid-creation."""
+
+    def write_if(self, key: str, data: bytes, *, tag: str | None, durable: bool = True) -> Any:
+        raise StorageError("S3 writing the state failed: connection reset")
+
+
+def test_a_creation_that_fails_leaves_no_multipart_upload(seaweed: Seaweed, prefix: str) -> None:
+    # The multipart upload is begun before the state naming it is saved: if the save
+    # fails, nobody would ever resume or abort it (only an age-based sweep, a day on).
+    storage = _StateLost(seaweed.bucket, prefix, client=seaweed.client())
+    server = Server(create_tus_app(storage, final_key=lambda info: f"kept/{info.id}"))
+    try:
+        r = httpx.post(
+            server.url, headers={"Tus-Resumable": "1.0.0", "Upload-Length": "10"}, timeout=30
+        )
+        assert r.status_code == 500
+    finally:
+        server.stop()
+    listing = storage.client.list_multipart_uploads(Bucket=seaweed.bucket, Prefix=prefix)
+    assert listing.get("Uploads", []) == []

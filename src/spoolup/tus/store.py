@@ -196,8 +196,15 @@ class TusStore:
         if not self.storage.appendable:
             backend["ahead"] = self.stray_parts(unsaved)
         info.backend = backend
-        backend["mpu"] = self.storage.begin_multipart(self.data_key(info), object_meta(info))
-        self.save(info)
+        key = self.data_key(info)
+        backend["mpu"] = self.storage.begin_multipart(key, object_meta(info))
+        try:
+            self.save(info)
+        except BaseException:
+            # Nothing would ever name it: no one could resume or abort it.
+            with contextlib.suppress(StorageError):
+                self.storage.abort_multipart(key, backend["mpu"])
+            raise
 
     def writer(self, info: UploadInfo, *, tail: bytes | None = None) -> DataWriter:
         """A writer appending the next bytes of the upload at ``info.offset``.

@@ -159,7 +159,8 @@ class TusStore:
         the upload is finished, and once handed on (:meth:`hand_over`) it is no longer
         the store's. Elsewhere the upload is assembled at ``<id>/data`` as usual.
         """
-        backend: dict[str, Any] = {"parts": [], "tail": 0}
+        # "tailed": whether <id>/tail may exist (a tail was written, see _PartWriter.flush).
+        backend: dict[str, Any] = {"parts": [], "tail": 0, "tailed": False}
         if final_key is not None and not self.storage.appendable:
             backend["key"] = final_key
         info.backend = backend
@@ -277,10 +278,11 @@ class TusStore:
             # An empty upload: S3 cannot complete a multipart upload without parts.
             self.storage.abort_multipart(key, backend["mpu"])
             finished = self.storage.write(key, b"", object_meta(info))
+        tailed = backend.pop("tailed", True)  # unknown (saved before it was kept): maybe
         backend.update(done=True, tail=0, parts=[])
         info.synced = info.offset
         self.save(info)
-        if not self.storage.appendable:
+        if not self.storage.appendable and tailed:
             self._delete_key(self.key(info.id, "tail"))
         return finished
 
@@ -667,6 +669,9 @@ class _PartWriter(DataWriter):
                 tail = bytes(view[:filled])
             self.store.storage.write(self.store.key(self.info.id, "tail"), tail)
             self.tail = tail
+            # Saved with the state next; a tail of a request that died before is
+            # removed with the upload (TusStore.delete) rather than at finish.
+            self.info.backend["tailed"] = True
         if not self._filled:
             self.tail = b""
         backend = self.info.backend

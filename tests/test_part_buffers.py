@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import gc
 
+import psutil
 import pytest
 
 from spoolup._io import PART_BUDGET
 from spoolup._part_buffers import PROCESS_BUFFERS, PartBuffers
 
 PART = 1000
+MiB = 1024 * 1024
 
 
 def test_a_writes_own_buffer_is_never_refused() -> None:
@@ -99,6 +101,24 @@ def test_buffers_of_another_size_are_not_mixed() -> None:
     large = pool.take(2 * PART)
     assert len(large) == 2 * PART
     assert pool.take(PART) is small
+
+
+def test_a_new_buffer_takes_memory_only_as_it_is_filled() -> None:
+    # A part buffer zeroed when made is in memory whole from the start: a client that
+    # sent 300 KiB and stalled would hold 8 MiB of the server's memory.
+    pool = PartBuffers(0)
+    me = psutil.Process()
+    before = me.memory_info().rss
+    buffers = [pool.take(8 * MiB) for _ in range(16)]
+    for buffer in buffers:
+        buffer[: 256 * 1024] = bytes(256 * 1024)
+    grown = me.memory_info().rss - before
+    assert pool.live == 16 * 8 * MiB
+    assert grown < 16 * MiB  # 4 MiB filled; 128 MiB if every page were touched
+    with pytest.raises(MemoryError):
+        pool.take(2**62)
+    assert pool.live == 16 * 8 * MiB
+    del buffers, buffer
 
 
 def test_negative_budget_is_refused() -> None:

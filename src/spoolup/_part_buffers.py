@@ -19,19 +19,31 @@ before it is sent. Every writer of parts (the streamed writes of
   wait on would risk: the event loop's executor has a handful of threads).
 
 So the part buffers alive in a process stay under the budget plus one part per write
-in progress. A buffer counts as long as it is alive, wherever it is (filling, in
+in progress. A new buffer's memory is not touched when it is made (its pages are mapped
+as they are filled), so a write that receives slowly, or stalls after a few bytes,
+holds about what it received, not a whole part: a client cannot make the server commit
+8 MiB by sending 300 KiB. Buffers kept for reuse are filled already, but at most
+``idle`` bytes of them. A buffer counts as long as it is alive, wherever it is (filling, in
 flight, idle, or dropped by a writer that was never closed): it stops counting when it
 is freed, so a forgotten buffer cannot shrink the budget for good.
 """
 
 from __future__ import annotations
 
+import ctypes
 import threading
 import weakref
 
 from spoolup._io import PART_BUDGET
 
 __all__ = ["PROCESS_BUFFERS", "PartBuffers"]
+
+
+# Grows a bytearray without zeroing it (``bytearray(n)`` writes n zeros, so every page
+# of a part is in memory from the start); raises MemoryError when it cannot.
+_resize = ctypes.pythonapi.PyByteArray_Resize
+_resize.argtypes = [ctypes.py_object, ctypes.c_ssize_t]
+_resize.restype = ctypes.c_int
 
 
 class _Buffer(bytearray):
@@ -124,7 +136,8 @@ class PartBuffers:
 
     def _make(self, size: int) -> _Buffer:
         try:
-            buffer = _Buffer(size)
+            buffer = _Buffer()
+            _resize(buffer, size)
         except BaseException:
             self._freed(size)
             raise

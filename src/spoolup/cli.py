@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import sys
 from collections.abc import Mapping, Sequence
+from types import FrameType
 
 from spoolup.commands import files, upload
 from spoolup.commands.common import (
@@ -284,11 +286,17 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         server_header=False,
         timeout_graceful_shutdown=int(config.graceful_timeout),
     )
-    # uvicorn stops gracefully on Ctrl-C, then re-raises it: no traceback for that.
+    # uvicorn stops gracefully on Ctrl-C or SIGTERM, then re-raises the signal: SIGTERM is
+    # made a KeyboardInterrupt too, so both end here (status 0), not killed by the signal.
+    signal.signal(signal.SIGTERM, _interrupt)
     with contextlib.suppress(KeyboardInterrupt):
         BannerServer(uvicorn_config, config, metrics=app.state.metrics).run()
     sys.stderr.write("spoolup serve: stopped\n")
     return EXIT_OK
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":  # pragma: no cover

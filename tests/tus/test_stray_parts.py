@@ -213,24 +213,34 @@ def test_a_late_part_of_a_frozen_holder_replaces_nothing(seaweed: Seaweed, prefi
     assert call["sha256"] == hashlib.sha256(fresh + rest).hexdigest()
 
 
+@pytest.mark.parametrize("old_checkpoint", [1, 3 * 5 * MiB], ids=["same", "larger"])
 def test_a_stalled_checkpoint_save_holds_the_part_numbers_back(
-    seaweed: Seaweed, prefix: str
+    seaweed: Seaweed, prefix: str, old_checkpoint: int
 ) -> None:
     # The first server's checkpoint saves stall while its lease is still renewed, as
     # its request goes on sending parts; then it freezes and the second takes over.
     # With checkpoints every byte and 5 MiB parts, a takeover skips 6 numbers past
     # the state saved last (``ahead``): the old holder must not number a part past them.
+    # "larger": the old server checkpoints every 3 parts (it may use 8 numbers), the
+    # new one every byte: the count is the upload's (fixed at creation), not each
+    # server's own, so the two still never meet.
     part = 5 * MiB
     completed = Completed()
     old_storage = _StalledSaves(seaweed, prefix)
     old_lock = _FrozenLock(lock_for(TusStore(old_storage), ttl=1.0))
     options: dict[str, Any] = {"lease": 1.0, "sweep_interval": None, "checkpoint_bytes": 1}
-    first = Server(create_tus_app(TusStore(old_storage, part_size=part), lock=old_lock, **options))
+    first = Server(
+        create_tus_app(
+            TusStore(old_storage, part_size=part),
+            lock=old_lock,
+            **{**options, "checkpoint_bytes": old_checkpoint},
+        )
+    )
     new_storage = _Recording(seaweed, prefix)
     second = Server(
         create_tus_app(TusStore(new_storage, part_size=part), on_complete=completed, **options)
     )
-    ahead = TusStore(new_storage, part_size=part).stray_parts(1)
+    ahead = TusStore(old_storage, part_size=part).stray_parts(old_checkpoint)
     fresh = b"B" * ((ahead + 2) * part)
     answers: list[httpx.Response] = []
     stalled: threading.Thread | None = None
@@ -309,3 +319,57 @@ def test_a_part_waiting_in_a_busy_pool_is_not_sent_once_the_lease_is_lost(
         pool.pool.shutdown()
     (call,) = completed.calls
     assert call["sha256"] == hashlib.sha256(fresh + rest).hexdigest()
+
+
+def test_a_takeover_with_no_part_numbers_left_is_refused_for_good(
+    seaweed: Seaweed, prefix: str
+) -> None:
+    # Taken over too often: the numbers a takeover skips leave no room for the rest
+    # of the upload in S3's 10,000. The PATCH is refused (409) before anything is
+    # written, and so is every later one, also one that takes a free lease (no
+    # takeover): none may number a part where the lapsed holder's could still land.
+    storage = _Recording(seaweed, prefix)
+    store = TusStore(storage)
+    server = Server(create_tus_app(store, lease=1.0, sweep_interval=None))
+    try:
+        upload = _create(server.url, 2 * MiB)
+        info = store.load(upload)
+        assert info is not None
+        info.backend["floor"] = 9_990
+        store.save(info)
+        assert lock_for(store, ttl=0.5).acquire(upload, "a-server-that-froze") is not None
+        deadline = time.monotonic() + 60
+        while (r := _patch(server.url + upload, 0, b"x" * 2 * MiB)).status_code == 423:
+            assert time.monotonic() < deadline, "the lapsed lease was never taken over"
+            time.sleep(0.1)
+        assert r.status_code == 409, r.text
+        assert "no part numbers left" in r.text
+        again = _patch(server.url + upload, 0, b"x" * 2 * MiB)
+        assert again.status_code == 409, again.text
+        head = httpx.head(server.url + upload, headers=TUS, timeout=30)
+        assert head.headers["upload-offset"] == "0"
+    finally:
+        server.stop()
+    assert storage.numbers == []
+
+
+def test_a_part_past_the_last_part_number_is_refused(seaweed: Seaweed, prefix: str) -> None:
+    # A deferred length cannot be checked up front: the writer refuses the part that
+    # would be numbered past 10,000 (409, not a crash), the ones before it are kept.
+    storage = _Recording(seaweed, prefix)
+    store = TusStore(storage)
+    server = Server(create_tus_app(store, sweep_interval=None))
+    try:
+        r = httpx.post(server.url, headers={**TUS, "Upload-Defer-Length": "1"}, timeout=30)
+        assert r.status_code == 201, r.text
+        upload = httpx.URL(r.headers["location"]).path.rsplit("/", 1)[1]
+        info = store.load(upload)
+        assert info is not None
+        info.backend["floor"] = 9_999
+        store.save(info)
+        r = _patch(server.url + upload, 0, b"x" * 2 * PART)
+        assert r.status_code == 409, r.text
+        assert "no part numbers left" in r.text
+    finally:
+        server.stop()
+    assert storage.numbers == [10_000]

@@ -247,7 +247,11 @@ def upload_tus(
         msg = f"cannot read the file: {exc.strerror}"
         raise UploadFailed(msg) from exc
     except TusClientError as exc:
-        hint = " (pass --token or set SPOOLUP_TOKEN)" if exc.status == 401 else ""
+        hint = ""
+        if exc.status == 401:
+            hint = " (pass --token or set SPOOLUP_TOKEN)"
+        elif exc.status is None:  # no answer: the server keeps what it took
+            hint = "; run the same command again to resume where the server stopped"
         raise UploadFailed(f"{exc}{hint}") from exc
     if result.record is None:
         msg = "the upload finished, but the server did not send the file's record"

@@ -370,7 +370,9 @@ class TusApp:
             final_key = None
             if self.final_key is not None and request.concat != "partial":
                 final_key = self.final_key(info)  # a partial upload is no file of its own
-            await asyncio.to_thread(self.store.create, info, final_key=final_key)
+            await asyncio.to_thread(
+                self.store.create, info, final_key=final_key, unsaved=self.checkpoint_bytes
+            )
         except BaseException:
             self._closed_one(upload_id)  # never recorded: no longer counted
             raise
@@ -655,12 +657,14 @@ class TusApp:
 
         It may have been frozen with parts on the wire that land later, at most those
         of one checkpoint's bytes past its last saved state (see
-        :meth:`TusStore.skip_parts`).
+        :meth:`TusStore.skip_parts`). Then a 409 if the rest of the upload no longer
+        fits in the storage's part numbers.
         """
         keeper = self._keepers.get(info.id)
         if keeper is not None and keeper.taken_over:
             unsaved = self.checkpoint_bytes
             await asyncio.to_thread(self._fenced, info.id, self.store.skip_parts, info, unsaved)
+        self.store.check_part_numbers(info)
 
     def _fence_writer(self, writer: DataWriter) -> None:
         """Fence each of the writer's writes to storage with the upload's lease.

@@ -150,7 +150,7 @@ class TusStore:
         key = info.backend.get("key")
         return key if isinstance(key, str) else self.key(info.id, "data")
 
-    def create(self, info: UploadInfo, *, final_key: str | None = None) -> None:
+    def create(self, info: UploadInfo, *, final_key: str | None = None, unsaved: int = 0) -> None:
         """Begin the backend's resumable upload and save the state with its id.
 
         ``final_key``: where the finished object is to end up. A backend that cannot
@@ -158,11 +158,16 @@ class TusStore:
         there, so that finishing it moves nothing; the object appears at that key when
         the upload is finished, and once handed on (:meth:`hand_over`) it is no longer
         the store's. Elsewhere the upload is assembled at ``<id>/data`` as usual.
+        ``unsaved``: the creating server's checkpoint interval; the part numbers a
+        holder may use past its last saved state are fixed from it here, for every
+        server (see :meth:`parts_ahead`).
         """
         # "tailed": whether <id>/tail may exist (a tail was written, see _PartWriter.flush).
         backend: dict[str, Any] = {"parts": [], "tail": 0, "tailed": False}
         if final_key is not None and not self.storage.appendable:
             backend["key"] = final_key
+        if not self.storage.appendable:
+            backend["ahead"] = self.stray_parts(unsaved)
         info.backend = backend
         backend["mpu"] = self.storage.begin_multipart(self.data_key(info), object_meta(info))
         self.save(info)
@@ -192,23 +197,29 @@ class TusStore:
         UploadPart on the wire): a part of its landing late would replace the part of
         the same number written since. A fenced writer never numbers a part more than
         :meth:`stray_parts` of ``unsaved`` past the state it saved last, so those are
-        skipped. The new floor is saved first, so it holds through a further takeover.
-        A 409 if the rest of the upload would no longer fit in S3's 10,000 part numbers.
+        skipped. The new floor is saved first, so it holds through a further takeover,
+        even when it leaves no room: a 409 then (:meth:`check_part_numbers`), and for
+        every later request, never a part on a number the old holder may still use.
         """
         if self.storage.appendable:
             return
-        floor = _last_number(info.backend) + self.stray_parts(unsaved)
+        info.backend["floor"] = _last_number(info.backend) + self.parts_ahead(info, unsaved)
+        self.save(info)
+        self.check_part_numbers(info)
+
+    def check_part_numbers(self, info: UploadInfo) -> None:
+        """A 409 if the rest of the upload no longer fits in S3's 10,000 part numbers.
+
+        Checked before a request writes anything (the parts of its known length, one
+        more for the tail), and again by the writer before each part.
+        """
+        if self.storage.appendable:
+            return
         needed = 1
         if info.length is not None:
             needed += -(-(info.length - info.offset) // self.part_size)
-        if floor + needed > _MAX_PART_NUMBER:
-            msg = (
-                "this upload was taken over from a server that stopped mid-write too "
-                "often: its storage has no part numbers left; upload it again"
-            )
-            raise TusError(msg, status=409)
-        info.backend["floor"] = floor
-        self.save(info)
+        if _last_number(info.backend) + needed > _MAX_PART_NUMBER:
+            raise _out_of_part_numbers()
 
     def stray_parts(self, unsaved: int) -> int:
         """How many part numbers a holder may use past the state it saved last.
@@ -219,6 +230,19 @@ class TusStore:
         (:meth:`skip_parts`).
         """
         return -(-unsaved // self.part_size) + 2 + _SENDING_EACH
+
+    def parts_ahead(self, info: UploadInfo, unsaved: int) -> int:
+        """The part numbers any holder of ``info`` may use past the state it saved last.
+
+        Fixed in the state at creation, so that servers with other checkpoint
+        intervals or part sizes (a rolling change of ``--tus-checkpoint``) bound their
+        writes and skip on a takeover by the same count; :meth:`stray_parts` of
+        ``unsaved`` (this server's interval) for an upload created without it.
+        """
+        recorded = info.backend.get("ahead")
+        if isinstance(recorded, int) and recorded > 0:
+            return recorded
+        return self.stray_parts(unsaved)
 
     def resumable_offset(self, info: UploadInfo) -> int:
         """The offset the upload can go on from: ``info.offset``, or its last checkpoint.
@@ -383,6 +407,15 @@ def object_meta(info: UploadInfo) -> ObjectMeta:
     )
 
 
+def _out_of_part_numbers() -> TusError:
+    msg = (
+        "this upload's storage has no part numbers left (it was taken over from a "
+        "server that stopped mid-write too often, or sent in too many small parts): "
+        "upload it again"
+    )
+    return TusError(msg, status=409)
+
+
 def _floor(backend: dict[str, Any]) -> int:
     """The part number past which this holder numbers its parts (see ``skip_parts``)."""
     return int(backend.get("floor", 0))
@@ -416,7 +449,7 @@ class DataWriter:
     def fence_with(self, check: Callable[[], None], *, unsaved: int) -> None:
         """Call ``check`` (it raises once the write lease is lost) right before each
         write to storage, also those sent in the background; and never number a part
-        more than :meth:`TusStore.stray_parts` of ``unsaved`` past the state saved last
+        more than :meth:`TusStore.parts_ahead` past the state saved last
         (a writer there waits for the checkpoint's save, or saves one itself), so that a
         part still on its way after a takeover lands on a number the new holder skips.
         """
@@ -550,7 +583,7 @@ class _PartWriter(DataWriter):
 
     def fence_with(self, check: Callable[[], None], *, unsaved: int) -> None:
         super().fence_with(check, unsaved=unsaved)
-        self._ahead = self.store.stray_parts(unsaved)
+        self._ahead = self.store.parts_ahead(self.info, unsaved)
 
     def _upload(self, number: int, data: bytearray) -> PartInfo:
         self._check()  # right before it goes out: a part waits in the pool for a while
@@ -559,6 +592,8 @@ class _PartWriter(DataWriter):
     def _next_number(self) -> int:
         """The next part's number, once it is within ``_ahead`` of the state saved last."""
         number = self._number + 1
+        if number > _MAX_PART_NUMBER:
+            raise _out_of_part_numbers()
         ahead = self._ahead
         if ahead is None:
             return number

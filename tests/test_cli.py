@@ -451,3 +451,5 @@ def test_serve_operator_flags_reach_the_settings(capsys: pytest.CaptureFixture[s
     assert "hook_timeout" in capsys.readouterr().err
     assert cli.main(["serve", "--metrics-port", "-1"]) == 2
     assert "metrics_port" in capsys.readouterr().err
+    assert cli.main(["serve", "--part-budget", "1x"]) == 2
+    assert "part_budget must be a size" in capsys.readouterr().err

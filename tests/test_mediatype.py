@@ -24,6 +24,12 @@ from spoolup._mediatype import media_type_of_name
         ("photo.jpg", "image/jpeg"),
         ("no-suffix", "application/octet-stream"),
         ("archive.gz.txt", "text/plain"),
+        # A name, never a URL: not read as a data: URL (which says text/plain).
+        ("data:,photo.png", "image/png"),
+        ("data:;base64,backup.tar.gz", "application/gzip"),
+        ("DATA:,NOTES", "application/octet-stream"),
+        ("http:photo.jpg", "image/jpeg"),
+        ("PHOTO.JPG", "image/jpeg"),
     ],
 )
 def test_type_follows_the_outermost_encoding(name: str, expected: str) -> None:

@@ -124,6 +124,23 @@ def test_a_new_buffer_takes_memory_only_as_it_is_filled() -> None:
 def test_negative_budget_is_refused() -> None:
     with pytest.raises(ValueError, match="negative"):
         PartBuffers(-1)
+    with pytest.raises(ValueError, match="negative"):
+        PartBuffers().set_budget(-1)
+
+
+def test_a_new_budget_lends_under_it_and_keeps_a_quarter_idle() -> None:
+    pool = PartBuffers(8 * PART)
+    kept = [pool.take(PART) for _ in range(2)]
+    for buffer in kept:
+        pool.give_back(buffer)
+    pool.set_budget(4 * PART)
+    assert (pool.budget, pool.idle) == (4 * PART, PART)
+    del kept, buffer
+    gc.collect()
+    assert pool.live == PART  # one kept, the other dropped
+    own = [pool.take(PART) for _ in range(4)]
+    assert pool.spare(PART) is None
+    del own
 
 
 def test_the_process_pool_has_the_named_budget() -> None:

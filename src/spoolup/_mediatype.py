@@ -26,7 +26,9 @@ def media_type_of_name(filename: str) -> str:
     The outermost compression decides: ``backup.tar.gz`` is ``application/gzip``, not
     ``application/x-tar``. An unknown name is ``application/octet-stream``.
     """
-    kind, encoding = mimetypes.guess_type(filename)
+    # guess_type takes a URL: "data:,photo.png" would be a data: URL (text/plain).
+    # Behind "./" the name is a path whatever it holds (a scheme has no "/").
+    kind, encoding = mimetypes.guess_type(f"./{filename}")
     if encoding is not None:
         return _ENCODING_TYPES.get(encoding, FALLBACK_MEDIA_TYPE)
     return kind or FALLBACK_MEDIA_TYPE

@@ -79,6 +79,19 @@ class PartBuffers:
         self.made = 0
         self.spared = 0
 
+    def set_budget(self, budget: int) -> None:
+        """Lend spares under ``budget`` bytes from now on (``spoolup serve --part-budget``).
+
+        Keeps a quarter of it idle for reuse, as a new pool would; kept buffers past
+        that are dropped.
+        """
+        if budget < 0:
+            raise ValueError(f"budget must not be negative, not {budget}")
+        with self._lock:
+            self.budget, self.idle = budget, budget // 4
+            while self._kept_bytes > self.idle:
+                self._kept_bytes -= self._kept.pop().size
+
     def __repr__(self) -> str:
         return f"PartBuffers(budget={self.budget}, live={self.live}, peak={self.peak})"
 

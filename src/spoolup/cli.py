@@ -48,7 +48,8 @@ environment:
 
 exit status:
   0    stopped (Ctrl-C or SIGTERM) after finishing the running requests
-  2    the settings are wrong, or a package is missing (the message says which)
+  2    the settings are wrong (a port is taken...), or a package is missing (the
+       message says which)
   3    the storage cannot be reached or written
 """
 
@@ -124,6 +125,11 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--min-free-space", metavar="SIZE", help="free room /healthz requires (64MiB)"
+    )
+    serve.add_argument(
+        "--part-budget",
+        metavar="SIZE",
+        help="S3 part buffers held past which uploads send one part at a time (128MiB)",
     )
     serve.add_argument(
         "--allowed-host",
@@ -255,17 +261,23 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from spoolup.server.config import ConfigError, load_config
     from spoolup.server.logs import configure_logging, uvicorn_log_config
     from spoolup.server.protocol import connection_limits, guarded_protocol, raise_fd_limit
-    from spoolup.server.startup import BannerServer, StorageUnusable, open_checked_store
+    from spoolup.server.startup import (
+        BannerServer,
+        StorageUnusable,
+        check_ports,
+        open_checked_store,
+    )
 
     names = ["host", "port", "storage", "token", "insecure", "log_level", "access_log"]
     names += [name for name, _, _ in _LIMIT_FLAGS] + ["inspect_max_size", "share_ttl"]
     names += [*_OPERATOR_SETTINGS, "header_limit", "header_timeout", "body_timeout"]
     names += ["max_connections", "allowed_hosts", "cors_origins", *_TUS_SETTINGS]
     names += ["lock", "lease"]
-    names += ["sweep_interval", "min_free_space", "min_body_rate"]
+    names += ["sweep_interval", "min_free_space", "min_body_rate", "part_budget"]
     overrides = {name: getattr(args, name) for name in names}
     try:
         config = load_config(file=args.config, environ=environ, overrides=overrides)
+        check_ports(config)
         app = create_app(config, store=open_checked_store(config.storage))
     except ConfigError as exc:
         sys.stderr.write(f"spoolup serve: {exc}\n")

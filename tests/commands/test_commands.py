@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -297,6 +298,37 @@ def test_serve_port_0_and_metrics_port_0_pick_free_ports_named_in_the_banner(
             process.kill()
             process.wait()
     assert "Traceback" not in log.read_text()
+
+
+@pytest.mark.parametrize("flag", ["--port", "--metrics-port"])
+def test_serve_says_which_port_is_taken(tmp_path: Path, flag: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        other = "--metrics-port" if flag == "--port" else "--port"
+        command = [sys.executable, "-m", "spoolup.cli", "serve", "--storage", str(tmp_path)]
+        done = subprocess.run(
+            [*command, flag, str(port), other, "0"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 2, done.stderr
+    assert (
+        done.stderr
+        == f"spoolup serve: cannot listen on 127.0.0.1:{port} ({flag}): address in use\n"
+    )
+
+
+def test_serve_refuses_one_port_for_both(capsys: pytest.CaptureFixture[str]) -> None:
+    port = str(free_port())
+    assert cli.main(["serve", "--port", port, "--metrics-port", port]) == 2
+    assert capsys.readouterr().err == (
+        f"spoolup serve: metrics_port must differ from port ({port}): "
+        "/metrics is served on the main port without --metrics-port\n"
+    )
 
 
 def test_serve_refuses_storage_it_cannot_use(tmp_path: Path) -> None:

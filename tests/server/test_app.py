@@ -186,6 +186,9 @@ def test_put_raw_body(client: httpx.Client) -> None:
     assert gzipped.json()["content_type"] == "application/gzip"
     served = client.get(f"/api/files/{gzipped.json()['id']}")
     assert served.headers["content-type"] == "application/gzip"
+    # A name that begins as a data: URL is still a name (mimetypes reads URLs).
+    named = client.put("/api/files/data:,photo.png", content=b"hi", headers={"Content-Type": ""})
+    assert named.json()["content_type"] == "image/png"
     empty = client.put("/api/files/empty.bin", content=b"")
     assert empty.status_code == 201
     assert empty.json()["size"] == 0

@@ -228,6 +228,7 @@ def test_operator_settings_from_the_environment() -> None:
     assert (config.metrics, config.metrics_port, config.log_format) == (True, 9100, "json")
     assert load_config(environ={"SPOOLUP_METRICS": "off"}).metrics is False
     assert load_config(environ={"SPOOLUP_HOOK_URL": ""}).hook_url is None
+    assert load_config(environ={"SPOOLUP_PART_BUDGET": "32MiB"}).part_budget == 32 * 1024**2
 
 
 @pytest.mark.parametrize(
@@ -241,6 +242,8 @@ def test_operator_settings_from_the_environment() -> None:
         ({"hook_progress_interval": -1}, "hook_progress_interval"),
         ({"metrics_port": 70000}, "metrics_port"),
         ({"log_format": "xml"}, "log_format"),
+        ({"part_budget": -1}, "part_budget"),
+        ({"part_budget": "lots"}, "part_budget"),
     ],
 )
 def test_refuses_bad_operator_settings(overrides: dict[str, object], match: str) -> None:

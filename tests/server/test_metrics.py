@@ -153,6 +153,17 @@ def test_part_buffers_are_shown_when_scraped() -> None:
     PROCESS_BUFFERS.give_back(held)
 
 
+def test_the_part_budget_is_the_operators(make_server: Callable[..., RunningServer]) -> None:
+    server = make_server(part_budget=16 * 1024 * 1024)
+    try:
+        with server.client() as client:
+            samples = parse(client.get("/metrics").text)
+        assert value(samples, "spoolup_part_buffer_budget_bytes") == 16 * 1024 * 1024
+        assert (PROCESS_BUFFERS.budget, PROCESS_BUFFERS.idle) == (16 * 1024**2, 4 * 1024**2)
+    finally:
+        PROCESS_BUFFERS.set_budget(PART_BUDGET)
+
+
 def test_storage_errors_are_counted(tmp_path: Path) -> None:
     metrics = Metrics()
     storage = metrics.instrument_storage(LocalStorage(tmp_path))

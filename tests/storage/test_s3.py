@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 import time
 from typing import Any
@@ -180,6 +181,34 @@ def test_too_many_parts(s3_storage: S3Storage, monkeypatch: pytest.MonkeyPatch) 
     assert uploads(s3_storage) == []
     with pytest.raises(ValueError, match="part numbers"):
         s3_storage.upload_part("x", "id", 3, b"")
+
+
+def test_parts_grow_so_that_large_objects_fit_in_the_part_count(
+    s3_storage: S3Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Scaled down: S3's 10,000 parts of a fixed 8 MiB end every object at 78 GiB.
+    monkeypatch.setattr(s3_mod, "MAX_PARTS", 3)
+    monkeypatch.setattr(s3_mod, "PARTS_PER_SIZE", 1)
+    sent: list[int] = []
+    real = s3_storage.upload_part
+
+    def count(key: str, upload_id: str, number: int, data: bytes | bytearray) -> Any:
+        sent.append(len(data))
+        return real(key, upload_id, number, data)
+
+    monkeypatch.setattr(s3_storage, "upload_part", count)
+    part = s3_storage.part_size
+    data = os.urandom(5 * part)  # more than 3 parts of part_size
+    info = s3_storage.write("grown", (data[i : i + MiB] for i in range(0, len(data), MiB)))
+    assert sent == [part, 2 * part, 2 * part]
+    assert info.size == len(data)
+    assert s3_storage.read_bytes("grown") == data
+    assert [s3_storage.part_size_of(n) for n in (1, 2, 3, 20)] == [
+        part,
+        2 * part,
+        4 * part,
+        5 * 1024 * MiB,
+    ]
 
 
 def test_range_past_the_end_is_empty(s3_storage: S3Storage) -> None:

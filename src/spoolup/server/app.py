@@ -35,6 +35,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import spoolup.asgi
 from spoolup._mediatype import media_type_of_name
+from spoolup._part_buffers import PROCESS_BUFFERS
 from spoolup.errors import MalformedRequest, UploadError
 from spoolup.files import UploadedFile
 from spoolup.handlers import MemoryFileHandler
@@ -502,6 +503,7 @@ def create_app(
     Raises :class:`~spoolup.server.config.ConfigError` for settings that cannot work.
     """
     config.check()
+    PROCESS_BUFFERS.set_budget(config.part_budget)  # one pool for the process
     store = store if store is not None else open_store(config.storage)
     metrics = Metrics(enabled=config.metrics)
     metrics.instrument_storage(store.storage)

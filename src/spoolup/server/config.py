@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from spoolup._io import PART_BUDGET
 from spoolup.limits import Limits
 
 __all__ = [
@@ -119,6 +120,9 @@ class ServerConfig:
             storage (300; one runs at start).
         min_free_space: bytes the storage folder and the temp folder must have free for
             ``/healthz`` to answer 200 (64 MiB).
+        part_budget: bytes of S3 part buffers (8 MiB each) the process holds past which
+            an upload sends its parts one at a time, in its own part (128 MiB; 0: always);
+            memory stays under this plus one part per upload in flight.
         log_format: ``plain`` or ``json`` (one JSON object per line).
         metrics: collect Prometheus metrics, served at ``/metrics`` (on).
         metrics_port: serve ``/metrics`` on this port instead (same host, no token; 0
@@ -161,6 +165,7 @@ class ServerConfig:
     cors_origins: tuple[str, ...] = ()
     sweep_interval: float = 300.0
     min_free_space: int = 64 * 1024 * 1024
+    part_budget: int = PART_BUDGET
     log_format: str = "plain"
     metrics: bool = True
     metrics_port: int | None = None
@@ -212,8 +217,8 @@ class ServerConfig:
         if self.header_limit < 1024 or self.max_connections < 1:
             msg = "header_limit must be at least 1024 bytes and max_connections at least 1"
             raise ConfigError(msg)
-        if self.min_body_rate < 0:
-            msg = "min_body_rate must not be negative"
+        if self.min_body_rate < 0 or self.part_budget < 0:
+            msg = "min_body_rate and part_budget must not be negative"
             raise ConfigError(msg)
         if self.header_timeout <= 0 or self.body_timeout <= 0 or self.sweep_interval <= 0:
             msg = "header_timeout, body_timeout and sweep_interval must be positive"
@@ -247,6 +252,12 @@ def _check_operations(config: ServerConfig) -> None:
         raise ConfigError(msg)
     if config.metrics_port is not None and not 0 <= config.metrics_port <= 65535:
         msg = f"metrics_port must be between 0 and 65535, not {config.metrics_port}"
+        raise ConfigError(msg)
+    if config.metrics_port == config.port != 0:
+        msg = (
+            f"metrics_port must differ from port ({config.port}): "
+            "/metrics is served on the main port without --metrics-port"
+        )
         raise ConfigError(msg)
     if config.hook_url is not None and not re.match(r"https?://[^/\s]+", config.hook_url):
         msg = f"hook_url must be an http:// or https:// URL, not {config.hook_url!r}"
@@ -385,6 +396,7 @@ _SETTINGS: dict[str, Any] = {
     "cors_origins": _parse_names,
     "sweep_interval": _parse_float,
     "min_free_space": parse_size,
+    "part_budget": parse_size,
     "log_format": lambda v, n: _parse_str(v, n).lower(),
     "metrics": _parse_bool,
     "metrics_port": _parse_int,

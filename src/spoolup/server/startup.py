@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import sys
@@ -9,11 +10,11 @@ import sys
 import uvicorn
 
 from spoolup.server.about import banner
-from spoolup.server.config import ServerConfig
+from spoolup.server.config import ConfigError, ServerConfig
 from spoolup.server.metrics import Metrics
 from spoolup.server.store import RecordStore, open_store
 
-__all__ = ["BannerServer", "StorageUnusable", "open_checked_store"]
+__all__ = ["BannerServer", "StorageUnusable", "check_ports", "open_checked_store"]
 
 _PROBE = "probe/"
 _FOLDER_HINT = "check that the folder can be created and written by this user"
@@ -21,6 +22,37 @@ _FOLDER_HINT = "check that the folder can be created and written by this user"
 
 class StorageUnusable(Exception):
     """The storage cannot be reached, read or written; the message says what to check."""
+
+
+def check_ports(config: ServerConfig) -> None:
+    """Raise :class:`~spoolup.server.config.ConfigError` if a port to listen on is taken.
+
+    Before anything starts, so that a port in use is one line naming its flag, not
+    uvicorn's log and exit status (or, for ``--metrics-port``, a traceback at start-up).
+    Port 0 picks a free port: nothing to check.
+    """
+    ports = [("--port", config.port)]
+    if config.metrics and config.metrics_port is not None:
+        ports.append(("--metrics-port", config.metrics_port))
+    for flag, port in ports:
+        if port == 0:
+            continue
+        try:
+            found = socket.getaddrinfo(config.host, port, type=socket.SOCK_STREAM)
+        except OSError:
+            continue  # a host that does not resolve: uvicorn says so
+        for family, kind, proto, _, address in found:
+            # As uvicorn and the metrics server bind: SO_REUSEADDR, so a port that only
+            # has connections closing (TIME_WAIT) is free, and one being listened on is not.
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    probe.bind(address)
+                except OSError as exc:
+                    shown = f"[{config.host}]" if ":" in config.host else config.host
+                    reason = "address in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+                    msg = f"cannot listen on {shown}:{port} ({flag}): {reason}"
+                    raise ConfigError(msg) from None
 
 
 def open_checked_store(spec: str) -> RecordStore:

@@ -4,7 +4,8 @@ Built on boto3/botocore, which read the endpoint and credentials from the standa
 environment (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
 ``AWS_REGION``, or a profile), so the same code runs against AWS and a local server.
 
-**Streaming writes.** A writer fills one part of ``part_size`` bytes at a time; each
+**Streaming writes.** A writer fills one part of ``part_size`` bytes at a time (doubled
+after every 1,000 parts, see :meth:`S3Storage.part_size_of`); each
 full part is sent by ``upload_part`` in a worker thread while the next one fills,
 with at most ``concurrency`` parts in flight. Part buffers come from one pool for the
 process (:mod:`spoolup._part_buffers`): a writer always has one part of its own, and
@@ -77,7 +78,7 @@ from spoolup.storage.meta import (
     validate_key,
 )
 from spoolup.storage.ranges import RangeReader, check_range
-from spoolup.storage.resumable import ResumableStorage
+from spoolup.storage.resumable import ResumableStorage, WriteConflict
 from spoolup.storage.writer import ObjectWriter
 
 __all__ = ["S3Storage"]
@@ -88,8 +89,16 @@ _ABORT_PAUSES = (0.2, 1.0)
 
 MiB = 1024 * 1024
 MIN_PART_SIZE = 5 * MiB
+MAX_PART_SIZE = 5 * 1024 * MiB
 MAX_PARTS = 10_000
+# A streamed write doubles its part size after every this many parts: 10,000 parts of
+# a fixed 8 MiB would end every object at 78 GiB, doubling takes them past S3's 5 TiB.
+PARTS_PER_SIZE = 1000
 _NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
+# What a store answers a conditional write whose object changed, or is gone.
+_CONFLICT = frozenset(
+    {"412", "PreconditionFailed", "409", "ConditionalRequestConflict", "404", "NoSuchKey"}
+)
 _BAD_CREDENTIALS = frozenset(
     {"403", "AccessDenied", "SignatureDoesNotMatch", "InvalidAccessKeyId", "Forbidden"}
 )
@@ -142,6 +151,7 @@ class _S3Writer(ObjectWriter):
         super().__init__(key, meta)
         self._storage = storage
         self._buffers = storage.part_buffers
+        self._size = storage.part_size  # of the part being filled
         # What came before the first part, while it is small (kept as it came if it
         # was one chunk): most objects written in one go are (upload state, leases).
         self._head: bytes | bytearray = b""
@@ -155,7 +165,7 @@ class _S3Writer(ObjectWriter):
     def _write(self, data: bytes) -> None:
         # Parts are filled in place in a buffer of exactly part_size bytes: no growth
         # by reallocation, no copy when the part is sent.
-        part_size = self._storage.part_size
+        part_size = self._size
         if self._part is None and self._upload_id is None:
             head = self._head
             if not head and len(data) < part_size:
@@ -173,6 +183,7 @@ class _S3Writer(ObjectWriter):
         position = 0
         while position < len(view):
             if self._part is None:
+                part_size = self._size
                 self._part = self._next_buffer()
                 self._filled = 0
             take = min(part_size - self._filled, len(view) - position)
@@ -186,7 +197,7 @@ class _S3Writer(ObjectWriter):
     def _next_buffer(self) -> bytearray:
         """A buffer for the next part: one of this write's own whose part is sent, or a
         spare one while the budget lends it; else wait for one of ours."""
-        size = self._storage.part_size
+        size = self._size
         while self._in_flight:  # a part was just sent: one of ours will come back
             done = {future for future in self._in_flight if future.done()}
             if done:
@@ -230,6 +241,7 @@ class _S3Writer(ObjectWriter):
             storage.upload_part, self.key, self._upload_id, self._next_number, part
         )
         self._next_number += 1
+        self._size = storage.part_size_of(self._next_number)
         self._in_flight[future] = part
 
     def _collect(self, done: set[Future[PartInfo]]) -> list[bytes | bytearray]:
@@ -348,6 +360,16 @@ class S3Storage(ResumableStorage):
 
     part_buffers: PartBuffers = PROCESS_BUFFERS
     """Where streamed writes take their part buffers: the process's, shared by all."""
+
+    def part_size_of(self, number: int) -> int:
+        """Bytes of part ``number`` of a streamed write (the last one may be shorter).
+
+        ``part_size`` for the first :data:`PARTS_PER_SIZE` parts, then doubled after
+        every :data:`PARTS_PER_SIZE` more (at most 5 GiB, the S3 maximum): an object
+        of any size S3 takes (5 TiB) fits in its 10,000 parts, and only objects past
+        ``PARTS_PER_SIZE * part_size`` (8 GiB by default) hold larger parts in memory.
+        """
+        return min(self.part_size << ((number - 1) // PARTS_PER_SIZE), MAX_PART_SIZE)
 
     def __init__(
         self,
@@ -835,6 +857,31 @@ class S3Storage(ResumableStorage):
         return ObjectInfo(
             key=key, size=sum(p.size for p in ordered), created=datetime.now(UTC), sha256=sha256
         )
+
+    def read_tagged(self, key: str) -> tuple[bytes, str | None]:
+        """GetObject: the bytes and the ETag."""
+        response = self._get(key, None)
+        with _errors(f"reading {key!r}", key):
+            body: bytes = response["Body"].read()
+        return body, str(response["ETag"])
+
+    def write_if(
+        self, key: str, data: bytes, *, tag: str | None, durable: bool = True
+    ) -> str | None:
+        """PutObject with ``If-Match: <tag>`` (a missing object is a conflict too)."""
+        validate_key(key)
+        args: dict[str, Any] = {"Bucket": self.bucket, "Key": self._key(key), "Body": data}
+        if tag is not None:
+            args["IfMatch"] = tag
+        try:
+            with _errors(f"writing {key!r}"):
+                put = self.client.put_object(**args)
+        except StorageError as exc:
+            if tag is not None and _code(exc) in _CONFLICT:
+                msg = f"{key!r} changed since it was read"
+                raise WriteConflict(msg) from None
+            raise
+        return str(put["ETag"])
 
     def abort_multipart(self, key: str, upload_id: str) -> None:
         """AbortMultipartUpload; an unknown or finished upload is not an error."""

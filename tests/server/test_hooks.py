@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from spoolup.server.hooks import (
     SIGNATURE_HEADER,
@@ -448,6 +449,7 @@ def test_tus_refused_pre_create_stores_nothing(
     server: RunningServer, client: httpx.Client, hooks: HookReceiver
 ) -> None:
     before = stored_objects(server)
+    rejected = tus_rejections_by_hook(client)
     refusal = {"RejectUpload": True, "HTTPResponse": {"StatusCode": 403, "Body": "quota spent"}}
     hooks.answer("pre-create", (200, refusal, 0.0))
     encoded = base64.b64encode(b"big.iso").decode()
@@ -458,6 +460,18 @@ def test_tus_refused_pre_create_stores_nothing(
     assert response.headers["tus-resumable"] == "1.0.0"
     assert stored_objects(server) == before
     assert hooks.of("post-create") == []
+    # Counted by its cause, as a refused PUT or POST is (not as the 403 it became).
+    assert tus_rejections_by_hook(client) == rejected + 1
+
+
+def tus_rejections_by_hook(client: httpx.Client) -> float:
+    text = client.get("/metrics").text
+    labels = {"way": "tus", "reason": "rejected_by_hook"}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "spoolup_uploads_failed_total" and sample.labels == labels:
+                return sample.value
+    return 0.0
 
 
 def test_tus_pre_create_adds_metadata(client: httpx.Client, hooks: HookReceiver) -> None:

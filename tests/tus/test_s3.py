@@ -321,3 +321,33 @@ def test_a_completion_whose_answer_was_lost_is_taken_as_done(seaweed: Seaweed, p
         server.stop()
     (call,) = completed.calls
     assert (call["data"], call["sha256"]) == (DATA, hashlib.sha256(DATA).hexdigest())
+
+
+@pytest.mark.parametrize("since", ["saved", "terminated"])
+def test_a_save_lands_only_over_the_state_its_store_saw_last(
+    seaweed: Seaweed, prefix: str, since: str
+) -> None:
+    # Another server saved the upload (it took it over), or terminated it, since this
+    # store saw it: a save of this store's then fails (423) and changes nothing.
+    from spoolup.tus.lock import LeaseLost
+
+    mine = TusStore(S3Storage(seaweed.bucket, prefix, client=seaweed.client()))
+    other = TusStore(S3Storage(seaweed.bucket, prefix, client=seaweed.client()))
+    info = UploadInfo(id="c" * 22, length=10)
+    mine.create(info)
+    theirs = other.load(info.id)
+    assert theirs is not None
+    if since == "saved":
+        theirs.offset = 5
+        other.save(theirs)
+    else:
+        other.delete(info.id)
+    info.offset = 3
+    with pytest.raises(LeaseLost):
+        mine.save(info)
+    after = other.load(info.id)
+    assert (after.offset if after else None) == (5 if since == "saved" else None)
+    if after is not None:  # once it has read the state afresh, it may save again
+        again = mine.load(info.id)
+        assert again is not None
+        mine.save(again)

@@ -6,11 +6,13 @@ the held part lands. Part numbers the old holder could use are skipped by the ne
 (on AWS S3 a late part replaces the one of its number), and the completed file holds
 the right bytes (SeaweedFS on 127.0.0.1). The old holder never numbers a part past what
 is skipped, even when its checkpoint's save stalls; and a part waiting to be sent in
-the background after the lease was lost is not sent.
+the background after the lease was lost is not sent. A state save on the wire when
+the holder froze must not land over the new holder's state either.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import threading
 import time
@@ -22,9 +24,8 @@ from typing import Any
 import httpx
 import pytest
 
-from spoolup.storage import ObjectInfo, ObjectMeta, PartInfo, StorageError
+from spoolup.storage import PartInfo, StorageError
 from spoolup.storage.s3 import S3Storage
-from spoolup.storage.writer import WriteSource
 from spoolup.tus import create_tus_app
 from spoolup.tus.lock import Lease, UploadLock, lock_for
 from spoolup.tus.store import TusStore
@@ -83,15 +84,15 @@ class _StalledSaves(_Recording):
         self.stall = threading.Event()
         self.stalled = threading.Event()
 
-    def write(
-        self, key: str, data: WriteSource, meta: ObjectMeta | None = None, *, durable: bool = True
-    ) -> ObjectInfo:
+    def write_if(
+        self, key: str, data: bytes, *, tag: str | None, durable: bool = True
+    ) -> str | None:
         if self.stall.is_set() and key.endswith("/info"):
             self.stalled.set()
             assert self.thaw.wait(60)
             msg = "the save never landed"
             raise StorageError(msg)
-        return super().write(key, data, meta, durable=durable)
+        return super().write_if(key, data, tag=tag, durable=durable)
 
 
 class _BusyPool:
@@ -373,3 +374,71 @@ def test_a_part_past_the_last_part_number_is_refused(seaweed: Seaweed, prefix: s
     finally:
         server.stop()
     assert storage.numbers == [10_000]
+
+
+class _HeldStateSave:
+    """A boto3 client whose first state PUT (``.../info``) once ``late`` is set is held
+    on the wire until ``land``, then sent as it was."""
+
+    def __init__(self, seaweed: Seaweed) -> None:
+        self.client = seaweed.client()
+        self.late = threading.Event()
+        self.held = threading.Event()
+        self.land = threading.Event()
+        self.client.meta.events.register("before-send.s3.PutObject", self._hold)
+
+    def _hold(self, request: Any, **_: Any) -> None:
+        if self.late.is_set() and request.url.split("?")[0].endswith("/info"):
+            self.late.clear()
+            self.held.set()
+            assert self.land.wait(60)
+
+
+def test_a_late_state_save_of_a_frozen_holder_undoes_nothing(seaweed: Seaweed, prefix: str) -> None:
+    # The first server's save of the state is on the wire when it freezes; the second
+    # takes the upload over and finishes it (a record, at its final key). Then the old
+    # save lands: it must not turn the upload back into an unfinished one, whose
+    # expiry would delete the file its record names.
+    data = b"F" * 2 * MiB
+    completed = Completed()
+    held = _HeldStateSave(seaweed)
+    options: dict[str, Any] = {
+        "lease": 1.0,
+        "sweep_interval": None,
+        "final_key": lambda info: f"kept/{info.id}",
+    }
+    old_storage = S3Storage(seaweed.bucket, prefix, client=held.client)
+    old_lock = _FrozenLock(lock_for(TusStore(old_storage), ttl=1.0))
+    first = Server(create_tus_app(old_storage, lock=old_lock, **options))
+    storage = S3Storage(seaweed.bucket, prefix, client=seaweed.client())
+    second = Server(create_tus_app(storage, on_complete=completed, **options))
+    answers: list[httpx.Response] = []
+    stale: threading.Thread | None = None
+    try:
+        upload = _create(first.url, len(data))
+        held.late.set()
+        stale = threading.Thread(
+            target=lambda: answers.append(_patch(first.url + upload, 0, b"A" * MiB)), daemon=True
+        )
+        stale.start()
+        assert held.held.wait(60)
+        old_lock.frozen.set()
+        _take_over(second.url + upload, 0, data)
+        old_lock.frozen.clear()
+        held.land.set()
+        stale.join(60)
+        assert [a.status_code for a in answers] == [423]
+        head = httpx.head(second.url + upload, headers=TUS, timeout=30)
+        assert head.headers["upload-offset"] == str(len(data))
+        assert "spoolup-file-record" in head.headers
+    finally:
+        held.land.set()
+        if stale is not None:
+            stale.join(60)
+        first.stop()
+        second.stop()
+    later = create_tus_app(storage, clock=lambda: time.time() + 10 * 24 * 3600, **options)
+    asyncio.run(later.sweep())
+    assert storage.read_bytes(f"kept/{upload}") == data
+    (call,) = completed.calls
+    assert call["data"] == data

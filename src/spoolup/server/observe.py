@@ -289,7 +289,12 @@ class TusObserver:
             http=state.http,
         )
         if self.hooks.wants("pre-create"):
-            added = (await self.hooks.call(request)).metadata
+            try:
+                added = (await self.hooks.call(request)).metadata
+            except BaseException as exc:  # counted by its cause, not by the status it became
+                self.metrics.upload_failed("tus", exc)
+                state.failure_counted = True
+                raise
             if added:
                 kept = tuple((k, v) for k, v in info.metadata if k not in added)
                 info.metadata = kept + tuple(

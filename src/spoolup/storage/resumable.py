@@ -13,9 +13,16 @@ from collections.abc import Sequence
 from typing import BinaryIO
 
 from spoolup.storage.base import Storage
+from spoolup.storage.errors import StorageError
 from spoolup.storage.meta import ObjectInfo, ObjectMeta, PartInfo
 
-__all__ = ["PartAppender", "ResumableStorage"]
+__all__ = ["PartAppender", "ResumableStorage", "WriteConflict"]
+
+
+class WriteConflict(StorageError):
+    """A conditional write found the object changed (or gone) since it was read."""
+
+    status = 409
 
 
 class PartAppender(abc.ABC):
@@ -109,6 +116,26 @@ class ResumableStorage(Storage):
 
         For the tus app: bytes counted before a power loss may no longer be there.
         """
+        return None
+
+    def read_tagged(self, key: str) -> tuple[bytes, str | None]:
+        """A small object's bytes and the tag :meth:`write_if` compares (``None``: none).
+
+        For the tus state: a save lands only over the state its writer last saw.
+        """
+        return self.read_bytes(key), None
+
+    def write_if(
+        self, key: str, data: bytes, *, tag: str | None, durable: bool = True
+    ) -> str | None:
+        """Write a small object only if it is still the one ``tag`` names; its new tag.
+
+        ``tag=None`` writes whatever is there. :class:`WriteConflict` if the object
+        changed or went away since. A backend without conditional writes (local
+        storage, whose servers share one machine's leases) writes as :meth:`write`
+        does and returns ``None``.
+        """
+        self.write(key, data, durable=durable)
         return None
 
     def open_written(self, key: str, upload_id: str, start: int, end: int) -> BinaryIO | None:

@@ -78,7 +78,7 @@ from spoolup.storage.meta import (
     validate_key,
 )
 from spoolup.storage.ranges import RangeReader, check_range
-from spoolup.storage.resumable import ResumableStorage
+from spoolup.storage.resumable import ResumableStorage, WriteConflict
 from spoolup.storage.writer import ObjectWriter
 
 __all__ = ["S3Storage"]
@@ -95,6 +95,10 @@ MAX_PARTS = 10_000
 # a fixed 8 MiB would end every object at 78 GiB, doubling takes them past S3's 5 TiB.
 PARTS_PER_SIZE = 1000
 _NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
+# What a store answers a conditional write whose object changed, or is gone.
+_CONFLICT = frozenset(
+    {"412", "PreconditionFailed", "409", "ConditionalRequestConflict", "404", "NoSuchKey"}
+)
 _BAD_CREDENTIALS = frozenset(
     {"403", "AccessDenied", "SignatureDoesNotMatch", "InvalidAccessKeyId", "Forbidden"}
 )
@@ -853,6 +857,31 @@ class S3Storage(ResumableStorage):
         return ObjectInfo(
             key=key, size=sum(p.size for p in ordered), created=datetime.now(UTC), sha256=sha256
         )
+
+    def read_tagged(self, key: str) -> tuple[bytes, str | None]:
+        """GetObject: the bytes and the ETag."""
+        response = self._get(key, None)
+        with _errors(f"reading {key!r}", key):
+            body: bytes = response["Body"].read()
+        return body, str(response["ETag"])
+
+    def write_if(
+        self, key: str, data: bytes, *, tag: str | None, durable: bool = True
+    ) -> str | None:
+        """PutObject with ``If-Match: <tag>`` (a missing object is a conflict too)."""
+        validate_key(key)
+        args: dict[str, Any] = {"Bucket": self.bucket, "Key": self._key(key), "Body": data}
+        if tag is not None:
+            args["IfMatch"] = tag
+        try:
+            with _errors(f"writing {key!r}"):
+                put = self.client.put_object(**args)
+        except StorageError as exc:
+            if tag is not None and _code(exc) in _CONFLICT:
+                msg = f"{key!r} changed since it was read"
+                raise WriteConflict(msg) from None
+            raise
+        return str(put["ETag"])
 
     def abort_multipart(self, key: str, upload_id: str) -> None:
         """AbortMultipartUpload; an unknown or finished upload is not an error."""

@@ -40,7 +40,8 @@ from spoolup.storage import (
     StorageError,
 )
 from spoolup.storage.handler import StoredFile
-from spoolup.storage.resumable import PartAppender
+from spoolup.storage.leases import LeaseLost
+from spoolup.storage.resumable import PartAppender, WriteConflict
 from spoolup.tus.protocol import TusError, is_upload_id
 from spoolup.tus.state import StateError, UploadInfo
 
@@ -59,6 +60,8 @@ _SENDING_EACH = 3
 _MAX_PART_NUMBER = 10_000
 # Seconds between two looks at the lease while a writer waits for a checkpoint's save.
 _SAVE_POLL = 0.1
+# Uploads whose state's tag a store keeps (see TusStore.save), about 0.2 KiB each.
+_TAGS_MAX = 16_384
 
 
 def _part_buffer(size: int) -> bytearray:
@@ -94,6 +97,9 @@ class TusStore:
         self.storage = storage
         self.prefix = prefix
         self.part_size = max(part_size or _S3_PART, storage.min_part_size)
+        # Per upload, the tag of the state this store read or wrote last (see save).
+        self._tags: dict[str, str] = {}
+        self._tags_lock = threading.Lock()
 
     def key(self, upload_id: str, name: str) -> str:
         """The storage key of one of the upload's objects."""
@@ -107,23 +113,45 @@ class TusStore:
     def load(self, upload_id: str) -> UploadInfo | None:
         """The upload's state, or ``None``; :class:`StateError` if it is damaged."""
         try:
-            data = self.storage.read_bytes(self.key(upload_id, "info"))
+            data, tag = self.storage.read_tagged(self.key(upload_id, "info"))
         except ObjectNotFound:
             return None
         info = UploadInfo.from_json(data)
         if info.id != upload_id:
             msg = "damaged upload state: wrong id"
             raise StateError(msg)
+        self._tag(upload_id, tag)
         return info
 
     def save(self, info: UploadInfo, *, durable: bool = True) -> None:
         """Write ``<id>/info`` atomically with a new ``rev``.
 
         ``durable=False`` publishes it to other servers without waiting for stable
-        storage (local fsyncs skipped); see :meth:`Storage.write`.
+        storage (local fsyncs skipped); see :meth:`Storage.write`. On S3 the write
+        lands only over the state this store read or wrote last: a save of a holder
+        that froze with it on the wire (its lease checked just before) finds the state
+        of the server that took the upload over since, and fails (:class:`LeaseLost`,
+        423) rather than undo its work, or bring back an upload it terminated.
         """
         info.rev = secrets.token_hex(8)
-        self.storage.write(self.key(info.id, "info"), info.to_json(), durable=durable)
+        key = self.key(info.id, "info")
+        with self._tags_lock:
+            expected = self._tags.get(info.id)
+        try:
+            tag = self.storage.write_if(key, info.to_json(), tag=expected, durable=durable)
+        except WriteConflict:
+            self._tag(info.id, None)
+            msg = "another server wrote this upload since: the write lease on it was lost"
+            raise LeaseLost(msg) from None
+        self._tag(info.id, tag)
+
+    def _tag(self, upload_id: str, tag: str | None) -> None:
+        with self._tags_lock:
+            self._tags.pop(upload_id, None)
+            if tag is not None:
+                self._tags[upload_id] = tag
+                while len(self._tags) > _TAGS_MAX:
+                    self._tags.pop(next(iter(self._tags)))
 
     def ids(self) -> Iterator[str]:
         """Ids with an ``info`` object, page by page."""
@@ -357,6 +385,7 @@ class TusStore:
                 self._delete_key(key)
         for name in ("data", "tail", "info", "lock"):
             self._delete_key(self.key(upload_id, name))
+        self._tag(upload_id, None)
 
     def discard_data(self, info: UploadInfo) -> None:
         """Delete the finished upload's object (nobody keeps its bytes) but keep the state."""

@@ -189,7 +189,8 @@ class TusStore:
         holder may use past its last saved state are fixed from it here, for every
         server (see :meth:`parts_ahead`).
         """
-        backend: dict[str, Any] = {"parts": [], "tail": 0}
+        # "tailed": whether <id>/tail may exist (a tail was written, see _PartWriter.flush).
+        backend: dict[str, Any] = {"parts": [], "tail": 0, "tailed": False}
         if final_key is not None and not self.storage.appendable:
             backend["key"] = final_key
         if not self.storage.appendable:
@@ -328,10 +329,11 @@ class TusStore:
             # An empty upload: S3 cannot complete a multipart upload without parts.
             self.storage.abort_multipart(key, backend["mpu"])
             finished = self.storage.write(key, b"", object_meta(info))
+        tailed = backend.pop("tailed", True)  # unknown (saved before it was kept): maybe
         backend.update(done=True, tail=0, parts=[])
         info.synced = info.offset
         self.save(info)
-        if not self.storage.appendable:
+        if not self.storage.appendable and tailed:
             self._delete_key(self.key(info.id, "tail"))
         return finished
 
@@ -730,6 +732,9 @@ class _PartWriter(DataWriter):
                 tail = bytes(view[:filled])
             self.store.storage.write(self.store.key(self.info.id, "tail"), tail)
             self.tail = tail
+            # Saved with the state next; a tail of a request that died before is
+            # removed with the upload (TusStore.delete) rather than at finish.
+            self.info.backend["tailed"] = True
         if not self._filled:
             self.tail = b""
         backend = self.info.backend

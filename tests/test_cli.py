@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -336,6 +337,16 @@ def test_tus_connection_lost_says_how_to_resume(
             retries=0,
             progress=lambda d, t: None,
         )
+
+
+def test_serve_help_names_the_kind_of_each_value(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["serve", "--help"])
+    pairs = re.findall(r"(--[a-z-]+) ([A-Z_|]+)\b", capsys.readouterr().out)
+    assert len(pairs) > 30
+    # N, S, SIZE, URL...: never argparse's default for a long flag, its whole name in
+    # capitals (HOOK_PROGRESS_INTERVAL) that says nothing of what to type.
+    assert [flag for flag, value in pairs if "_" in value] == []
 
 
 def test_bad_chunk_size_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:

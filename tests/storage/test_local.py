@@ -347,6 +347,23 @@ def test_metadata_of_another_size_is_ignored(tmp_path: Path) -> None:
 # -- resumable uploads --------------------------------------------------------------------
 
 
+def test_a_non_durable_write_without_metadata_keeps_no_sidecar(tmp_path: Path) -> None:
+    # State rewritten at every tus PATCH: one file and one rename, no sidecar.
+    storage = LocalStorage(tmp_path)
+    storage.write("s/info", b"first", meta=ObjectMeta(filename="info.json"))
+    assert files_under(tmp_path) == ["s/.info.meta.json", "s/info"]
+    written = storage.write("s/info", b"again", durable=False)
+    # The old sidecar, the same size as the new bytes, is gone rather than trusted.
+    assert files_under(tmp_path) == ["s/info"]
+    assert storage.read_bytes("s/info") == b"again"
+    info = storage.stat("s/info")
+    assert (info.size, info.filename, info.sha256) == (5, None, None)
+    assert written.etag == info.etag
+    # With metadata, or durable, the sidecar is written as before.
+    storage.write("s/info", b"third", meta=ObjectMeta(filename="x"), durable=False)
+    assert storage.stat("s/info").filename == "x"
+
+
 def test_local_parts_come_in_order(tmp_path: Path) -> None:
     storage = LocalStorage(tmp_path)
     upload_id = storage.begin_multipart("u")

@@ -126,6 +126,30 @@ def test_own_leftover_is_taken_afresh(lock: UploadLock) -> None:
     assert lock.acquire(uid, "server-b") is not None
 
 
+def test_local_lease_records_are_rewritten_in_place(tmp_path: Path) -> None:
+    lock = lock_for(TusStore(LocalStorage(tmp_path / "s")), clock=Clock())
+    uid = upload_id()
+    lease = lock.acquire(uid, "server-a")
+    assert lease is not None
+    record = tmp_path / "s" / ".tus-leases" / f"{uid}.lock"
+    inode = record.stat().st_ino
+    parked = lock.park(lease)
+    assert parked is not None
+    resumed = lock.resume(parked)
+    assert resumed is not None
+    # The same file, no temp file beside it.
+    assert record.stat().st_ino == inode
+    assert [p.name for p in record.parent.iterdir()] == [record.name]
+    # A crash cut a record short mid-write: it no longer parses, so it counts as lapsed.
+    record.write_bytes(record.read_bytes()[:12])
+    taken = lock.acquire(uid, "server-b")
+    assert taken is not None
+    assert taken.taken_over
+    with pytest.raises(LeaseLost):
+        lock.renew(resumed)
+    assert lock.resume(parked) is None
+
+
 def test_racing_acquirers_have_one_winner(lock: UploadLock) -> None:
     for _ in range(2):
         uid = upload_id()

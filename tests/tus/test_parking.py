@@ -24,7 +24,8 @@ MiB = 1024 * 1024
 
 
 def count_calls(env: Env, server: Server) -> Counter[str]:
-    """Count the lock's acquires and resumes, and the state reads, from now on."""
+    """Count the lock's acquires and resumes, the state's reads and saves, and the
+    looks for bytes lost since the last checkpoint, from now on."""
     calls: Counter[str] = Counter()
     app = server.app
     lock = app.lock
@@ -36,13 +37,14 @@ def count_calls(env: Env, server: Server) -> Counter[str]:
             return _real(*args)
 
         setattr(lock, name, counted)
-    real_load = app.store.load
+    for name in ("load", "save", "fall_back"):
+        real = getattr(app.store, name)
 
-    def load(upload_id: str) -> Any:
-        calls["load"] += 1
-        return real_load(upload_id)
+        def counted_store(*args: Any, _real: Any = real, _name: str = name, **kw: Any) -> Any:
+            calls[_name] += 1
+            return _real(*args, **kw)
 
-    app.store.load = load  # type: ignore[method-assign]
+        setattr(app.store, name, counted_store)
     return calls
 
 
@@ -54,8 +56,11 @@ def test_consecutive_patches_resume_the_parked_lease(env: Env, client: httpx.Cli
     for start in range(0, len(data), 10_000):
         assert patch(client, url, start, data[start : start + 10_000]).status_code == 204
     # The first PATCH takes the lease and reads the state; the four after it take the
-    # parked lease back, and know from that the state they kept is current.
-    assert calls == {"acquire": 1, "load": 1, "resume": 4}
+    # parked lease back, and know from that the state they kept is current, and that
+    # no byte after its last checkpoint can have been lost (this process saved it,
+    # and lives). Each unfinished PATCH saves the state once; the last one saves it
+    # when finishing the upload and when handing it on, not before.
+    assert calls == {"acquire": 1, "load": 1, "resume": 4, "save": 4 + 2}
     assert env.completed.calls[0]["sha256"] == hashlib.sha256(data).hexdigest()
     # The finished upload's lease is released, not parked: nothing is left.
     assert env.lease_owner(url.rsplit("/", 1)[1]) is None
@@ -75,7 +80,8 @@ def test_another_server_takes_a_parked_lease_at_once(env: Env, client: httpx.Cli
     assert patch(client, first.base + path, 20_000, data[20_000:30_000]).status_code == 204
     assert patch(client, first.base + path, 30_000, data[30_000:]).status_code == 204
     # (The two servers share one store: its loads count the second server's one too.)
-    assert calls == {"acquire": 2, "load": 3, "resume": 2}
+    # A state read from the store is checked for bytes lost after its checkpoint.
+    assert calls == {"acquire": 2, "load": 3, "resume": 2, "save": 3 + 2, "fall_back": 2}
     assert env.completed.calls[0]["sha256"] == hashlib.sha256(data).hexdigest()
 
 
@@ -117,3 +123,39 @@ def test_s3_requests_of_a_small_patch(seaweed: Seaweed, prefix: str) -> None:
         assert counts["GetObject"] == 0, counts
         assert counts["PutObject"] + counts["UploadPart"] <= 5, counts
         assert sum(counts.values()) <= 5, counts
+
+
+@pytest.mark.s3
+def test_s3_last_patch_deletes_a_tail_only_if_one_was_written(
+    seaweed: Seaweed, prefix: str
+) -> None:
+    s3 = seaweed.client()
+    deleted: list[str] = []
+
+    def record(params: dict[str, Any], **_: Any) -> None:
+        deleted.append(params["Key"].rsplit("/", 1)[1])
+
+    s3.meta.events.register("before-parameter-build.s3.DeleteObject", record)
+    storage = S3Storage(seaweed.bucket, prefix, client=s3)
+    completed = Completed()
+    server = Server(create_tus_app(storage, on_complete=completed, sweep_interval=None))
+    whole, cut = os.urandom(16 * MiB), os.urandom(9 * MiB)
+    try:
+        with httpx.Client(headers={"Tus-Resumable": "1.0.0"}, timeout=60) as client:
+            # Whole 8 MiB parts: no byte ever waited in <id>/tail.
+            url = create(client, server, len(whole))
+            for start in range(0, len(whole), 8 * MiB):
+                deleted.clear()
+                assert patch(client, url, start, whole[start : start + 8 * MiB]).status_code == 204
+            # (<id>/data is the finished object, handed on: the callback copied it.)
+            assert sorted(deleted) == ["data", "lock"]
+            # 3 MiB waited in the tail after the first PATCH: the last one deletes it.
+            url = create(client, server, len(cut))
+            assert patch(client, url, 0, cut[: 3 * MiB]).status_code == 204
+            deleted.clear()
+            assert patch(client, url, 3 * MiB, cut[3 * MiB :]).status_code == 204
+            assert sorted(deleted) == ["data", "lock", "tail"]
+    finally:
+        server.stop()
+    digests = [call["sha256"] for call in completed.calls]
+    assert digests == [hashlib.sha256(whole).hexdigest(), hashlib.sha256(cut).hexdigest()]

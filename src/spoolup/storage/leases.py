@@ -184,7 +184,14 @@ class _Cells(ABC):
 
 
 class _FileCells(_Cells):
-    """Records as files in one folder; one ``flock`` on the folder makes each step atomic."""
+    """Records as files in one folder; one ``flock`` on the folder makes each step atomic.
+
+    A record is rewritten in place under that flock, which every reader takes too, so
+    none sees one half written: no temp file and rename per step (a lease is written
+    twice per tus PATCH). A record a crash cut short does not parse: a lapsed lease.
+    """
+
+    _FLAGS = os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
 
     def __init__(self, folder: Path, suffix: str) -> None:
         self.folder = folder
@@ -195,27 +202,43 @@ class _FileCells(_Cells):
 
     @contextlib.contextmanager
     def _guard(self) -> Iterator[None]:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fd = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
         finally:
             os.close(fd)  # closing drops the flock
 
-    def _read(self, name: str) -> tuple[bytes, str] | None:
+    @staticmethod
+    def _tag(body: bytes) -> str:
+        return hashlib.blake2b(body, digest_size=16).hexdigest()
+
+    @staticmethod
+    def _body(fd: int) -> bytes:
+        chunks = []
+        while chunk := os.read(fd, 4096):
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _open(self, name: str, flags: int) -> int | None:
         try:
-            body = self._path(name).read_bytes()
+            return os.open(self._path(name), flags | self._FLAGS, 0o666)
         except FileNotFoundError:
             return None
-        return body, hashlib.blake2b(body, digest_size=16).hexdigest()
 
-    def _write(self, name: str, body: bytes) -> str:
-        path = self._path(name)
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-        tmp.write_bytes(body)
-        tmp.replace(path)
-        return hashlib.blake2b(body, digest_size=16).hexdigest()
+    def _read(self, name: str) -> tuple[bytes, str] | None:
+        fd = self._open(name, os.O_RDONLY)
+        if fd is None:
+            return None
+        try:
+            body = self._body(fd)
+        finally:
+            os.close(fd)
+        return body, self._tag(body)
 
     def read(self, name: str) -> tuple[bytes, str] | None:
         """Read the file."""
@@ -225,17 +248,31 @@ class _FileCells(_Cells):
     def create(self, name: str, body: bytes) -> str:
         """Write the file unless it exists."""
         with self._guard():
-            if self._read(name) is not None:
-                raise _Conflict
-            return self._write(name, body)
+            try:
+                fd = self._open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+            except FileExistsError:
+                raise _Conflict from None
+            assert fd is not None
+            try:
+                os.write(fd, body)
+            finally:
+                os.close(fd)
+        return self._tag(body)
 
     def replace(self, name: str, body: bytes, tag: str) -> str:
         """Overwrite the file if its content still hashes to ``tag``."""
         with self._guard():
-            current = self._read(name)
-            if current is None or current[1] != tag:
+            fd = self._open(name, os.O_RDWR)
+            if fd is None:
                 raise _Conflict
-            return self._write(name, body)
+            try:
+                if self._tag(self._body(fd)) != tag:
+                    raise _Conflict
+                os.pwrite(fd, body, 0)
+                os.ftruncate(fd, len(body))
+            finally:
+                os.close(fd)
+        return self._tag(body)
 
     def delete(self, name: str, tag: str | None) -> None:
         """Unlink the file if its content still hashes to ``tag``."""

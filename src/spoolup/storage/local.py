@@ -61,7 +61,7 @@ from spoolup.storage.meta import ListPage, ObjectInfo, ObjectMeta, PartInfo, val
 from spoolup.storage.owners import is_dead, this_process
 from spoolup.storage.ranges import FileRangeReader, check_range
 from spoolup.storage.resumable import PartAppender, ResumableStorage
-from spoolup.storage.writer import ObjectWriter
+from spoolup.storage.writer import ObjectWriter, WriteSource
 
 __all__ = ["LocalStorage"]
 
@@ -437,6 +437,33 @@ class LocalStorage(ResumableStorage):
     def open_writer(self, key: str, meta: ObjectMeta | None = None) -> ObjectWriter:
         """Start writing ``key`` to a temp name beside it; see :class:`ObjectWriter`."""
         return _LocalWriter(self, key, meta)
+
+    def write(
+        self,
+        key: str,
+        data: WriteSource,
+        meta: ObjectMeta | None = None,
+        *,
+        durable: bool = True,
+    ) -> ObjectInfo:
+        """Write a whole object atomically; see :meth:`Storage.write`.
+
+        A non-durable write of bytes without metadata (state rewritten often, such as
+        a tus upload's offset) keeps no sidecar: one file written and renamed, no
+        digest recorded (``stat`` then gives none). Any older sidecar is removed first,
+        so that a crash leaves the object with no metadata rather than stale one.
+        """
+        if durable or meta is not None or not isinstance(data, bytes):
+            return super().write(key, data, meta, durable=durable)
+        path = self._object_path(key, create=True)
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                _meta_path(path).unlink()
+            _write_file_atomic(path, data, sync=False)
+            st = path.lstat()
+        except OSError as exc:
+            raise _storage_error(exc, f"writing {key!r}") from exc
+        return self._info(key, path, st, with_metadata=False)
 
     def open(self, key: str, *, start: int = 0, end: int | None = None) -> BinaryIO:
         """Open the object (never following a symlink); see :meth:`Storage.open`."""

@@ -449,8 +449,12 @@ class TusApp:
 
     async def _patch(self, request: Patch, receive: Receive) -> Response:
         async def run() -> Response:
-            info = self._resumed_info(request.upload_id) or await self._load(request.upload_id)
-            await self._fall_back(info)
+            info = self._resumed_info(request.upload_id)
+            if info is None:
+                info = await self._load(request.upload_id)
+                await self._fall_back(info)
+            # else: saved by this process, alive since; only a power loss could have
+            # cut the data short since, and it would have ended this process too.
             new_length = self.protocol.check_patch(info, request, self.clock())
             if new_length is not None:
                 info.length = new_length
@@ -505,10 +509,13 @@ class TusApp:
                 result = await work
                 # An unfinished upload's lease is parked, not released, when the work
                 # went well: its next PATCH here takes it back cheaply (_take_lease).
+                # A PATCH parks it in the thread that saved its state (_Stream).
                 park = release and upload_id in self._live
                 keeper.release = release and not park
             if park:
-                parked = await asyncio.shield(asyncio.to_thread(keeper.park))
+                parked = keeper.parked
+                if parked is None and not keeper.lost:
+                    parked = await asyncio.shield(asyncio.to_thread(keeper.park))
                 if parked is not None:
                     self._parked[upload_id] = parked
                     _bound(self._parked)
@@ -693,6 +700,10 @@ class TusApp:
         # Once the lease is lost, what this request still holds is dropped, never
         # written over the work of the server that took the upload over.
         self._fenced(writer.info.id, writer.flush, final=True, sync=sync)
+        if writer.info.is_complete:
+            # Finishing it saves the state next (TusStore.finish); if this process dies
+            # first, the client was not answered and sends these bytes again.
+            return
         writer.info.expires = self.protocol.expires_at(self.clock())
         self._fenced(writer.info.id, self.store.save, writer.info, durable=sync)
 
@@ -884,12 +895,18 @@ class _Stream:
         info.synced = max(info.synced, snapshot.synced)
 
     def _save_and_close(self, sync: bool) -> None:
-        # One hop to a worker thread for both: each hop waits for a thread and the GIL.
+        # One hop to a worker thread for all: each hop waits for a thread and the GIL.
+        info = self.writer.info
         try:
             self.app._save_written(self.writer, sync)
         finally:
             self.closed = True
             self.writer.close()
+        keeper = self.app._keepers.get(info.id)
+        if keeper is not None and keeper.release and not info.is_complete:
+            # Its last write is done and saved: park the lease here already, for the
+            # upload's next request (as _locked would, one hop later).
+            keeper.park()
 
 
 class _KeepStored(UploadHandler):

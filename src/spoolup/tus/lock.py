@@ -239,6 +239,7 @@ class LeaseKeeper:
         self.lease = lease
         self.lost = False
         self.release = release
+        self.parked: Lease | None = None
         self._monotonic = monotonic
         self._mutex = threading.Lock()
         self._renew_at = monotonic() + lock.ttl / 2
@@ -300,11 +301,18 @@ class LeaseKeeper:
             self.lock.release(self.lease)
 
     def park(self) -> Lease | None:
-        """After leaving with ``release=False``: park the lease (see :meth:`UploadLock.park`)."""
+        """Park the lease (see :meth:`UploadLock.park`); the parked lease, or ``None``.
+
+        Also from the writing thread right after the request's last write: the keeper
+        then holds nothing (:meth:`check` raises, no renewal, no release on leaving)
+        and :attr:`parked` keeps what this returned.
+        """
         with self._mutex:
             if self.lost:
                 return None
+            self.lost = True  # nothing is written past this point
             try:
-                return self.lock.park(self.lease)
+                self.parked = self.lock.park(self.lease)
             except StorageError:
-                return None
+                self.parked = None
+            return self.parked

@@ -51,11 +51,10 @@ if TYPE_CHECKING:
 __all__ = ["DataWriter", "TusStore"]
 
 _S3_PART = 8 * MiB
-# Parts sent in the background while the next one fills, across every upload of the
-# process: each holds one more part buffer in memory. Past these, an upload sends its
-# part itself (receiving waits), so memory stays near one part per upload plus these.
-_SENDING = threading.BoundedSemaphore(4)
-# Of those, at most this many for one upload (a store takes a few parts at once faster).
+# Parts of one upload sent in the background while the next one fills (a store takes a
+# few parts at once faster); each needs a buffer for the next part lent by the process's
+# part budget (spoolup._part_buffers): past it, an upload sends its part itself
+# (receiving waits) and fills the same buffer again.
 _SENDING_EACH = 3
 # S3 numbers a multipart upload's parts 1 to 10,000.
 _MAX_PART_NUMBER = 10_000
@@ -190,7 +189,8 @@ class TusStore:
         holder may use past its last saved state are fixed from it here, for every
         server (see :meth:`parts_ahead`).
         """
-        backend: dict[str, Any] = {"parts": [], "tail": 0}
+        # "tailed": whether <id>/tail may exist (a tail was written, see _PartWriter.flush).
+        backend: dict[str, Any] = {"parts": [], "tail": 0, "tailed": False}
         if final_key is not None and not self.storage.appendable:
             backend["key"] = final_key
         if not self.storage.appendable:
@@ -336,10 +336,11 @@ class TusStore:
             # An empty upload: S3 cannot complete a multipart upload without parts.
             self.storage.abort_multipart(key, backend["mpu"])
             finished = self.storage.write(key, b"", object_meta(info))
+        tailed = backend.pop("tailed", True)  # unknown (saved before it was kept): maybe
         backend.update(done=True, tail=0, parts=[])
         info.synced = info.offset
         self.save(info)
-        if not self.storage.appendable:
+        if not self.storage.appendable and tailed:
             self._delete_key(self.key(info.id, "tail"))
         return finished
 
@@ -595,9 +596,9 @@ class _PartWriter(DataWriter):
     A part is filled in place in a buffer of exactly ``part_size`` bytes and sent as it
     is, never reallocated or copied. Up to ``_SENDING_EACH`` full parts may be on their
     way (in :func:`~spoolup._io.io_pool`) while the next fills, so receiving does not
-    wait for the store's answers; they are counted in order. At most ``_SENDING`` such
-    parts are on their way in the whole process: beyond, a part is sent in the writing
-    thread, so memory stays near one part per upload.
+    wait for the store's answers; they are counted in order. Only while the process's
+    part budget lends a buffer for the next part meanwhile: beyond, a part is sent in the
+    writing thread and its buffer fills again, so memory stays near one part per upload.
 
     Fenced (:meth:`~DataWriter.fence_with`), the lease is checked right before each
     part goes out, and a part number is never more than ``_ahead`` past those of the
@@ -611,6 +612,7 @@ class _PartWriter(DataWriter):
             tail = store._read_tail(info)
         self._part: bytearray | None = None
         self._filled = 0
+        self._next: bytearray | None = None  # the buffer the next part fills
         if tail:
             self._part = _part_buffer(store.part_size)
             self._part[: len(tail)] = tail
@@ -676,18 +678,16 @@ class _PartWriter(DataWriter):
     def _send(self, data: bytearray, *, wait: bool = False) -> None:
         self._sent(0 if wait else _SENDING_EACH - 1)
         number = self._number = self._next_number()
-        if wait or not _SENDING.acquire(blocking=False):
+        size = self.store.part_size
+        spare = None if wait else PROCESS_BUFFERS.spare(size)
+        if spare is None:
             self._sent()
             self._record(self._upload(number, data))
-            _give_back(data, self.store.part_size)
+            if len(data) == size:
+                self._next = data
             return
-        try:
-            sending = io_pool().submit(self._upload, number, data)
-        except BaseException:
-            _SENDING.release()
-            raise
-        sending.add_done_callback(lambda _: _SENDING.release())
-        self._sending.append((sending, data))
+        self._sending.append((io_pool().submit(self._upload, number, data), data))
+        self._next = spare
 
     def write(self, data: bytes) -> None:
         self.offset += len(data)
@@ -696,7 +696,8 @@ class _PartWriter(DataWriter):
             position = 0
             while position < len(view):
                 if self._part is None:
-                    self._part = _part_buffer(size)
+                    free, self._next = self._next, None
+                    self._part = free if free is not None else _part_buffer(size)
                     self._filled = 0
                 take = min(size - self._filled, len(view) - position)
                 self._part[self._filled : self._filled + take] = view[position : position + take]
@@ -748,6 +749,9 @@ class _PartWriter(DataWriter):
                 tail = bytes(view[:filled])
             self.store.storage.write(self.store.key(self.info.id, "tail"), tail)
             self.tail = tail
+            # Saved with the state next; a tail of a request that died before is
+            # removed with the upload (TusStore.delete) rather than at finish.
+            self.info.backend["tailed"] = True
         if not self._filled:
             self.tail = b""
         backend = self.info.backend
@@ -764,6 +768,7 @@ class _PartWriter(DataWriter):
             with contextlib.suppress(BaseException):
                 future.result()
         # Only buffers whose upload is over go back (a failed one may still be read).
-        buffer, self._part = self._part, None
-        if buffer is not None:
-            _give_back(buffer, self.store.part_size)
+        for buffer in (self._part, self._next):
+            if buffer is not None:
+                _give_back(buffer, self.store.part_size)
+        self._part = self._next = None

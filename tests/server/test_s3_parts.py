@@ -1,14 +1,17 @@
-"""Uploads to a server on S3 storage (SeaweedFS) that fail midway, over real sockets.
+"""Part buffers of uploads to a server on S3 storage (SeaweedFS), over real sockets.
 
 Whatever ends an upload in the middle of a part (the client leaving, a file over the
 size limit, the store refusing a part, for POST, PUT and tus PATCH), every part buffer
 it held goes back to the process's pool at once (no garbage collection awaited), and
-no multipart upload is left open for a plain upload.
+no multipart upload is left open for a plain upload. The part budget governs tus
+uploads too: with nothing to lend, their parts are sent one at a time.
 """
 
 from __future__ import annotations
 
+import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -17,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from spoolup._io import PART_BUDGET
 from spoolup._part_buffers import PROCESS_BUFFERS
 from spoolup.limits import Limits
 from spoolup.server.store import RecordStore, open_store
@@ -169,3 +173,43 @@ def test_a_part_the_store_refuses_gives_the_buffers_back(
     _settled(before, "the store refused a part")
     if way != "tus":
         assert _open_uploads(seaweed, s3_server) == uploads
+
+
+@pytest.mark.parametrize(("budget", "in_background"), [(0, False), (PART_BUDGET, True)])
+def test_tus_sends_parts_in_the_background_only_under_the_budget(
+    s3_server: RunningServer,
+    s3_store: RecordStore,
+    monkeypatch: pytest.MonkeyPatch,
+    budget: int,
+    in_background: bool,
+) -> None:
+    storage = s3_store.storage
+    assert isinstance(storage, S3Storage)
+    real = storage.upload_part
+    threads: list[str] = []
+
+    def watch(key: str, upload_id: str, number: int, data: Any) -> Any:
+        threads.append(threading.current_thread().name)
+        return real(key, upload_id, number, data)
+
+    monkeypatch.setattr(storage, "upload_part", watch)
+    PROCESS_BUFFERS.set_budget(budget)
+    try:
+        body = os.urandom(3 * PART)  # the limit here
+        with s3_server.client() as client:
+            created = client.post("/tus/", headers={**TUS, "Upload-Length": str(len(body))})
+            answer = client.patch(
+                created.headers["location"],
+                content=body,
+                headers={
+                    **TUS,
+                    "Upload-Offset": "0",
+                    "Content-Type": "application/offset+octet-stream",
+                },
+            )
+            assert answer.status_code == 204, answer.text
+    finally:
+        PROCESS_BUFFERS.set_budget(PART_BUDGET)
+    # Three parts; the pool's threads send the ones sent in the background.
+    assert len(threads) >= 3
+    assert any(name.startswith("spoolup-io") for name in threads) is in_background

@@ -723,7 +723,9 @@ class TusApp:
 
     async def _concat(self, info: UploadInfo, parts: list[UploadInfo]) -> None:
         try:
-            digest = await asyncio.to_thread(self._fenced, info.id, self.store.concat, info, parts)
+            digest = await asyncio.to_thread(
+                self._fenced, info.id, self.store.concat, info, parts, fence=self._fence_writer
+            )
         except (FileNotFoundError, ObjectNotFound):
             # The parts are not locked while they are copied: one was terminated or
             # expired meanwhile.

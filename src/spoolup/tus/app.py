@@ -497,7 +497,11 @@ class TusApp:
             raise UploadLocked(msg)
         self._busy.add(upload_id)
         try:
-            lease = await self._take_lease(upload_id)
+            try:
+                lease = await self._take_lease(upload_id)
+            except BaseException:  # the lock store failed: the work never starts
+                _close_awaitable(work)
+                raise
             if lease is None:
                 _close_awaitable(work)
                 msg = "another server is writing this upload"

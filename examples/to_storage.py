@@ -9,9 +9,10 @@ A pure ASGI application::
 
 No temp file: ``StorageHandler`` writes each chunk to the storage writer as it
 arrives (a temp name beside the target, or an S3 multipart upload) and hashes it on
-the way. A file over ``MAX_FILE_SIZE`` is refused with 413 the moment it crosses the
-limit, and whatever was written of it, and of the files before it, is removed (local)
-or aborted (S3). Keys are random ids, never the client's file name.
+the way. A file over ``MAX_FILE_SIZE`` (5 GiB, a constant below, not a variable;
+``make_app(storage, max_file_size=...)`` takes another) is refused with 413 the moment
+it crosses the limit, and whatever was written of it, and of the files before it, is
+removed (local) or aborted (S3). Keys are random ids, never the client's file name.
 """
 
 from __future__ import annotations

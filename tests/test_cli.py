@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -328,14 +329,17 @@ def test_tus_connection_lost_says_how_to_resume(
         httpx.Client(transport=httpx.MockTransport(handler)) as client,
         pytest.raises(upload_cmd.UploadFailed, match="run the same command again to resume"),
     ):
-        upload_cmd.upload_tus(
-            client,
-            path,
-            endpoint="http://test/tus/",
-            chunk_size=2,
-            retries=0,
-            progress=lambda d, t: None,
-        )
+        send_by_tus(client, path)
+
+
+def test_serve_help_names_the_kind_of_each_value(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["serve", "--help"])
+    pairs = re.findall(r"(--[a-z-]+) ([A-Z_|]+)\b", capsys.readouterr().out)
+    assert len(pairs) > 30
+    # N, S, SIZE, URL...: never argparse's default for a long flag, its whole name in
+    # capitals (HOOK_PROGRESS_INTERVAL) that says nothing of what to type.
+    assert [flag for flag, value in pairs if "_" in value] == []
 
 
 def test_bad_chunk_size_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -344,6 +348,18 @@ def test_bad_chunk_size_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> 
             cli.main(["upload", "x", "--chunk-size", bad])
         assert exit_info.value.code == 2
     assert "chunk size" in capsys.readouterr().err
+
+
+def send_by_tus(client: httpx.Client, path: Path) -> dict[str, object]:
+    """``upload_tus`` to a mock server at http://test/tus/, in 2-byte chunks, no retries."""
+    return upload_cmd.upload_tus(
+        client,
+        path,
+        endpoint="http://test/tus/",
+        chunk_size=2,
+        retries=0,
+        progress=lambda d, t: None,
+    )
 
 
 def fake_tus(record: dict[str, object] | None) -> httpx.MockTransport:
@@ -376,23 +392,9 @@ def test_tus_record_is_checked(
         httpx.Client(transport=fake_tus(record)) as client,
         pytest.raises(upload_cmd.UploadFailed, match=match),
     ):
-        upload_cmd.upload_tus(
-            client,
-            path,
-            endpoint="http://test/tus/",
-            chunk_size=2,
-            retries=0,
-            progress=lambda d, t: None,
-        )
+        send_by_tus(client, path)
     with httpx.Client(transport=fake_tus(record)) as client, pytest.raises(upload_cmd.UploadFailed):
-        upload_cmd.upload_tus(
-            client,
-            tmp_path / "missing",
-            endpoint="http://test/tus/",
-            chunk_size=2,
-            retries=0,
-            progress=lambda d, t: None,
-        )
+        send_by_tus(client, tmp_path / "missing")
 
 
 def test_killed_upload_resumes_when_run_again(

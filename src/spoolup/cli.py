@@ -119,7 +119,9 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--min-body-rate", metavar="SIZE", help="bytes a second a body must average (1KiB; 0 off)"
     )
-    serve.add_argument("--max-connections", type=int, help="open connections at most (4096)")
+    serve.add_argument(
+        "--max-connections", type=int, metavar="N", help="open connections at most (4096)"
+    )
     serve.add_argument(
         "--sweep-interval", type=float, metavar="S", help="seconds between leftover sweeps (300)"
     )
@@ -168,12 +170,21 @@ def _add_operator_flags(serve: argparse.ArgumentParser) -> None:
     )
     serve.add_argument("--hook-url", help="POST tusd-style hook requests here", metavar="URL")
     serve.add_argument(
-        "--hook-secret", help="sign hook requests with HMAC-SHA256 (SPOOLUP_HOOK_SECRET)"
+        "--hook-secret",
+        metavar="SECRET",
+        help="sign hook requests with HMAC-SHA256 (SPOOLUP_HOOK_SECRET)",
     )
-    serve.add_argument("--hook-timeout", type=float, help="seconds per hook delivery (5)")
-    serve.add_argument("--hook-retries", type=int, help="retries of non-blocking hooks (3)")
     serve.add_argument(
-        "--hook-progress-interval", type=float, help="seconds between post-receive hooks (1)"
+        "--hook-timeout", type=float, metavar="S", help="seconds per hook delivery (5)"
+    )
+    serve.add_argument(
+        "--hook-retries", type=int, metavar="N", help="retries of non-blocking hooks (3)"
+    )
+    serve.add_argument(
+        "--hook-progress-interval",
+        type=float,
+        metavar="S",
+        help="seconds between post-receive hooks (1)",
     )
 
 

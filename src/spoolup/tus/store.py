@@ -196,8 +196,15 @@ class TusStore:
         if not self.storage.appendable:
             backend["ahead"] = self.stray_parts(unsaved)
         info.backend = backend
-        backend["mpu"] = self.storage.begin_multipart(self.data_key(info), object_meta(info))
-        self.save(info)
+        key = self.data_key(info)
+        backend["mpu"] = self.storage.begin_multipart(key, object_meta(info))
+        try:
+            self.save(info)
+        except BaseException:
+            # Nothing would ever name it: no one could resume or abort it.
+            with contextlib.suppress(StorageError):
+                self.storage.abort_multipart(key, backend["mpu"])
+            raise
 
     def writer(self, info: UploadInfo, *, tail: bytes | None = None) -> DataWriter:
         """A writer appending the next bytes of the upload at ``info.offset``.
@@ -395,17 +402,27 @@ class TusStore:
         info.backend["discarded"] = True
         self.save(info)
 
-    def hand_over(self, info: UploadInfo) -> None:
-        """The completion callback took the finished upload: the store lets it go.
+    def hand_over(self, info: UploadInfo, taken: UploadedFile) -> None:
+        """The completion callback took the finished upload as ``taken``: the store lets
+        it go.
 
         Its own ``<id>/data`` is deleted (the callback moved or copied it); an object
-        at a final key now belongs to the callback and is never deleted by the store.
+        at a final key now belongs to the callback and is never deleted by the store,
+        if ``taken`` is that object (not the copy a storing handler kept: then it is
+        nobody's, and deleted).
         """
-        if "key" not in info.backend:
+        if "key" not in info.backend or not self._is_data(taken, info):
             self.discard_data(info)
             return
         info.backend.update(discarded=True, handed=True)
         self.save(info)
+
+    def _is_data(self, file: UploadedFile, info: UploadInfo) -> bool:
+        return (
+            isinstance(file, StoredFile)
+            and file.storage is self.storage
+            and file.key == self.data_key(info)
+        )
 
     def concat(self, final: UploadInfo, parts: list[UploadInfo]) -> str:
         """Fill ``final`` with the bytes of ``parts`` in order, finish it; return its sha256.

@@ -312,18 +312,24 @@ class TusStore:
         backend = info.backend
         if backend.get("done"):
             return None
+        # First say the upload is whole (the PATCH that completed it saved nothing):
+        # a server dying once the backend completed it, before the save below, leaves a
+        # state its next HEAD finishes, not one whose client resends bytes to a
+        # multipart upload (or local folder) that no longer exists.
+        self.save(info, durable=False)
         key = self.data_key(info)
         finished: ObjectInfo | None = None
+        tail = b""
         if self.storage.appendable:
             parts = [PartInfo(1, info.offset, "append")]
         else:
             tail = self._read_tail(info)
             parts = [PartInfo(int(n), int(s), str(e)) for n, s, e in backend["parts"]]
-            if tail:
-                number = _last_number(backend) + 1
-                parts.append(self.storage.upload_part(key, backend["mpu"], number, tail))
-        if info.offset and parts:
+        if info.offset and (parts or tail):
             try:
+                if tail:
+                    number = _last_number(backend) + 1
+                    parts.append(self.storage.upload_part(key, backend["mpu"], number, tail))
                 finished = self.storage.complete_multipart(
                     key, backend["mpu"], parts, sha256=sha256
                 )
@@ -331,7 +337,8 @@ class TusStore:
                 if not self._completed(key, info):
                     raise
                 # Completed before, its answer lost (or its server died before saving
-                # so): S3 no longer knows the multipart upload, the object is whole.
+                # so): the backend no longer knows the upload (S3 nor takes its tail
+                # again; the local folder was renamed into place), the object is whole.
         else:
             # An empty upload: S3 cannot complete a multipart upload without parts.
             self.storage.abort_multipart(key, backend["mpu"])
@@ -345,8 +352,6 @@ class TusStore:
         return finished
 
     def _completed(self, key: str, info: UploadInfo) -> bool:
-        if self.storage.appendable:
-            return False
         try:
             return self.storage.stat(key).size == info.offset
         except StorageError:

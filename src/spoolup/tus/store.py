@@ -424,12 +424,21 @@ class TusStore:
             and file.key == self.data_key(info)
         )
 
-    def concat(self, final: UploadInfo, parts: list[UploadInfo]) -> str:
+    def concat(
+        self,
+        final: UploadInfo,
+        parts: list[UploadInfo],
+        *,
+        fence: Callable[[DataWriter], None] | None = None,
+    ) -> str:
         """Fill ``final`` with the bytes of ``parts`` in order, finish it; return its sha256.
 
         A blocking copy through this process, one chunk at a time, hashed on the way.
+        ``fence`` fences the writer (:meth:`DataWriter.fence_with`), as a PATCH's is.
         """
         out = self.writer(final)
+        if fence is not None:
+            fence(out)
         hasher = hashlib.sha256()
         try:
             for part in parts:

@@ -754,7 +754,10 @@ class _PartWriter(DataWriter):
     def flush(self, *, final: bool = False, sync: bool = False) -> None:
         self._sent()
         part, filled = self._part, self._filled
-        if part is not None and filled >= self.store.storage.min_part_size:
+        # The upload's last bytes go out as its last part, which may be short: no tail
+        # object written now, read back and deleted when the upload is finished.
+        last = filled and self.offset == self.info.length
+        if part is not None and (filled >= self.store.storage.min_part_size or last):
             del part[filled:]  # cut in place: no copy
             self._part, self._filled = None, 0
             self._send(part, wait=True)

@@ -407,9 +407,9 @@ uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[3]), log_level="warning")
 def test_a_server_killed_right_after_completing_leaves_a_finishable_upload(
     seaweed: Seaweed, prefix: str
 ) -> None:
-    # kill -9 between CompleteMultipartUpload and the state saying so; the last bytes
-    # were short of a part (in the tail). Another server's HEAD finishes the upload:
-    # the multipart upload is gone, its tail cannot be sent again, the object is whole.
+    # kill -9 between CompleteMultipartUpload and the state saying so (the PATCH
+    # that completes an upload saves no offset). Another server's HEAD finishes the
+    # upload: the multipart upload is gone, the object is whole.
     import os
     import signal
     import subprocess
@@ -419,7 +419,7 @@ def test_a_server_killed_right_after_completing_leaves_a_finishable_upload(
     from benchmarks.serving import free_port
     from tests.tus.test_pending_completion import record_of, wait_until_up
 
-    data = DATA[: 8 * MiB + 1000]  # one part, the rest in the tail
+    data = DATA[: 8 * MiB + 1000]
     port = free_port()
     command = [sys.executable, "-c", DIES_AFTER_COMPLETING, seaweed.bucket, prefix, str(port)]
     headers = {"Tus-Resumable": "1.0.0"}

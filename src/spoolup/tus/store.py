@@ -319,17 +319,16 @@ class TusStore:
         self.save(info, durable=False)
         key = self.data_key(info)
         finished: ObjectInfo | None = None
-        tail = b""
         if self.storage.appendable:
             parts = [PartInfo(1, info.offset, "append")]
         else:
             tail = self._read_tail(info)
             parts = [PartInfo(int(n), int(s), str(e)) for n, s, e in backend["parts"]]
-        if info.offset and (parts or tail):
+            if tail:
+                number = _last_number(backend) + 1
+                parts.append(self.storage.upload_part(key, backend["mpu"], number, tail))
+        if info.offset and parts:
             try:
-                if tail:
-                    number = _last_number(backend) + 1
-                    parts.append(self.storage.upload_part(key, backend["mpu"], number, tail))
                 finished = self.storage.complete_multipart(
                     key, backend["mpu"], parts, sha256=sha256
                 )
@@ -337,8 +336,8 @@ class TusStore:
                 if not self._completed(key, info):
                     raise
                 # Completed before, its answer lost (or its server died before saving
-                # so): the backend no longer knows the upload (S3 nor takes its tail
-                # again; the local folder was renamed into place), the object is whole.
+                # so): the backend no longer knows the upload (the local folder was
+                # renamed into place), the object is whole.
         else:
             # An empty upload: S3 cannot complete a multipart upload without parts.
             self.storage.abort_multipart(key, backend["mpu"])

@@ -3,8 +3,10 @@
 One SeaweedFS (``weed mini``) and one server; ``UPLOADS`` concurrent POSTs of ``SIZE``
 bytes to ``/api/files`` (streamed straight into S3 multipart uploads), then one alone.
 Measured: the server's RSS idle (after a warm-up) and at its peak (``VmHWM``), the
-growth per upload in flight, and MB/s. The focused form of the cluster benchmark's
-memory column, for the part buffer budget (``spoolup._io.PART_BUDGET``).
+growth per upload in flight, and MB/s. Then ``STALLED`` PUTs that send 512 KiB of a
+64 MiB body and stop (slowloris): the server's RSS growth per stalled client. The
+focused form of the cluster benchmark's memory column, for the part buffer budget
+(``spoolup._io.PART_BUDGET``).
 
 Side by side in the same run: with ``SPOOLUP_BENCH_BASELINE=<folder>`` (the ``src``
 folder of another checkout, e.g. ``git archive <commit> src | tar -x -C /tmp/base``), a
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import tempfile
 import time
 from dataclasses import dataclass
@@ -36,6 +39,8 @@ PACKAGES = ("uvicorn", "boto3")
 MiB = 1024 * 1024
 UPLOADS, SIZE = 32, 64 * MiB
 QUICK_UPLOADS, QUICK_SIZE = 4, 9 * MiB
+STALLED, QUICK_STALLED = 32, 4
+STALLED_SENT = 512 * 1024  # past the body batches on the way, into the storage writer
 
 
 @dataclass
@@ -47,6 +52,8 @@ class Run:
     alone_seconds: float
     uploads: int
     size: int
+    stalled: int
+    stalled_growth: int
 
 
 def measure(label: str, folder: Path, store: Seaweed, baseline: str | None, quick: bool) -> Run:
@@ -68,9 +75,42 @@ def measure(label: str, folder: Path, store: Seaweed, baseline: str | None, quic
         alone, _, alone_ids = asyncio.run(_upload_all(url, 1, size))
         for file_id in ids + alone_ids:
             httpx.delete(f"{url}/api/files/{file_id}", timeout=60)
+        stalled = QUICK_STALLED if quick else STALLED
+        stalled_growth = _stalled_growth(url, pid_of(server), stalled)
     finally:
         server.stop()
-    return Run(label, idle, peak, seconds, alone, uploads, size)
+    return Run(label, idle, peak, seconds, alone, uploads, size, stalled, stalled_growth)
+
+
+def _stalled_growth(url: str, pid: int, clients: int) -> int:
+    """RSS growth of the server while ``clients`` PUTs have sent a little and stopped."""
+    port = int(url.rsplit(":", 1)[1])
+    before = rss_now(pid)
+    head = (
+        f"PUT /api/files/stalled.bin HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {SIZE}\r\n\r\n"
+    ).encode()
+    held: list[socket.socket] = []
+    try:
+        for _ in range(clients):
+            sock = socket.create_connection(("127.0.0.1", port))
+            held.append(sock)
+            sock.sendall(head + b"s" * STALLED_SENT)
+        # Until every one took its part buffer (the gauge counts them, filled or not).
+        deadline = time.monotonic() + 120
+        while _part_buffer_bytes(url) < clients * 8 * MiB and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.0)  # the last bytes copied in
+        return rss_now(pid) - before
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def _part_buffer_bytes(url: str) -> float:
+    for line in httpx.get(f"{url}/metrics", timeout=60).text.splitlines():
+        if line.startswith("spoolup_part_buffer_bytes "):
+            return float(line.split()[1])
+    return 0.0
 
 
 def run(quick: bool) -> list[Table]:
@@ -108,6 +148,7 @@ def table(runs: list[Run]) -> Table:
             "peak vs first row",
             "MB/s at once",
             "MB/s alone",
+            "MiB per stalled PUT",
         ],
     )
     for r in runs:
@@ -119,10 +160,15 @@ def table(runs: list[Run]) -> Table:
             f"{r.peak / first.peak:.2f}x",
             f"{r.uploads * r.size / r.seconds / 1e6:.0f}",
             f"{r.size / r.alone_seconds / 1e6:.0f}",
+            f"{r.stalled_growth / MiB / r.stalled:.2f}",
         )
     result.notes.append(
         "MiB per upload: the growth of the server's RSS from idle (after a warm-up) to its "
         "peak (VmHWM), over the uploads in flight. SeaweedFS, the client and the server "
         "share the machine's cores."
+    )
+    result.notes.append(
+        f"MiB per stalled PUT: the RSS growth while {first.stalled} PUTs that sent "
+        f"{STALLED_SENT // 1024} KiB each and stopped are held open, per PUT."
     )
     return result

@@ -40,3 +40,21 @@ def test_old_upload_folders_no_tus_upload_records_are_swept(tmp_path: Path) -> N
     assert tus.load(live.id) is not None
     assert storage.list_parts(tus.key(live.id, "data"), live.backend["mpu"]) == []
     assert sweeper.sweep() == 0
+
+
+def test_an_unreadable_upload_state_does_not_stop_the_sweep(tmp_path: Path) -> None:
+    # A damaged state (or one a newer release wrote) names no live upload: the sweep
+    # goes on past it, and its upload, lost (410), is swept once old.
+    storage = LocalStorage(tmp_path / "data")
+    tus = TusStore(storage)
+    damaged = UploadInfo(id="D" * 22, length=10)
+    tus.create(damaged)
+    storage.write(tus.key(damaged.id, "info"), b"{not json")
+    orphan = storage.begin_multipart(tus.key("O" * 22, "data"))
+    uploads = tmp_path / "data" / ".uploads"
+    _age(uploads / damaged.backend["mpu"], 2 * DAY)
+    _age(uploads / orphan, 2 * DAY)
+    sweeper = LeftoverSweeper(storage, tus=tus, orphan_age=DAY, interval=300.0)
+
+    assert sweeper.sweep() == 2
+    assert list(uploads.iterdir()) == []

@@ -18,6 +18,7 @@ def test_one_server_is_measured_and_tabled(seaweed: Seaweed, tmp_path: Path) -> 
     assert 0 < run.idle <= run.peak
     assert run.seconds > 0
     assert run.alone_seconds > 0
+    assert run.stalled == bench_s3_memory.QUICK_STALLED
     table = bench_s3_memory.table([run, run])
     assert [row[0] for row in table.rows] == ["smoke run", "smoke run"]
     assert table.rows[1][4] == "1.00x"

@@ -126,16 +126,21 @@ def test_s3_requests_of_a_small_patch(seaweed: Seaweed, prefix: str) -> None:
 
 
 @pytest.mark.s3
-def test_s3_last_patch_deletes_a_tail_only_if_one_was_written(
+def test_s3_last_patch_sends_no_tail_and_deletes_one_only_if_written(
     seaweed: Seaweed, prefix: str
 ) -> None:
     s3 = seaweed.client()
     deleted: list[str] = []
+    put: list[str] = []
 
     def record(params: dict[str, Any], **_: Any) -> None:
         deleted.append(params["Key"].rsplit("/", 1)[1])
 
+    def record_put(params: dict[str, Any], **_: Any) -> None:
+        put.append(params["Key"].rsplit("/", 1)[1])
+
     s3.meta.events.register("before-parameter-build.s3.DeleteObject", record)
+    s3.meta.events.register("before-parameter-build.s3.PutObject", record_put)
     storage = S3Storage(seaweed.bucket, prefix, client=s3)
     completed = Completed()
     server = Server(create_tus_app(storage, on_complete=completed, sweep_interval=None))
@@ -153,8 +158,11 @@ def test_s3_last_patch_deletes_a_tail_only_if_one_was_written(
             url = create(client, server, len(cut))
             assert patch(client, url, 0, cut[: 3 * MiB]).status_code == 204
             deleted.clear()
+            put.clear()
             assert patch(client, url, 3 * MiB, cut[3 * MiB :]).status_code == 204
             assert sorted(deleted) == ["data", "lock", "tail"]
+            # Its last 1 MiB went out as the last part, never through the tail.
+            assert "tail" not in put
     finally:
         server.stop()
     digests = [call["sha256"] for call in completed.calls]

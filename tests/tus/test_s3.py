@@ -16,7 +16,7 @@ from tusclient import client as tus_client
 
 from spoolup.errors import UploadError
 from spoolup.files import FileInfo, UploadedFile
-from spoolup.handlers import SkipFile, UploadHandler
+from spoolup.handlers import HandlerSpec, SkipFile, TemporaryFileHandler, UploadHandler
 from spoolup.storage import PartInfo, StorageError
 from spoolup.storage.s3 import S3Storage
 from spoolup.tus import create_tus_app
@@ -148,7 +148,8 @@ def test_parts_are_sent_while_the_next_ones_fill(seaweed: Seaweed, prefix: str) 
     finally:
         writer.close()
     assert storage.waited == [True]
-    assert [p[0] for p in info.backend["parts"]] == [1, 2]
+    # The last half part too: it ends the upload, so it needs no tail.
+    assert [p[0] for p in info.backend["parts"]] == [1, 2, 3]
     assert info.offset == len(data)
     store.finish(info)
     with store.open(info) as stored:
@@ -235,13 +236,14 @@ class _Refusing(UploadHandler):
         raise SkipFile
 
 
-@pytest.mark.parametrize("refused_by", ["handler", "callback", "nobody"])
+@pytest.mark.parametrize("refused_by", ["handler", "callback", "nobody", "copied"])
 def test_final_key_object_belongs_to_the_callback_once_it_took_it(
     seaweed: Seaweed, prefix: str, refused_by: str
 ) -> None:
     # Assembled at its final key, the object is there when the handlers and the
     # callback run; refused, it is deleted; taken, the tus app never deletes it, not
-    # even when the upload expires.
+    # even when the upload expires. "copied": a storing handler kept its own copy,
+    # which the callback took: the object at the final key is nobody's, deleted.
     storage = S3Storage(seaweed.bucket, prefix, client=seaweed.client())
     completed = Completed()
 
@@ -252,11 +254,15 @@ def test_final_key_object_belongs_to_the_callback_once_it_took_it(
         return record
 
     clock = [1_000.0]
+    chains: dict[str, list[HandlerSpec]] = {
+        "handler": [_Refusing],
+        "copied": [TemporaryFileHandler],
+    }
     app = create_tus_app(
         storage,
         on_complete=on_complete,
         final_key=lambda info: f"kept/{info.id}",
-        handlers=[_Refusing] if refused_by == "handler" else None,
+        handlers=chains.get(refused_by),
         sweep_interval=None,
         expiry=60,
         clock=lambda: clock[0],
@@ -284,6 +290,8 @@ def test_final_key_object_belongs_to_the_callback_once_it_took_it(
         assert storage.read_bytes(f"kept/{upload_id}") == DATA
     else:
         assert kept == []
+        called = refused_by in ("callback", "copied")
+        assert [c["data"] for c in completed.calls] == ([DATA] if called else [])
     assert [i.key for i in storage.list("tus/").items] == []
 
 
@@ -351,3 +359,26 @@ def test_a_save_lands_only_over_the_state_its_store_saw_last(
         again = mine.load(info.id)
         assert again is not None
         mine.save(again)
+
+
+class _StateLost(S3Storage):
+    """Every save of an upload's state fails, as S3 going away mid-creation."""
+
+    def write_if(self, key: str, data: bytes, *, tag: str | None, durable: bool = True) -> Any:
+        raise StorageError("S3 writing the state failed: connection reset")
+
+
+def test_a_creation_that_fails_leaves_no_multipart_upload(seaweed: Seaweed, prefix: str) -> None:
+    # The multipart upload is begun before the state naming it is saved: if the save
+    # fails, nobody would ever resume or abort it (only an age-based sweep, a day on).
+    storage = _StateLost(seaweed.bucket, prefix, client=seaweed.client())
+    server = Server(create_tus_app(storage, final_key=lambda info: f"kept/{info.id}"))
+    try:
+        r = httpx.post(
+            server.url, headers={"Tus-Resumable": "1.0.0", "Upload-Length": "10"}, timeout=30
+        )
+        assert r.status_code == 500
+    finally:
+        server.stop()
+    listing = storage.client.list_multipart_uploads(Bucket=seaweed.bucket, Prefix=prefix)
+    assert listing.get("Uploads", []) == []

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 from spoolup._periodic import repeat
 from spoolup.server.share import sweep_link_markers
 from spoolup.storage.local import LocalStorage
+from spoolup.tus.state import StateError
 
 if TYPE_CHECKING:
     from spoolup.storage.base import Storage
@@ -84,7 +85,10 @@ class LeftoverSweeper:
         if self.tus is None:
             return live
         for upload_id in self.tus.ids():
-            info = self.tus.load(upload_id)
+            try:
+                info = self.tus.load(upload_id)
+            except StateError:  # unreadable: a lost upload (410), live no more
+                continue
             mpu = info.backend.get("mpu") if info is not None else None
             if isinstance(mpu, str):
                 live.add(mpu)

@@ -98,8 +98,10 @@ On S3 the upload is assembled right there, so finishing it copies nothing: the o
 appears at that key when the upload is finished (before the handlers and
 ``on_complete`` run; if they refuse it, it is deleted). Once ``on_complete`` has
 returned, the object is the callback's: the tus app never deletes it (expiry and
-termination remove only the upload's state). Elsewhere the finished upload is handed
-over at ``<id>/data`` and the callback moves it there (a rename).
+termination remove only the upload's state); unless a storing handler gave the
+callback a copy of its own, the object then being nobody's and deleted. Elsewhere
+the finished upload is handed over at ``<id>/data`` and the callback moves it there
+(a rename).
 """
 
 CreationCallback = Callable[[UploadInfo], Any]
@@ -495,7 +497,11 @@ class TusApp:
             raise UploadLocked(msg)
         self._busy.add(upload_id)
         try:
-            lease = await self._take_lease(upload_id)
+            try:
+                lease = await self._take_lease(upload_id)
+            except BaseException:  # the lock store failed: the work never starts
+                _close_awaitable(work)
+                raise
             if lease is None:
                 _close_awaitable(work)
                 msg = "another server is writing this upload"
@@ -721,7 +727,9 @@ class TusApp:
 
     async def _concat(self, info: UploadInfo, parts: list[UploadInfo]) -> None:
         try:
-            digest = await asyncio.to_thread(self._fenced, info.id, self.store.concat, info, parts)
+            digest = await asyncio.to_thread(
+                self._fenced, info.id, self.store.concat, info, parts, fence=self._fence_writer
+            )
         except (FileNotFoundError, ObjectNotFound):
             # The parts are not locked while they are copied: one was terminated or
             # expired meanwhile.
@@ -761,7 +769,7 @@ class TusApp:
         info.record = dict(record) if isinstance(record, Mapping) else None
         if self.on_complete is not None:
             # The callback took the file; without one the data stays in the store.
-            await asyncio.to_thread(self._fenced, info.id, self.store.hand_over, info)
+            await asyncio.to_thread(self._fenced, info.id, self.store.hand_over, info, upload)
 
     def _receive_finished(
         self, info: UploadInfo, digest: str | None, finished: ObjectInfo | None = None

@@ -196,8 +196,15 @@ class TusStore:
         if not self.storage.appendable:
             backend["ahead"] = self.stray_parts(unsaved)
         info.backend = backend
-        backend["mpu"] = self.storage.begin_multipart(self.data_key(info), object_meta(info))
-        self.save(info)
+        key = self.data_key(info)
+        backend["mpu"] = self.storage.begin_multipart(key, object_meta(info))
+        try:
+            self.save(info)
+        except BaseException:
+            # Nothing would ever name it: no one could resume or abort it.
+            with contextlib.suppress(StorageError):
+                self.storage.abort_multipart(key, backend["mpu"])
+            raise
 
     def writer(self, info: UploadInfo, *, tail: bytes | None = None) -> DataWriter:
         """A writer appending the next bytes of the upload at ``info.offset``.
@@ -395,24 +402,43 @@ class TusStore:
         info.backend["discarded"] = True
         self.save(info)
 
-    def hand_over(self, info: UploadInfo) -> None:
-        """The completion callback took the finished upload: the store lets it go.
+    def hand_over(self, info: UploadInfo, taken: UploadedFile) -> None:
+        """The completion callback took the finished upload as ``taken``: the store lets
+        it go.
 
         Its own ``<id>/data`` is deleted (the callback moved or copied it); an object
-        at a final key now belongs to the callback and is never deleted by the store.
+        at a final key now belongs to the callback and is never deleted by the store,
+        if ``taken`` is that object (not the copy a storing handler kept: then it is
+        nobody's, and deleted).
         """
-        if "key" not in info.backend:
+        if "key" not in info.backend or not self._is_data(taken, info):
             self.discard_data(info)
             return
         info.backend.update(discarded=True, handed=True)
         self.save(info)
 
-    def concat(self, final: UploadInfo, parts: list[UploadInfo]) -> str:
+    def _is_data(self, file: UploadedFile, info: UploadInfo) -> bool:
+        return (
+            isinstance(file, StoredFile)
+            and file.storage is self.storage
+            and file.key == self.data_key(info)
+        )
+
+    def concat(
+        self,
+        final: UploadInfo,
+        parts: list[UploadInfo],
+        *,
+        fence: Callable[[DataWriter], None] | None = None,
+    ) -> str:
         """Fill ``final`` with the bytes of ``parts`` in order, finish it; return its sha256.
 
         A blocking copy through this process, one chunk at a time, hashed on the way.
+        ``fence`` fences the writer (:meth:`DataWriter.fence_with`), as a PATCH's is.
         """
         out = self.writer(final)
+        if fence is not None:
+            fence(out)
         hasher = hashlib.sha256()
         try:
             for part in parts:
@@ -723,7 +749,10 @@ class _PartWriter(DataWriter):
     def flush(self, *, final: bool = False, sync: bool = False) -> None:
         self._sent()
         part, filled = self._part, self._filled
-        if part is not None and filled >= self.store.storage.min_part_size:
+        # The upload's last bytes go out as its last part, which may be short: no tail
+        # object written now, read back and deleted when the upload is finished.
+        last = filled and self.offset == self.info.length
+        if part is not None and (filled >= self.store.storage.min_part_size or last):
             del part[filled:]  # cut in place: no copy
             self._part, self._filled = None, 0
             self._send(part, wait=True)

@@ -469,3 +469,38 @@ def test_a_server_killed_right_after_completing_leaves_a_finishable_upload(
     assert [c["data"] for c in completed.calls] == [data]
     assert storage.read_bytes(f"kept/{upload_id}") == data
     assert [i.key for i in storage.list("tus/").items] == [f"tus/{upload_id}/info"]
+
+
+class _Body:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self.data
+
+
+def test_a_store_refusing_conditional_writes_still_saves(seaweed: Seaweed, prefix: str) -> None:
+    # Some S3 stores answer If-Match with 501 (run with --lock redis://): the state is
+    # then saved as before, unfenced, rather than never.
+    from botocore.awsrequest import AWSResponse, HTTPHeaders
+
+    client = seaweed.client()
+
+    def refuse(request: Any, **_: Any) -> AWSResponse | None:
+        if "If-Match" not in request.headers:
+            return None
+        error = b"<Error><Code>NotImplemented</Code><Message>If-Match</Message></Error>"
+        return AWSResponse(request.url, 501, HTTPHeaders(), _Body(error))
+
+    client.meta.events.register("before-send.s3.PutObject", refuse)
+    store = TusStore(S3Storage(seaweed.bucket, prefix, client=client))
+    info = UploadInfo(id="d" * 22, length=10)
+    store.create(info)
+    loaded = store.load(info.id)
+    assert loaded is not None
+    loaded.offset = 4
+    store.save(loaded)
+    store.save(loaded)
+    again = store.load(info.id)
+    assert again is not None
+    assert again.offset == 4

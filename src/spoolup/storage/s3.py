@@ -858,6 +858,8 @@ class S3Storage(ResumableStorage):
             key=key, size=sum(p.size for p in ordered), created=datetime.now(UTC), sha256=sha256
         )
 
+    _if_match = True  # whether the store takes If-Match on PutObject (see write_if)
+
     def read_tagged(self, key: str) -> tuple[bytes, str | None]:
         """GetObject: the bytes and the ETag."""
         response = self._get(key, None)
@@ -868,18 +870,29 @@ class S3Storage(ResumableStorage):
     def write_if(
         self, key: str, data: bytes, *, tag: str | None, durable: bool = True
     ) -> str | None:
-        """PutObject with ``If-Match: <tag>`` (a missing object is a conflict too)."""
+        """PutObject with ``If-Match: <tag>`` (a missing object is a conflict too).
+
+        A store that refuses the header (501) is written to unconditionally from then
+        on (a warning says so), as a store that ignores it is.
+        """
         validate_key(key)
         args: dict[str, Any] = {"Bucket": self.bucket, "Key": self._key(key), "Body": data}
-        if tag is not None:
+        if tag is not None and self._if_match:
             args["IfMatch"] = tag
         try:
             with _errors(f"writing {key!r}"):
                 put = self.client.put_object(**args)
         except StorageError as exc:
-            if tag is not None and _code(exc) in _CONFLICT:
+            if "IfMatch" in args and _code(exc) in _CONFLICT:
                 msg = f"{key!r} changed since it was read"
                 raise WriteConflict(msg) from None
+            if "IfMatch" in args and _code(exc) in {"501", "NotImplemented"}:
+                logger.warning(
+                    "the object store refuses conditional writes (If-Match): a tus server "
+                    "that froze mid-save may undo another's work after a takeover"
+                )
+                self._if_match = False
+                return self.write_if(key, data, tag=None, durable=durable)
             raise
         return str(put["ETag"])
 

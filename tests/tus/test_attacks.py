@@ -6,6 +6,7 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -60,9 +61,9 @@ def test_creation_body_cut_short_leaves_nothing(env: Env, server: Server) -> Non
 class _VanishingPartStore(TusStore):
     """A part deleted by another request while the final upload is being assembled."""
 
-    def concat(self, final: UploadInfo, parts: list[UploadInfo]) -> str:
+    def concat(self, final: UploadInfo, parts: list[UploadInfo], **kw: Any) -> str:
         self.delete(parts[0].id)
-        return super().concat(final, parts)
+        return super().concat(final, parts, **kw)
 
 
 def test_failed_concatenation_leaves_no_final_upload(tmp_path: Path, client: httpx.Client) -> None:

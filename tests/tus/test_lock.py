@@ -14,11 +14,13 @@ from typing import Any
 
 import pytest
 
+from spoolup.storage import StorageError
 from spoolup.storage.leases import _S3Cells
 from spoolup.storage.local import LocalStorage
 from spoolup.storage.s3 import S3Storage
 from spoolup.tus.lock import (
     ConditionalWritesUnsupported,
+    Lease,
     LeaseKeeper,
     LeaseLost,
     ObjectLock,
@@ -322,3 +324,45 @@ def test_a_lapsed_redis_lease_is_taken_over_and_its_holder_is_fenced(
     after = lock.acquire(uid, "server-c")
     assert after is not None
     assert after.taken_over is False
+
+
+class _Unreachable(UploadLock):
+    """A lock store that does not answer."""
+
+    def acquire(self, upload_id: str, owner: str) -> Lease | None:
+        raise StorageError("the lock store does not answer")
+
+    def renew(self, lease: Lease) -> Lease:
+        raise AssertionError("never taken")
+
+    def release(self, lease: Lease) -> None:
+        raise AssertionError("never taken")
+
+    def discard(self, upload_id: str) -> None:
+        """Nothing to discard."""
+
+
+def test_an_unreachable_lock_store_fails_the_request_cleanly(tmp_path: Path) -> None:
+    # The request's work was made before its lease was asked for: it is closed, never
+    # left unawaited (a RuntimeWarning, an error here).
+    import gc
+
+    import httpx
+
+    from tests.tus.conftest import Env
+
+    env = Env(tmp_path / "store")
+    try:
+        server = env.start(lock=_Unreachable())
+        r = httpx.post(server.url, headers={"Tus-Resumable": "1.0.0", "Upload-Length": "5"})
+        assert r.status_code == 201, r.text
+        with httpx.Client(headers={"Tus-Resumable": "1.0.0"}) as client:
+            r = client.patch(
+                server.base + r.headers["location"],
+                content=b"hello",
+                headers={"Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"},
+            )
+            assert r.status_code == 500
+        gc.collect()
+    finally:
+        env.close()

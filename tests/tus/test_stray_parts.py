@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 import pytest
@@ -442,3 +442,58 @@ def test_a_late_state_save_of_a_frozen_holder_undoes_nothing(seaweed: Seaweed, p
     assert storage.read_bytes(f"kept/{upload}") == data
     (call,) = completed.calls
     assert call["data"] == data
+
+
+class _FreezesOnConcat(_Recording):
+    """Once ``taken`` is set (the partial uploads are in), opening the second partial
+    upload to copy it freezes the lock and waits out the lease."""
+
+    def __init__(self, seaweed: Seaweed, prefix: str) -> None:
+        super().__init__(seaweed, prefix)
+        self.lock = _FrozenLock(lock_for(TusStore(self), ttl=1.0))
+        self.opened = 0
+
+    def open(self, key: str, *, start: int = 0, end: int | None = None) -> BinaryIO:
+        if self.taken.is_set():
+            self.opened += 1
+            if self.opened == 2:
+                self.lock.frozen.set()
+                # Past half a lease since the last renewal: the holder's check now fails.
+                time.sleep(self.lock.ttl)
+        return super().open(key, start=start, end=end)
+
+
+def test_a_concatenation_stops_writing_once_its_lease_is_lost(
+    seaweed: Seaweed, prefix: str
+) -> None:
+    # Every write to storage is fenced, also the parts a concatenation copies.
+    part = 5 * MiB
+    storage = _FreezesOnConcat(seaweed, prefix)
+    lock = storage.lock
+    app = create_tus_app(
+        TusStore(storage, part_size=part), lock=lock, lease=1.0, sweep_interval=None
+    )
+    server = Server(app)
+    try:
+        partial = {**TUS, "Upload-Concat": "partial"}
+        paths = []
+        for _ in range(2):
+            r = httpx.post(
+                server.url, headers={**partial, "Upload-Length": str(2 * part)}, timeout=30
+            )
+            assert r.status_code == 201, r.text
+            paths.append(httpx.URL(r.headers["location"]).path)
+            assert _patch(server.base + paths[-1], 0, b"p" * 2 * part).status_code == 204
+        storage.taken.set()
+        r = httpx.post(
+            server.url, headers={**TUS, "Upload-Concat": "final;" + " ".join(paths)}, timeout=60
+        )
+        # The renewal fails (the lock store is unreachable as far as it knows): 500.
+        assert r.status_code == 500, r.text
+    finally:
+        lock.frozen.clear()
+        server.stop()
+    # The first partial upload's parts may have gone (checked before the freeze);
+    # the second's never do.
+    assert storage.late[:1] == [1]
+    assert not {3, 4} & set(storage.late)

@@ -774,10 +774,12 @@ class LocalStorage(ResumableStorage):
         data = folder / "data"
         try:
             with data.open("r+b") as file:
-                if os.fstat(file.fileno()).st_size < size:
+                found = os.fstat(file.fileno()).st_size
+                if found < size:
                     msg = f"upload {upload_id} holds fewer bytes than its parts say"
                     raise StorageError(msg)
-                file.truncate(size)
+                if found > size:  # else no truncate: it would only touch the inode's times
+                    file.truncate(size)
                 os.fsync(file.fileno())
             meta = ObjectMeta(state["filename"], state["content_type"], state["metadata"])
             sidecar = _sidecar(size, meta, sha256)

@@ -497,7 +497,11 @@ class TusApp:
             raise UploadLocked(msg)
         self._busy.add(upload_id)
         try:
-            lease = await self._take_lease(upload_id)
+            try:
+                lease = await self._take_lease(upload_id)
+            except BaseException:  # the lock store failed: the work never starts
+                _close_awaitable(work)
+                raise
             if lease is None:
                 _close_awaitable(work)
                 msg = "another server is writing this upload"
@@ -723,7 +727,9 @@ class TusApp:
 
     async def _concat(self, info: UploadInfo, parts: list[UploadInfo]) -> None:
         try:
-            digest = await asyncio.to_thread(self._fenced, info.id, self.store.concat, info, parts)
+            digest = await asyncio.to_thread(
+                self._fenced, info.id, self.store.concat, info, parts, fence=self._fence_writer
+            )
         except (FileNotFoundError, ObjectNotFound):
             # The parts are not locked while they are copied: one was terminated or
             # expired meanwhile.

@@ -312,6 +312,11 @@ class TusStore:
         backend = info.backend
         if backend.get("done"):
             return None
+        # First say the upload is whole (the PATCH that completed it saved nothing):
+        # a server dying once the backend completed it, before the save below, leaves a
+        # state its next HEAD finishes, not one whose client resends bytes to a
+        # multipart upload (or local folder) that no longer exists.
+        self.save(info, durable=False)
         key = self.data_key(info)
         finished: ObjectInfo | None = None
         if self.storage.appendable:
@@ -331,7 +336,8 @@ class TusStore:
                 if not self._completed(key, info):
                     raise
                 # Completed before, its answer lost (or its server died before saving
-                # so): S3 no longer knows the multipart upload, the object is whole.
+                # so): the backend no longer knows the upload (the local folder was
+                # renamed into place), the object is whole.
         else:
             # An empty upload: S3 cannot complete a multipart upload without parts.
             self.storage.abort_multipart(key, backend["mpu"])
@@ -345,8 +351,6 @@ class TusStore:
         return finished
 
     def _completed(self, key: str, info: UploadInfo) -> bool:
-        if self.storage.appendable:
-            return False
         try:
             return self.storage.stat(key).size == info.offset
         except StorageError:
@@ -424,12 +428,21 @@ class TusStore:
             and file.key == self.data_key(info)
         )
 
-    def concat(self, final: UploadInfo, parts: list[UploadInfo]) -> str:
+    def concat(
+        self,
+        final: UploadInfo,
+        parts: list[UploadInfo],
+        *,
+        fence: Callable[[DataWriter], None] | None = None,
+    ) -> str:
         """Fill ``final`` with the bytes of ``parts`` in order, finish it; return its sha256.
 
         A blocking copy through this process, one chunk at a time, hashed on the way.
+        ``fence`` fences the writer (:meth:`DataWriter.fence_with`), as a PATCH's is.
         """
         out = self.writer(final)
+        if fence is not None:
+            fence(out)
         hasher = hashlib.sha256()
         try:
             for part in parts:
@@ -740,7 +753,10 @@ class _PartWriter(DataWriter):
     def flush(self, *, final: bool = False, sync: bool = False) -> None:
         self._sent()
         part, filled = self._part, self._filled
-        if part is not None and filled >= self.store.storage.min_part_size:
+        # The upload's last bytes go out as its last part, which may be short: no tail
+        # object written now, read back and deleted when the upload is finished.
+        last = filled and self.offset == self.info.length
+        if part is not None and (filled >= self.store.storage.min_part_size or last):
             del part[filled:]  # cut in place: no copy
             self._part, self._filled = None, 0
             self._send(part, wait=True)

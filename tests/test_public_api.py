@@ -164,7 +164,7 @@ SUBMODULES: dict[str, list[str]] = {
     ],
     "spoolup.storage.owners": ["is_dead", "owner_of", "this_process"],
     "spoolup.storage.ranges": ["FileRangeReader", "LazyRangeReader", "RangeReader", "check_range"],
-    "spoolup.storage.resumable": ["PartAppender", "ResumableStorage"],
+    "spoolup.storage.resumable": ["PartAppender", "ResumableStorage", "WriteConflict"],
     "spoolup.storage.s3": ["S3Storage"],
     "spoolup.storage.writer": ["AsyncObjectWriter", "ObjectWriter", "WriteSource"],
     "spoolup.integrations.django": [

@@ -59,8 +59,9 @@ def test_consecutive_patches_resume_the_parked_lease(env: Env, client: httpx.Cli
     # parked lease back, and know from that the state they kept is current, and that
     # no byte after its last checkpoint can have been lost (this process saved it,
     # and lives). Each unfinished PATCH saves the state once; the last one saves it
-    # when finishing the upload and when handing it on, not before.
-    assert calls == {"acquire": 1, "load": 1, "resume": 4, "save": 4 + 2}
+    # when finishing the upload (before completing it in the backend, so that a crash
+    # in between leaves it whole, and after) and when handing it on, not before.
+    assert calls == {"acquire": 1, "load": 1, "resume": 4, "save": 4 + 3}
     assert env.completed.calls[0]["sha256"] == hashlib.sha256(data).hexdigest()
     # The finished upload's lease is released, not parked: nothing is left.
     assert env.lease_owner(url.rsplit("/", 1)[1]) is None
@@ -81,7 +82,7 @@ def test_another_server_takes_a_parked_lease_at_once(env: Env, client: httpx.Cli
     assert patch(client, first.base + path, 30_000, data[30_000:]).status_code == 204
     # (The two servers share one store: its loads count the second server's one too.)
     # A state read from the store is checked for bytes lost after its checkpoint.
-    assert calls == {"acquire": 2, "load": 3, "resume": 2, "save": 3 + 2, "fall_back": 2}
+    assert calls == {"acquire": 2, "load": 3, "resume": 2, "save": 3 + 3, "fall_back": 2}
     assert env.completed.calls[0]["sha256"] == hashlib.sha256(data).hexdigest()
 
 

@@ -129,3 +129,48 @@ def wait_until_up(url: str) -> None:
             time.sleep(0.05)
         else:
             return
+
+
+DIES_COMPLETING = """
+import os, signal, sys
+import uvicorn
+from spoolup.storage.local import LocalStorage
+from spoolup.tus import create_tus_app
+
+class Dies(LocalStorage):
+    def complete_multipart(self, *args, **kwargs):
+        super().complete_multipart(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGKILL)  # renamed into place; no state says so
+
+app = create_tus_app(Dies(sys.argv[1]), sweep_interval=None)
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
+"""
+
+
+@pytest.mark.slow
+def test_a_head_finishes_the_upload_of_a_server_killed_while_completing_it(
+    env: Env, client: httpx.Client
+) -> None:
+    """kill -9 once the data file is renamed into place, before the state says so."""
+    data = os.urandom(300_000)
+    port = free_port()
+    command = [sys.executable, "-c", DIES_COMPLETING, str(env.root), str(port)]
+    with subprocess.Popen(command) as doomed:
+        try:
+            url = f"http://127.0.0.1:{port}/"
+            wait_until_up(url)
+            created = client.post(url, headers={"Upload-Length": str(len(data))})
+            upload_id = created.headers["location"].rsplit("/", 1)[1]
+            with pytest.raises(httpx.TransportError):
+                patch(client, url + upload_id, 0, data)
+            assert doomed.wait(30) == -signal.SIGKILL
+        finally:
+            doomed.kill()
+    server = env.start(clock=time.time)
+    deadline = time.monotonic() + 60
+    while "spoolup-file-record" not in (head := client.head(server.url + upload_id)).headers:
+        assert head.headers["upload-offset"] == str(len(data))
+        assert time.monotonic() < deadline, "no HEAD finished the upload"
+        time.sleep(0.1)
+    assert record_of(head)["sha256"] == hashlib.sha256(data).hexdigest()
+    assert [c["data"] for c in env.completed.calls] == [data]

@@ -312,6 +312,11 @@ class TusStore:
         backend = info.backend
         if backend.get("done"):
             return None
+        # First say the upload is whole (the PATCH that completed it saved nothing):
+        # a server dying once the backend completed it, before the save below, leaves a
+        # state its next HEAD finishes, not one whose client resends bytes to a
+        # multipart upload (or local folder) that no longer exists.
+        self.save(info, durable=False)
         key = self.data_key(info)
         finished: ObjectInfo | None = None
         if self.storage.appendable:
@@ -331,7 +336,8 @@ class TusStore:
                 if not self._completed(key, info):
                     raise
                 # Completed before, its answer lost (or its server died before saving
-                # so): S3 no longer knows the multipart upload, the object is whole.
+                # so): the backend no longer knows the upload (the local folder was
+                # renamed into place), the object is whole.
         else:
             # An empty upload: S3 cannot complete a multipart upload without parts.
             self.storage.abort_multipart(key, backend["mpu"])
@@ -345,8 +351,6 @@ class TusStore:
         return finished
 
     def _completed(self, key: str, info: UploadInfo) -> bool:
-        if self.storage.appendable:
-            return False
         try:
             return self.storage.stat(key).size == info.offset
         except StorageError:

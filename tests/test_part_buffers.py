@@ -86,6 +86,19 @@ def test_idle_buffers_are_kept_up_to_a_quarter_of_the_budget() -> None:
     assert pool.idle == 2 * PART
 
 
+def test_idle_buffers_of_an_unused_size_make_room_for_the_sizes_in_use() -> None:
+    pool = PartBuffers(8 * PART)  # keeps 2 * PART idle
+    old = pool.take(2 * PART)
+    pool.give_back(old)
+    del old
+    part = pool.take(PART)
+    pool.give_back(part)
+    gc.collect()
+    assert pool.live == PART  # the large one was dropped for it
+    assert pool.take(PART) is part
+    assert pool.made == 2
+
+
 def test_no_idle_buffer_is_kept_past_the_budget() -> None:
     pool = PartBuffers(2 * PART)
     own = [pool.take(PART) for _ in range(3)]

@@ -121,25 +121,28 @@ class PartBuffers:
     def give_back(self, buffer: bytes | bytearray) -> None:
         """Return a buffer no one reads any more (its part was sent), to reuse it.
 
-        A buffer from elsewhere, or cut to another size, is left to be freed.
+        A buffer from elsewhere, or cut to another size, is left to be freed. The
+        buffers kept longest make room for it: idle buffers of a part size no write
+        uses any more must not keep the sizes in use from being reused.
         """
         if not isinstance(buffer, _Buffer) or len(buffer) != buffer.size:
             return
         with self._lock:
             if (
-                self._kept_bytes + buffer.size <= self.idle
+                buffer.size <= self.idle
                 and self.live <= self.budget
                 and not any(kept is buffer for kept in self._kept)
             ):
                 self._kept.append(buffer)
                 self._kept_bytes += buffer.size
+                while self._kept_bytes > self.idle:
+                    self._kept_bytes -= self._kept.pop(0).size
 
     def _reuse(self, size: int) -> _Buffer | None:
-        for i, kept in enumerate(self._kept):
-            if kept.size == size:
-                del self._kept[i]
+        for i in range(len(self._kept) - 1, -1, -1):
+            if self._kept[i].size == size:
                 self._kept_bytes -= size
-                return kept
+                return self._kept.pop(i)
         return None
 
     def _count(self, size: int) -> None:

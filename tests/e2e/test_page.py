@@ -136,7 +136,9 @@ def test_token_is_asked_once_and_kept(browser: object, tmp_path: Path) -> None:
         page.fill("#token-input", "tok-123")
         page.click("#token-form button[type=submit]")
         sync_api.expect(dialog).to_be_hidden()
-        assert page.evaluate("sessionStorage.getItem('spoolup.token')") == "tok-123"
+        # The dialog's close event (which keeps the token) comes in a task of its own,
+        # after the dialog is hidden: wait for it rather than read at once.
+        page.wait_for_function("sessionStorage.getItem('spoolup.token') === 'tok-123'")
 
         upload = tmp_path / "a.txt"
         upload.write_bytes(b"hello token")

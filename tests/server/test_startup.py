@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
 
 from spoolup.limits import Limits
 from spoolup.server.about import banner, limits_json
-from spoolup.server.config import ServerConfig
-from spoolup.server.startup import StorageUnusable, open_checked_store
+from spoolup.server.config import ConfigError, ServerConfig
+from spoolup.server.startup import StorageUnusable, check_ports, open_checked_store
 from spoolup.storage import LocalStorage, StorageError
 
 
@@ -87,3 +88,18 @@ def test_banner_names_the_port_really_bound(
     finally:
         server.should_exit = True
         thread.join(15)
+
+
+def test_a_port_is_checked_on_every_address_the_host_has(tmp_path: Path) -> None:
+    # As asyncio's server does: an address the machine lacks (a family that is off, as
+    # IPv6 in some containers) is skipped, not reported as a port taken.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = ServerConfig(storage=str(tmp_path), host="127.0.0.1", port=port)
+        with pytest.raises(ConfigError, match=rf"127\.0\.0\.1:{port} \(--port\): address in use"):
+            check_ports(config)
+    check_ports(config)  # free again
+    absent = ServerConfig(storage=str(tmp_path), host="192.0.2.1", port=port, insecure=True)
+    check_ports(absent)  # not this machine's address: uvicorn says so itself

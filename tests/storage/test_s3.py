@@ -339,6 +339,62 @@ def test_move_of_a_large_object_copies_in_parts(s3_storage: S3Storage) -> None:
     assert uploads(s3_storage) == []
 
 
+def _untagged_multipart(s3_storage: S3Storage, key: str, data: bytes) -> None:
+    # As a tus upload completed in place whose digest was not known yet.
+    full = f"{s3_storage.prefix}{key}"
+    client, bucket = s3_storage.client, s3_storage.bucket
+    upload = client.create_multipart_upload(
+        Bucket=bucket, Key=full, ContentType="image/png", Metadata={"filename": "a.png"}
+    )["UploadId"]
+    etag = client.upload_part(Bucket=bucket, Key=full, UploadId=upload, PartNumber=1, Body=data)[
+        "ETag"
+    ]
+    client.complete_multipart_upload(
+        Bucket=bucket,
+        Key=full,
+        UploadId=upload,
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]},
+    )
+
+
+def test_moving_onto_itself_to_record_a_digest_copies_nothing(
+    s3_storage: S3Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = b"d" * 1000
+    digest = hashlib.sha256(data).hexdigest()
+    _untagged_multipart(s3_storage, "files/x", data)
+    assert s3_storage.stat("files/x").sha256 is None
+
+    def no_copy(**kwargs: Any) -> Any:
+        raise AssertionError("copied")
+
+    monkeypatch.setattr(s3_storage.client, "copy_object", no_copy)
+    monkeypatch.setattr(s3_storage.client, "upload_part_copy", no_copy)
+    meta = ObjectMeta(filename="a.png", content_type="image/png")
+    info = s3_storage.move("files/x", "files/x", meta=meta, sha256=digest)
+    assert (info.sha256, info.filename, info.size) == (digest, "a.png", len(data))
+    stat = s3_storage.stat("files/x")
+    assert (stat.sha256, stat.filename, stat.content_type) == (digest, "a.png", "image/png")
+    assert s3_storage.read_bytes("files/x") == data
+
+
+def test_moving_onto_itself_without_tagging_copies(
+    s3_storage: S3Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def not_implemented(**kwargs: Any) -> Any:
+        error = {"Error": {"Code": "NotImplemented", "Message": "no tagging here"}}
+        raise ClientError(error, "PutObjectTagging")  # type: ignore[arg-type]
+
+    data = b"e" * 1000
+    digest = hashlib.sha256(data).hexdigest()
+    _untagged_multipart(s3_storage, "files/y", data)
+    monkeypatch.setattr(s3_storage.client, "put_object_tagging", not_implemented)
+    meta = ObjectMeta(filename="a.png", content_type="image/png")
+    info = s3_storage.move("files/y", "files/y", meta=meta, sha256=digest)
+    assert info.sha256 == s3_storage.stat("files/y").sha256 == digest  # in its metadata
+    assert s3_storage.read_bytes("files/y") == data
+
+
 def test_move_in_parts_aborts_on_failure(s3_storage: S3Storage) -> None:
     s3_storage.max_copy_size = 1
     s3_storage.write("src", b"x" * 100)

@@ -43,12 +43,19 @@ def check_ports(config: ServerConfig) -> None:
             continue  # a host that does not resolve: uvicorn says so
         for family, kind, proto, _, address in found:
             # As uvicorn and the metrics server bind: SO_REUSEADDR, so a port that only
-            # has connections closing (TIME_WAIT) is free, and one being listened on is not.
-            with socket.socket(family, kind, proto) as probe:
+            # has connections closing (TIME_WAIT) is free, and one being listened on is
+            # not. Like asyncio's server, skip an address family the machine lacks.
+            try:
+                probe = socket.socket(family, kind, proto)
+            except OSError:
+                continue
+            with probe:
                 probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 try:
                     probe.bind(address)
                 except OSError as exc:
+                    if exc.errno == errno.EADDRNOTAVAIL:
+                        continue  # not an address of this machine: uvicorn says so
                     shown = f"[{config.host}]" if ":" in config.host else config.host
                     reason = "address in use" if exc.errno == errno.EADDRINUSE else exc.strerror
                     msg = f"cannot listen on {shown}:{port} ({flag}): {reason}"

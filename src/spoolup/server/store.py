@@ -171,7 +171,7 @@ class RecordStore:
                 if sha256 is None or kept.sha256 == sha256:
                     return self.record(kept).to_json()
                 # Hashed only after it was finished (another server received some of
-                # it): the digest is recorded by moving the object onto itself.
+                # it): a move onto itself records the digest (a tag on S3, no copy).
                 key = uploaded.key
             else:
                 key = _new_key(None)

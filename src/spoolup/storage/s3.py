@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import dataclasses
 import hashlib
 import io
 import logging
@@ -548,11 +549,23 @@ class S3Storage(ResumableStorage):
         Up to :attr:`max_copy_size` bytes (5 GiB, the S3 limit) this is one CopyObject;
         a larger object is copied by UploadPartCopy in parts of :attr:`copy_part_size`
         (a multipart upload aborted on failure). The bytes never pass through this
-        process. See :meth:`Storage.move`.
+        process. A move onto itself that only adds the digest of an object without one
+        is a PutObjectTagging (the copy is the fallback on an endpoint without
+        tagging). See :meth:`Storage.move`.
         """
         validate_key(dest)
         old = self.stat(src)
         checked = (old.meta if meta is None else meta).checked()
+        if (
+            src == dest
+            and sha256 is not None
+            and old.sha256 is None
+            and checked == old.meta.checked()
+            and self._tag(dest, sha256)
+        ):
+            # Only the digest is new (a tus upload hashed after it was completed in
+            # place): a tag records it without copying every byte onto themselves.
+            return dataclasses.replace(old, sha256=sha256)
         content_type = checked.content_type
         user = self._user_metadata(checked, sha256 or old.sha256)
         if old.size <= self.max_copy_size:
@@ -846,17 +859,25 @@ class S3Storage(ResumableStorage):
         self._disown(upload_id)
         if sha256 is not None:
             # Best effort: an endpoint without tagging keeps the object, without the tag.
-            with contextlib.suppress(StorageError), _errors(f"tagging {key!r}"):
-                self.client.put_object_tagging(
-                    Bucket=self.bucket,
-                    Key=self._key(key),
-                    Tagging={"TagSet": [{"Key": "sha256", "Value": sha256}]},
-                )
+            self._tag(key, sha256)
         if describe:
             return self.stat(key)
         return ObjectInfo(
             key=key, size=sum(p.size for p in ordered), created=datetime.now(UTC), sha256=sha256
         )
+
+    def _tag(self, key: str, sha256: str) -> bool:
+        """PutObjectTagging of the ``sha256`` tag; False if the endpoint refused it."""
+        try:
+            with _errors(f"tagging {key!r}", key):
+                self.client.put_object_tagging(
+                    Bucket=self.bucket,
+                    Key=self._key(key),
+                    Tagging={"TagSet": [{"Key": "sha256", "Value": sha256}]},
+                )
+        except StorageError:
+            return False
+        return True
 
     _if_match = True  # whether the store takes If-Match on PutObject (see write_if)
 

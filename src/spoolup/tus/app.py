@@ -839,6 +839,7 @@ class _Stream:
         # checkpoint_bytes of the upload (seconds are counted within a request).
         self.marked = (min(writer.info.synced, writer.offset), app.clock())
         self.closed = False
+        self.whole = False  # the body was read to its end and written
 
     async def run(self, body: AsyncIterator[list[bytes]]) -> None:
         app, writer = self.app, self.writer
@@ -857,6 +858,7 @@ class _Stream:
                 app._fenced, writer.info.id, _write_hashed, writer, self.hasher, batch
             )
         await self._written()
+        self.whole = True
 
     async def _written(self) -> None:
         if self.pending is not None:
@@ -909,9 +911,10 @@ class _Stream:
             self.closed = True
             self.writer.close()
         keeper = self.app._keepers.get(info.id)
-        if keeper is not None and keeper.release and not info.is_complete:
+        if self.whole and keeper is not None and keeper.release and not info.is_complete:
             # Its last write is done and saved: park the lease here already, for the
-            # upload's next request (as _locked would, one hop later).
+            # upload's next request (as _locked would, one hop later). A request cut
+            # short releases it instead, as it fails.
             keeper.park()
 
 

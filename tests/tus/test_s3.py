@@ -388,6 +388,29 @@ def test_a_creation_that_fails_leaves_no_multipart_upload(seaweed: Seaweed, pref
     assert listing.get("Uploads", []) == []
 
 
+def test_an_upload_too_large_for_the_part_numbers_is_refused_at_creation(
+    seaweed: Seaweed, prefix: str
+) -> None:
+    # 10,000 parts of 8 MiB: past about 78 GiB the upload could never finish.
+    storage = S3Storage(seaweed.bucket, prefix, client=seaweed.client())
+    server = Server(create_tus_app(storage, max_size=1024**4, sweep_interval=None))
+    headers = {"Tus-Resumable": "1.0.0"}
+    try:
+        r = httpx.post(server.url, headers={**headers, "Upload-Length": str(80 * 1024**3)})
+        assert r.status_code == 413
+        assert "does not fit" in r.text
+        r = httpx.post(server.url, headers={**headers, "Upload-Length": str(70 * 1024**3)})
+        assert r.status_code == 201
+        listing = storage.client.list_multipart_uploads(Bucket=seaweed.bucket, Prefix=prefix)
+        assert len(listing.get("Uploads", [])) == 1  # the one that fits
+        location = httpx.URL(server.url).join(r.headers["Location"])
+        assert httpx.delete(location, headers=headers).status_code == 204
+    finally:
+        server.stop()
+    listing = storage.client.list_multipart_uploads(Bucket=seaweed.bucket, Prefix=prefix)
+    assert listing.get("Uploads", []) == []
+
+
 DIES_AFTER_COMPLETING = """
 import os, signal, sys
 import uvicorn

@@ -195,6 +195,8 @@ class TusStore:
             backend["key"] = final_key
         if not self.storage.appendable:
             backend["ahead"] = self.stray_parts(unsaved)
+            if info.length is not None:
+                self._check_fits(info.length, backend["ahead"])
         info.backend = backend
         key = self.data_key(info)
         backend["mpu"] = self.storage.begin_multipart(key, object_meta(info))
@@ -240,6 +242,17 @@ class TusStore:
         info.backend["floor"] = _last_number(info.backend) + self.parts_ahead(info, unsaved)
         self.save(info)
         self.check_part_numbers(info)
+
+    def _check_fits(self, length: int, ahead: int) -> None:
+        # Refused at creation, not with a 409 once most of it was sent: a takeover may
+        # skip ``ahead`` numbers, and the last bytes may take one more.
+        most = (_MAX_PART_NUMBER - ahead - 1) * self.part_size
+        if length > most:
+            msg = (
+                f"an upload of {length} bytes does not fit in this storage's "
+                f"{_MAX_PART_NUMBER} parts of {self.part_size} bytes (at most {most})"
+            )
+            raise TusError(msg, status=413)
 
     def check_part_numbers(self, info: UploadInfo) -> None:
         """A 409 if the rest of the upload no longer fits in S3's 10,000 part numbers.

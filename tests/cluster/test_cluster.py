@@ -466,7 +466,7 @@ def test_nothing_is_left_behind_in_the_bucket(cluster: Cluster, run: Run) -> Non
             for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
             for obj in page.get("Contents", [])
         ]
-        stray = [k for k in keys if k.endswith(("/lock", "/tail", "/data")) or ".tmp" in k]
+        stray = [k for k in keys if k.endswith(("/lock", "/data")) or "/tail" in k or ".tmp" in k]
         found = client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
         return stray, [u["Key"] for u in found]
 

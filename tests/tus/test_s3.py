@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import os
 import threading
 import uuid
 from collections.abc import Iterator
@@ -113,6 +114,43 @@ def test_bytes_short_of_a_part_wait_in_the_tail(seaweed: Seaweed, prefix: str) -
         second.stop()
     (call,) = completed.calls
     assert call["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_a_tail_written_by_a_request_that_died_unsaved_corrupts_nothing(
+    seaweed: Seaweed, prefix: str
+) -> None:
+    # State: 3 MiB in the tail. A request then fills part 1, leaves a new tail and dies
+    # before saving its state: the next request starts from the saved state, and must
+    # continue from the old tail's bytes, not from the first bytes of the new one.
+    store = TusStore(S3Storage(seaweed.bucket, prefix, client=seaweed.client()))
+    data = os.urandom(12 * MiB)  # no repeating pattern: another tail's bytes differ
+    info = UploadInfo(id="t" * 22, length=len(data))
+    store.create(info)
+
+    def request(info: UploadInfo, start: int, end: int, *, save: bool) -> None:
+        writer = store.writer(info)
+        try:
+            writer.write(data[start:end])
+            writer.flush(final=True)
+            if save:
+                store.save(info)
+        finally:
+            writer.close()
+
+    request(info, 0, 3 * MiB, save=True)
+    died = store.load(info.id)
+    assert died is not None
+    request(died, 3 * MiB, 11 * MiB, save=False)  # part 1 of 8 MiB, a 3 MiB tail
+    again = store.load(info.id)
+    assert again is not None
+    assert again.offset == 3 * MiB
+    request(again, 3 * MiB, len(data), save=True)
+    store.finish(again)
+    with store.open(again) as stored:
+        assert hashlib.sha256(stored.read()).digest() == hashlib.sha256(data).digest()
+    store.delete(info.id)
+    client = seaweed.client()
+    assert client.list_objects_v2(Bucket=seaweed.bucket, Prefix=prefix).get("KeyCount") == 0
 
 
 class _GatedS3(S3Storage):

@@ -943,7 +943,7 @@ class _Live:
     ``rev`` and ``offset`` are those of the state it saved last (``state``, JSON);
     ``hashed`` the hash of the bytes it saw, up to where it saw all (``None``: it
     missed the first ones); ``fallbacks`` the upload's count of falls back to a
-    checkpoint then; ``tail`` the bytes of ``<id>/tail`` (``None``: not known here).
+    checkpoint then; ``tail`` the bytes of ``<id>/tail.<start>`` (``None``: not known here).
     """
 
     rev: str

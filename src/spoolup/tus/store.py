@@ -189,7 +189,7 @@ class TusStore:
         holder may use past its last saved state are fixed from it here, for every
         server (see :meth:`parts_ahead`).
         """
-        # "tailed": whether <id>/tail may exist (a tail was written, see _PartWriter.flush).
+        # "tailed": whether a tail (<id>/tail.<start>) was ever written (_PartWriter.flush).
         backend: dict[str, Any] = {"parts": [], "tail": 0, "tailed": False}
         if final_key is not None and not self.storage.appendable:
             backend["key"] = final_key
@@ -211,7 +211,7 @@ class TusStore:
     def writer(self, info: UploadInfo, *, tail: bytes | None = None) -> DataWriter:
         """A writer appending the next bytes of the upload at ``info.offset``.
 
-        ``tail``: the bytes of ``<id>/tail`` if the caller knows them (a writer's
+        ``tail``: the bytes of ``<id>/tail.<start>`` if the caller knows them (a writer's
         :attr:`DataWriter.tail` after the last request, nobody else having written
         since), so they are not read again.
         """
@@ -219,12 +219,34 @@ class TusStore:
             return _AppendWriter(self, info)
         return _PartWriter(self, info, tail)
 
+    def tail_key(self, upload_id: str, start: int) -> str:
+        """The key of the tail beginning at byte ``start`` of the upload.
+
+        Named by where it begins: a request that sent a part and wrote the bytes after
+        it as a new tail, then died before saving its state, leaves that tail under
+        another name, and the next request still finds the tail its state describes
+        (the tail beginning at a given byte only ever grows).
+        """
+        return self.key(upload_id, f"tail.{start}")
+
     def _read_tail(self, info: UploadInfo) -> bytes:
         size = int(info.backend.get("tail", 0))
         if not size:
             return b""
         # A tail written by a request that died before saving its state may be longer.
-        return self.storage.read_bytes(self.key(info.id, "tail"))[:size]
+        return self.storage.read_bytes(self.tail_key(info.id, info.offset - size))[:size]
+
+    def _delete_tails(self, upload_id: str) -> None:
+        # Those of requests that died before saving their state too.
+        prefix = self.key(upload_id, "tail")
+        token: str | None = None
+        while True:
+            page = self.storage.list(prefix, token=token)
+            for item in page.items:
+                self._delete_key(item.key)
+            token = page.next_token
+            if token is None:
+                return
 
     def skip_parts(self, info: UploadInfo, unsaved: int) -> None:
         """Number the upload's next parts past any its last holder could still be sending.
@@ -360,7 +382,7 @@ class TusStore:
         info.synced = info.offset
         self.save(info)
         if not self.storage.appendable and tailed:
-            self._delete_key(self.key(info.id, "tail"))
+            self._delete_tails(info.id)
         return finished
 
     def _completed(self, key: str, info: UploadInfo) -> bool:
@@ -409,7 +431,9 @@ class TusStore:
                 self.storage.abort_multipart(key, info.backend["mpu"])
             if key != self.key(upload_id, "data") and not info.backend.get("handed"):
                 self._delete_key(key)
-        for name in ("data", "tail", "info", "lock"):
+        if not self.storage.appendable:
+            self._delete_tails(upload_id)
+        for name in ("data", "info", "lock"):
             self._delete_key(self.key(upload_id, name))
         self._tag(upload_id, None)
 
@@ -514,7 +538,7 @@ class DataWriter:
         self.offset = info.offset
         self.key = store.data_key(info)
         self.tail: bytes | None = None
-        """After :meth:`flush`: the bytes left in ``<id>/tail`` (``b""``: none), if any."""
+        """After :meth:`flush`: the bytes left in ``<id>/tail.<start>`` (``b""``: none), if any."""
         self._check: Callable[[], None] = _unfenced
 
     def fence_with(self, check: Callable[[], None], *, unsaved: int) -> None:
@@ -617,7 +641,7 @@ class _AppendWriter(DataWriter):
 
 
 class _PartWriter(DataWriter):
-    """S3 uploads: parts of ``part_size``; bytes short of a part wait in ``<id>/tail``.
+    """S3 uploads: parts of ``part_size``; bytes short of a part wait in ``<id>/tail.<start>``.
 
     A part is filled in place in a buffer of exactly ``part_size`` bytes and sent as it
     is, never reallocated or copied. Up to ``_SENDING_EACH`` full parts may be on their
@@ -776,7 +800,8 @@ class _PartWriter(DataWriter):
         elif part is not None and filled:
             with memoryview(part) as view:
                 tail = bytes(view[:filled])
-            self.store.storage.write(self.store.key(self.info.id, "tail"), tail)
+            start = self.offset - filled
+            self.store.storage.write(self.store.tail_key(self.info.id, start), tail)
             self.tail = tail
             # Saved with the state next; a tail of a request that died before is
             # removed with the upload (TusStore.delete) rather than at finish.

@@ -25,8 +25,10 @@ def test_every_framework_app_answers_and_is_measured(tmp_path: Path) -> None:
         assert native.written / sizes.backup > 1.9, name
         assert 0.99 <= spoolup.written / sizes.backup < 1.05, name
         assert 0 < spoolup.peak_rss < 500 * MiB
-        # The image is never written by spoolup (a few KiB of server noise at most).
-        assert cases["image"]["spoolup"][0].written < 64 * 1024, name
+        # The image (1.9 MB) is never written by spoolup: what the server wrote is noise
+        # (logs, a page or two of its own), nowhere near the image's size.
+        image = cases["image"]["spoolup"][0]
+        assert image.written / image.sent < 0.1, name
         for kind in ("native", "spoolup"):
             junk = cases["junk"][kind][0]
             assert junk.status == 413, (name, kind)

@@ -85,15 +85,17 @@ throughput (on a 2-core machine, a 256 MiB file went from 1.2 to 0.75 GB/s with 
 started at 64 MiB) for nothing."""
 IO_THREADS = 16
 """Threads of :func:`io_pool` at most (leaf work: writes, syncs, hashes, part uploads)."""
-PART_BUDGET = 128 * MiB
+PART_BUDGET = 64 * MiB
 """Bytes of multipart part buffers a process holds before writes stop borrowing more.
 
 Every streamed S3 write (and tus upload) fills one part of its own (8 MiB by default);
 the parts it sends in the background while the next one fills are borrowed from this
 budget (:mod:`spoolup._part_buffers`), and a write that finds it used up sends its part
-and waits to reuse that buffer. 128 MiB is 16 parts of 8 MiB: one upload alone still
-has 4 parts in flight, and 32 uploads at once hold about one part each (32 x 64 MiB
-POSTs: see ``benchmarks/results/s3_memory.md``)."""
+and waits to reuse that buffer. 64 MiB is 8 parts of 8 MiB: one upload alone still has
+4 parts in flight, and 8 tus uploads at once on S3 stay under 128 MiB of growth in
+all (``benchmarks/results/tus.md``: 108 MiB, against 126 MiB with a 128 MiB budget,
+at the same speed); many uploads at once hold about one part each (32 x 64 MiB POSTs:
+see ``benchmarks/results/s3_memory.md``, measured with 128 MiB)."""
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()

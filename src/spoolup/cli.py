@@ -131,7 +131,7 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--part-budget",
         metavar="SIZE",
-        help="S3 part buffers held past which uploads send one part at a time (128MiB)",
+        help="S3 part buffers held past which uploads send one part at a time (64MiB)",
     )
     serve.add_argument(
         "--allowed-host",

@@ -121,7 +121,7 @@ class ServerConfig:
         min_free_space: bytes the storage folder and the temp folder must have free for
             ``/healthz`` to answer 200 (64 MiB).
         part_budget: bytes of S3 part buffers (8 MiB each) the process holds past which
-            an upload sends its parts one at a time, in its own part (128 MiB; 0: always);
+            an upload sends its parts one at a time, in its own part (64 MiB; 0: always);
             memory stays under this plus one part per upload in flight.
         log_format: ``plain`` or ``json`` (one JSON object per line).
         metrics: collect Prometheus metrics, served at ``/metrics`` (on).

@@ -10,7 +10,7 @@ full part is sent by ``upload_part`` in a worker thread while the next one fills
 with at most ``concurrency`` parts in flight. Part buffers come from one pool for the
 process (:mod:`spoolup._part_buffers`): a writer always has one part of its own, and
 borrows the others only while the process holds less than
-:data:`~spoolup._io.PART_BUDGET` (128 MiB) of parts; past it, a writer waits for its
+:data:`~spoolup._io.PART_BUDGET` (64 MiB) of parts; past it, a writer waits for its
 own part to be sent before filling the next. So memory stays near
 ``(concurrency + 1) * part_size`` for one write, and near one part per write when
 many run at once, whatever the objects' sizes. The multipart upload is

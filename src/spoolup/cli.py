@@ -276,8 +276,11 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         BannerServer,
         StorageUnusable,
         check_ports,
+        limit_malloc_arenas,
         open_checked_store,
     )
+
+    limit_malloc_arenas(environ)
 
     names = ["host", "port", "storage", "token", "insecure", "log_level", "access_log"]
     names += [name for name, _, _ in _LIMIT_FLAGS] + ["inspect_max_size", "share_ttl"]

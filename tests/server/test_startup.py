@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,12 @@ import pytest
 from spoolup.limits import Limits
 from spoolup.server.about import banner, limits_json
 from spoolup.server.config import ConfigError, ServerConfig
-from spoolup.server.startup import StorageUnusable, check_ports, open_checked_store
+from spoolup.server.startup import (
+    MALLOC_ARENAS,
+    StorageUnusable,
+    check_ports,
+    open_checked_store,
+)
 from spoolup.storage import LocalStorage, StorageError
 
 
@@ -103,3 +110,45 @@ def test_a_port_is_checked_on_every_address_the_host_has(tmp_path: Path) -> None
     check_ports(config)  # free again
     absent = ServerConfig(storage=str(tmp_path), host="192.0.2.1", port=port, insecure=True)
     check_ports(absent)  # not this machine's address: uvicorn says so itself
+
+
+# Threads allocating at once, then glibc's own account of its arenas (one <heap> each).
+_ARENAS = """
+import ctypes, sys, tempfile, threading
+from spoolup.server.startup import limit_malloc_arenas
+print(limit_malloc_arenas({} if sys.argv[1] == "limit" else {"MALLOC_ARENA_MAX": "8"}))
+start = threading.Barrier(8)
+def allocate():
+    start.wait()
+    kept = [bytearray(300_000) for _ in range(50)]
+    del kept
+threads = [threading.Thread(target=allocate) for _ in range(8)]
+for t in threads: t.start()
+for t in threads: t.join()
+libc = ctypes.CDLL(None)
+libc.fopen.restype = ctypes.c_void_p
+libc.fopen.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
+libc.fclose.argtypes = [ctypes.c_void_p]
+with tempfile.NamedTemporaryFile() as out:
+    stream = libc.fopen(out.name.encode(), b"w")
+    libc.malloc_info(0, stream)
+    libc.fclose(stream)
+    print(open(out.name).read().count("<heap nr="))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
+def test_serve_holds_malloc_to_a_few_arenas(tmp_path: Path) -> None:
+    # Many worker threads each got an arena, and memory freed in one served only it.
+    def arenas(mode: str) -> tuple[str, int]:
+        done = subprocess.run(
+            [sys.executable, "-c", _ARENAS, mode], capture_output=True, text=True, check=True
+        )
+        applied, count = done.stdout.split()
+        return applied, int(count)
+
+    assert arenas("limit") == ("True", MALLOC_ARENAS)
+    applied, count = arenas("operator's own")
+    assert applied == "False"  # an operator's MALLOC_ARENA_MAX is left alone
+    assert count > MALLOC_ARENAS  # what the limit prevents, on this machine

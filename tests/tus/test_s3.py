@@ -186,6 +186,46 @@ def test_a_tail_cut_short_by_a_late_write_falls_back_to_where_it_ends(
         assert hashlib.sha256(stored.read()).digest() == hashlib.sha256(data).digest()
 
 
+def test_a_patch_over_a_tail_cut_short_answers_409_and_head_the_offset_to_resume(
+    seaweed: Seaweed, prefix: str
+) -> None:
+    completed = Completed()
+    first = s3_server(seaweed, prefix, completed)
+    second = s3_server(seaweed, prefix, completed)  # keeps nothing of the upload
+    data = DATA[:MiB]
+    headers = {"Tus-Resumable": "1.0.0", "Content-Type": "application/offset+octet-stream"}
+    try:
+        with httpx.Client(headers={"Tus-Resumable": "1.0.0"}, timeout=60) as client:
+            r = client.post(first.url, headers={"Upload-Length": str(len(data))})
+            path = r.headers["location"]
+            r = client.patch(
+                first.base + path, content=data[:300_000], headers={**headers, "Upload-Offset": "0"}
+            )
+            assert r.status_code == 204, r.text
+            store = TusStore(S3Storage(seaweed.bucket, prefix, client=seaweed.client()))
+            upload_id = path.rsplit("/", 1)[1]
+            store.storage.write(store.tail_key(upload_id, 0), data[:100_000])  # a late write
+            r = client.patch(
+                second.base + path,
+                content=data[300_000:],
+                headers={**headers, "Upload-Offset": "300000"},
+            )
+            assert r.status_code == 409, r.text
+            r = client.head(second.base + path)
+            assert r.headers["upload-offset"] == "100000"
+            r = client.patch(
+                second.base + path,
+                content=data[100_000:],
+                headers={**headers, "Upload-Offset": "100000"},
+            )
+            assert r.status_code == 204, r.text
+    finally:
+        first.stop()
+        second.stop()
+    (call,) = completed.calls
+    assert call["data"] == data
+
+
 def test_no_byte_of_a_reused_part_buffer_reaches_an_object(seaweed: Seaweed, prefix: str) -> None:
     # Part buffers are reused (and new ones are not zeroed): fill the pool with buffers
     # of a byte the data never holds, then write through every path that sends, cuts

@@ -153,6 +153,112 @@ def test_a_tail_written_by_a_request_that_died_unsaved_corrupts_nothing(
     assert client.list_objects_v2(Bucket=seaweed.bucket, Prefix=prefix).get("KeyCount") == 0
 
 
+def test_a_tail_cut_short_by_a_late_write_falls_back_to_where_it_ends(
+    seaweed: Seaweed, prefix: str
+) -> None:
+    # The saved state counts 300 KiB in the tail, but a holder that lost the lease wrote
+    # its shorter tail late (a PUT slow on the wire) over the one the state describes:
+    # the next request must not go on after bytes that are gone (a silently corrupt
+    # upload), but fall back to where the tail ends, as the client then resumes.
+    storage = S3Storage(seaweed.bucket, prefix, client=seaweed.client())
+    store = TusStore(storage)
+    data = os.urandom(MiB)
+    info = UploadInfo(id="c" * 22, length=len(data))
+    store.create(info)
+    writer = store.writer(info)
+    writer.write(data[: 300 * 1024])
+    writer.flush(final=True)
+    writer.close()
+    store.save(info)
+    storage.write(store.tail_key(info.id, 0), data[: 100 * 1024])  # the late write
+    again = store.load(info.id)
+    assert again is not None
+    writer = store.writer(again)
+    try:
+        assert writer.offset == again.offset == 100 * 1024
+        assert again.backend["fallbacks"] == 1
+        writer.write(data[writer.offset :])
+        writer.flush(final=True)
+    finally:
+        writer.close()
+    store.finish(again)
+    with store.open(again) as stored:
+        assert hashlib.sha256(stored.read()).digest() == hashlib.sha256(data).digest()
+
+
+def test_a_patch_over_a_tail_cut_short_answers_409_and_head_the_offset_to_resume(
+    seaweed: Seaweed, prefix: str
+) -> None:
+    completed = Completed()
+    first = s3_server(seaweed, prefix, completed)
+    second = s3_server(seaweed, prefix, completed)  # keeps nothing of the upload
+    data = DATA[:MiB]
+    headers = {"Tus-Resumable": "1.0.0", "Content-Type": "application/offset+octet-stream"}
+    try:
+        with httpx.Client(headers={"Tus-Resumable": "1.0.0"}, timeout=60) as client:
+            r = client.post(first.url, headers={"Upload-Length": str(len(data))})
+            path = r.headers["location"]
+            r = client.patch(
+                first.base + path, content=data[:300_000], headers={**headers, "Upload-Offset": "0"}
+            )
+            assert r.status_code == 204, r.text
+            store = TusStore(S3Storage(seaweed.bucket, prefix, client=seaweed.client()))
+            upload_id = path.rsplit("/", 1)[1]
+            store.storage.write(store.tail_key(upload_id, 0), data[:100_000])  # a late write
+            r = client.patch(
+                second.base + path,
+                content=data[300_000:],
+                headers={**headers, "Upload-Offset": "300000"},
+            )
+            assert r.status_code == 409, r.text
+            r = client.head(second.base + path)
+            assert r.headers["upload-offset"] == "100000"
+            r = client.patch(
+                second.base + path,
+                content=data[100_000:],
+                headers={**headers, "Upload-Offset": "100000"},
+            )
+            assert r.status_code == 204, r.text
+    finally:
+        first.stop()
+        second.stop()
+    (call,) = completed.calls
+    assert call["data"] == data
+
+
+def test_no_byte_of_a_reused_part_buffer_reaches_an_object(seaweed: Seaweed, prefix: str) -> None:
+    # Part buffers are reused (and new ones are not zeroed): fill the pool with buffers
+    # of a byte the data never holds, then write through every path that sends, cuts
+    # or keeps a part buffer (a tail, a full part, a short last part; a streamed
+    # write's part and tail): no object may hold a byte of them.
+    storage = S3Storage(seaweed.bucket, prefix, part_size=5 * MiB, client=seaweed.client())
+    store = TusStore(storage, part_size=5 * MiB)
+    marked = [PROCESS_BUFFERS.take(5 * MiB) for _ in range(3)]
+    for buffer in marked:
+        buffer[:] = b"\xaa" * len(buffer)
+        PROCESS_BUFFERS.give_back(buffer)
+    del marked
+    data = os.urandom(6 * MiB).replace(b"\xaa", b"\x55")
+    info = UploadInfo(id="p" * 22, length=len(data))
+    store.create(info)
+    for start, end in ((0, 300 * 1024), (300 * 1024, 5 * MiB + 4096), (5 * MiB + 4096, len(data))):
+        writer = store.writer(info)
+        try:
+            writer.write(data[start:end])
+            writer.flush(final=True)
+        finally:
+            writer.close()
+        store.save(info)
+    store.finish(info)
+    with store.open(info) as stored:
+        assert stored.read() == data
+    with storage.open_writer("streamed") as out:
+        for at in range(0, len(data), 1000 * 1024):
+            out.write(data[at : at + 1000 * 1024])
+        out.commit()
+    assert storage.read_bytes("streamed") == data
+
+
 class _GatedS3(S3Storage):
     """Part 1 is held back until the writer has filled the next parts."""
 

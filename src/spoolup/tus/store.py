@@ -233,8 +233,27 @@ class TusStore:
         size = int(info.backend.get("tail", 0))
         if not size:
             return b""
-        # A tail written by a request that died before saving its state may be longer.
-        return self.storage.read_bytes(self.tail_key(info.id, info.offset - size))[:size]
+        # A tail written by a request that died before saving its state may be longer;
+        # one written late by a holder that lost the lease (after the state counting a
+        # longer one was saved) may be shorter: see _fall_back_to_tail.
+        try:
+            tail = self.storage.read_bytes(self.tail_key(info.id, info.offset - size))
+        except ObjectNotFound:
+            tail = b""
+        return tail[:size]
+
+    def _fall_back_to_tail(self, info: UploadInfo, tail: bytes) -> None:
+        """Move ``info`` back to where ``tail`` ends if it is shorter than the state says.
+
+        The bytes past it are gone: counted in ``fallbacks``, as a local upload's fall
+        back to its last checkpoint, and the client resends them (a 409, then HEAD).
+        """
+        lost = int(info.backend.get("tail", 0)) - len(tail)
+        if lost > 0:
+            info.offset -= lost
+            info.synced = min(info.synced, info.offset)
+            info.backend["tail"] = len(tail)
+            info.backend["fallbacks"] = int(info.backend.get("fallbacks", 0)) + 1
 
     def _delete_tails(self, upload_id: str) -> None:
         # Those of requests that died before saving their state too.
@@ -358,6 +377,9 @@ class TusStore:
             parts = [PartInfo(1, info.offset, "append")]
         else:
             tail = self._read_tail(info)
+            if len(tail) != int(backend.get("tail", 0)):
+                msg = f"the tail of upload {info.id} is shorter than its state says"
+                raise StorageError(msg)
             parts = [PartInfo(int(n), int(s), str(e)) for n, s, e in backend["parts"]]
             if tail:
                 number = _last_number(backend) + 1
@@ -660,6 +682,8 @@ class _PartWriter(DataWriter):
         super().__init__(store, info)
         if tail is None or len(tail) != int(info.backend.get("tail", 0)):
             tail = store._read_tail(info)
+            store._fall_back_to_tail(info, tail)
+            self.offset = info.offset
         self._part: bytearray | None = None
         self._filled = 0
         self._next: bytearray | None = None  # the buffer the next part fills
@@ -801,6 +825,7 @@ class _PartWriter(DataWriter):
             with memoryview(part) as view:
                 tail = bytes(view[:filled])
             start = self.offset - filled
+            self._check()  # the parts sent just before may have taken a while
             self.store.storage.write(self.store.tail_key(self.info.id, start), tail)
             self.tail = tail
             # Saved with the state next; a tail of a request that died before is

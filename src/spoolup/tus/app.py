@@ -212,6 +212,17 @@ class TusApp:
             return  # the client left: no one to answer
         except UploadError as exc:
             response = self.protocol.error_response(exc, head=is_head)
+        except StorageError as exc:
+            # The storage's own words stay in the log: they can name keys and hosts.
+            logger.error("tus: storage failed on %s %s: %s", method, path, exc.message)  # noqa: TRY400
+            # The request's frames (and their part buffers) go now, not at the next
+            # garbage collection: a part's future holds the error, which holds them.
+            exc.__traceback__ = None
+            full = exc.status == 507
+            failed = TusError(
+                "storage is full" if full else "storage failed", status=507 if full else 500
+            )
+            response = self.protocol.error_response(failed, head=is_head)
         preflight = method == "OPTIONS" and "access-control-request-method" in headers
         cors = self.protocol.cors_headers(origin, preflight=preflight)
         await _send_response(send, response, cors)

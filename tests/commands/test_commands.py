@@ -202,7 +202,9 @@ def test_ctrl_c_stops_an_upload_with_a_resume_hint(server: RunningServer, tmp_pa
     path.write_bytes(os.urandom(90_000))
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     code = (
-        "import sys, time, spoolup.commands.upload as u\n"
+        "import signal, sys, time, spoolup.commands.upload as u\n"
+        # As in a terminal: a test run in the background inherits SIGINT ignored.
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "real = u._file_chunks\n"
         "def slow(*a, **k):\n"
         "    for chunk in real(*a, **k):\n"
@@ -213,23 +215,23 @@ def test_ctrl_c_stops_an_upload_with_a_resume_hint(server: RunningServer, tmp_pa
         "from spoolup.cli import main\n"
         "sys.exit(main(sys.argv[1:]))\n"
     )
-    process = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-c", code, "upload", str(path), "--quiet"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-    )
-    try:
-        assert process.stderr is not None
-        line = process.stderr.readline()
-        assert "SENDING" in line, line
-        process.send_signal(signal.SIGINT)
-        _, err = process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    ) as process:
+        try:
+            assert process.stderr is not None
+            line = process.stderr.readline()
+            assert "SENDING" in line, line
+            process.send_signal(signal.SIGINT)
+            _, err = process.communicate(timeout=30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
     assert process.returncode == 130
     assert "Traceback" not in err
     assert "interrupted. 0 uploaded (0 B) of 1 file" in err

@@ -99,6 +99,16 @@ def _put_head(length: int) -> bytes:
     ).encode()
 
 
+def _tus_upload(client: httpx.Client, body: bytes) -> httpx.Response:
+    """Create a tus upload of ``body`` and send it in one PATCH; the PATCH's answer."""
+    created = client.post("/tus/", headers={**TUS, "Upload-Length": str(len(body))})
+    return client.patch(
+        created.headers["location"],
+        content=body,
+        headers={**TUS, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"},
+    )
+
+
 def _tus_head(client: httpx.Client, length: int) -> bytes:
     created = client.post("/tus/", headers={**TUS, "Upload-Length": str(length)})
     assert created.status_code == 201, created.text
@@ -159,16 +169,7 @@ def test_a_part_the_store_refuses_gives_the_buffers_back(
         elif way == "put":
             answer = client.put("/api/files/big.bin", content=body)
         else:
-            created = client.post("/tus/", headers={**TUS, "Upload-Length": str(len(body))})
-            answer = client.patch(
-                created.headers["location"],
-                content=body,
-                headers={
-                    **TUS,
-                    "Upload-Offset": "0",
-                    "Content-Type": "application/offset+octet-stream",
-                },
-            )
+            answer = _tus_upload(client, body)
     assert answer.status_code >= 500, answer.text
     _settled(before, "the store refused a part")
     if way != "tus":
@@ -197,16 +198,7 @@ def test_tus_sends_parts_in_the_background_only_under_the_budget(
     try:
         body = os.urandom(3 * PART)  # the limit here
         with s3_server.client() as client:
-            created = client.post("/tus/", headers={**TUS, "Upload-Length": str(len(body))})
-            answer = client.patch(
-                created.headers["location"],
-                content=body,
-                headers={
-                    **TUS,
-                    "Upload-Offset": "0",
-                    "Content-Type": "application/offset+octet-stream",
-                },
-            )
+            answer = _tus_upload(client, body)
             assert answer.status_code == 204, answer.text
     finally:
         PROCESS_BUFFERS.set_budget(PART_BUDGET)
